@@ -1,0 +1,418 @@
+//! Every message of the protocol, as enums named by direction.
+//!
+//! A connection starts with the hello exchange (see `hello.rs`), whose [`Intent`] says which
+//! conversation follows on the first bidirectional stream:
+//!
+//! | intent | initiator sends | responder sends |
+//! |---|---|---|
+//! | [`Intent::Attach`] | [`LeafToSupernode`] | [`SupernodeToLeaf`] |
+//! | [`Intent::Link`] | [`SupernodeToSupernode`] | [`SupernodeToSupernode`] |
+//! | [`Intent::Registry`] | [`ToListServer`] | [`ListServerToNode`] |
+//! | [`Intent::Transfer`] | [`DownloaderToHolder`] | [`HolderToDownloader`] |
+//! | [`Intent::Probe`] | [`ProbeRequest`] | [`ProbeReply`] |
+//!
+//! Sizes a peer controls are capped by the frame limit and by the `MAX_*` constants here;
+//! receivers check them with the `validate` methods before acting on a message.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Message, WireError};
+use crate::content::ContentId;
+use crate::identity::NodeId;
+
+/// Longest file name (bytes of UTF-8) carried in an entry or a hit.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Most entries in one publish message; a leaf publishes a large folder in several.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 2_000;
+/// Most keywords in one query.
+pub const MAX_QUERY_KEYWORDS: usize = 8;
+/// Most bytes of one query keyword.
+pub const MAX_KEYWORD_BYTES: usize = 64;
+/// Most hits in one hits message.
+pub const MAX_HITS_PER_MESSAGE: usize = 200;
+/// Most holders listed for one hit.
+pub const MAX_HOLDERS_PER_HIT: usize = 32;
+/// Most supernodes in one list.
+pub const MAX_SUPERNODES_PER_LIST: usize = 200;
+/// Size in bytes of a keyword routing summary (a bit table of 2^16 bits).
+pub const SUMMARY_BYTES: usize = 8 * 1024;
+
+/// Which part a node plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// An ordinary node, attached to one supernode.
+    Leaf,
+    /// A supernode: indexes leaves, routes queries.
+    Supernode,
+    /// The bootstrap list server.
+    ListServer,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Leaf => "leaf",
+            Role::Supernode => "supernode",
+            Role::ListServer => "list-server",
+        })
+    }
+}
+
+/// What the initiator of a connection wants; picks the message types that follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Intent {
+    /// A leaf attaches to a supernode.
+    Attach,
+    /// Two supernodes link in the overlay.
+    Link,
+    /// Register, heartbeat or ask a list server for supernodes.
+    Registry,
+    /// Download content from a holder.
+    Transfer,
+    /// Measure round-trip time and load (candidate probing, dial-back checks).
+    Probe,
+}
+
+/// A 128-bit random query id; a supernode drops an id it has already seen.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueryId(pub [u8; 16]);
+
+impl QueryId {
+    /// A fresh id from `rng`.
+    pub fn random(rng: &mut impl rand::Rng) -> Self {
+        Self(rng.random())
+    }
+}
+
+impl fmt::Debug for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QueryId({})", hex::encode(self.0))
+    }
+}
+
+impl fmt::Display for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// One shared file as a leaf publishes it. The supernode derives the keywords from `name`
+/// with the common tokenizer; a leaf cannot inject keywords its name does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// BLAKE3 of the file.
+    pub content_id: ContentId,
+    /// File name without directories.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl FileEntry {
+    /// Checks the limits a receiver must enforce.
+    pub fn validate(&self) -> Result<(), WireError> {
+        validate_name(&self.name)
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), WireError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(WireError::Invalid(format!(
+            "file name of {} bytes (1..={MAX_NAME_BYTES})",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A node that holds some content, and where to reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Holder {
+    /// The holder's node id (pin it when dialling).
+    pub node_id: NodeId,
+    /// The holder's advertised address.
+    pub addr: SocketAddr,
+}
+
+/// One search result: some content and every holder known for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryHit {
+    /// BLAKE3 of the file.
+    pub content_id: ContentId,
+    /// The file name as a holder shares it.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The nodes that hold it.
+    pub holders: Vec<Holder>,
+}
+
+impl QueryHit {
+    /// Checks the limits a receiver must enforce.
+    pub fn validate(&self) -> Result<(), WireError> {
+        validate_name(&self.name)?;
+        if self.holders.is_empty() || self.holders.len() > MAX_HOLDERS_PER_HIT {
+            return Err(WireError::Invalid(format!(
+                "hit with {} holders",
+                self.holders.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A keyword query as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// Random id, the same on every hop.
+    pub id: QueryId,
+    /// Lower-case keywords; a hit must hold every one.
+    pub keywords: Vec<String>,
+    /// How many results the asker wants.
+    pub want: u32,
+}
+
+impl Query {
+    /// Checks the limits a receiver must enforce.
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.keywords.is_empty() || self.keywords.len() > MAX_QUERY_KEYWORDS {
+            return Err(WireError::Invalid(format!(
+                "query with {} keywords (1..={MAX_QUERY_KEYWORDS})",
+                self.keywords.len()
+            )));
+        }
+        if let Some(k) = self
+            .keywords
+            .iter()
+            .find(|k| k.is_empty() || k.len() > MAX_KEYWORD_BYTES)
+        {
+            return Err(WireError::Invalid(format!(
+                "query keyword of {} bytes",
+                k.len()
+            )));
+        }
+        if self.want == 0 {
+            return Err(WireError::Invalid("query wants 0 results".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A supernode's load as it reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    /// Leaves attached now.
+    pub leaves: u32,
+    /// Most leaves it admits.
+    pub capacity: u32,
+    /// Supernode links it keeps.
+    pub neighbors: u32,
+}
+
+/// One supernode in a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupernodeInfo {
+    /// Its node id (the list's consumers pin it).
+    pub node_id: NodeId,
+    /// Its advertised address.
+    pub addr: SocketAddr,
+    /// Its last reported load.
+    pub load: Load,
+    /// Known from an earlier run and not yet confirmed by a fresh heartbeat.
+    pub stale: bool,
+}
+
+/// A list of supernodes, as a list server or a supernode hands it out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupernodeList {
+    /// When the list was made, in milliseconds since the Unix epoch.
+    pub made_at_ms: u64,
+    /// The supernodes, most recommended first.
+    pub supernodes: Vec<SupernodeInfo>,
+    /// The network needs more supernodes (all near capacity, or too few for the leaves).
+    pub short_of_supernodes: bool,
+}
+
+impl SupernodeList {
+    /// Checks the limits a receiver must enforce.
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.supernodes.len() > MAX_SUPERNODES_PER_LIST {
+            return Err(WireError::Invalid(format!(
+                "list of {} supernodes",
+                self.supernodes.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a query ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryEnd {
+    /// It found as many results as wanted.
+    Enough,
+    /// No more supernodes could match within the hop limit.
+    Exhausted,
+    /// The deadline passed.
+    Deadline,
+    /// The asker cancelled it.
+    Cancelled,
+}
+
+/// Leaf to its supernode, after [`Intent::Attach`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LeafToSupernode {
+    /// Adds entries to this leaf's part of the index.
+    Publish { entries: Vec<FileEntry> },
+    /// Removes entries from this leaf's part of the index.
+    Unpublish { content_ids: Vec<ContentId> },
+    /// Starts a search.
+    Query(Query),
+    /// Stops a search early.
+    CancelQuery { id: QueryId },
+    /// Asks for other supernodes (failover candidates).
+    GetSupernodes { max: u16 },
+    /// Keeps the session warm and measures RTT at the application level.
+    Ping { nonce: u64 },
+    /// The leaf is leaving; drop its entries now.
+    Leaving,
+}
+
+/// Supernode to an attached leaf.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SupernodeToLeaf {
+    /// Results of a running query, streamed as they arrive.
+    Hits { id: QueryId, hits: Vec<QueryHit> },
+    /// No more results will come for this query.
+    QueryDone { id: QueryId, end: QueryEnd },
+    /// Other supernodes.
+    Supernodes(SupernodeList),
+    /// Answer to a ping.
+    Pong { nonce: u64 },
+    /// This supernode is stepping down or shutting down: go to one of these now.
+    MoveTo { supernodes: Vec<SupernodeInfo> },
+    /// A request was refused (over a limit, rate-limited) without ending the session.
+    Refused { reason: String },
+}
+
+/// Between two linked supernodes, both ways, after [`Intent::Link`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SupernodeToSupernode {
+    /// The sender's keyword routing summary: [`SUMMARY_BYTES`] of bit table.
+    Summary { generation: u64, table: Vec<u8> },
+    /// A query forwarded for the sender; `ttl` hops remain.
+    Query { query: Query, ttl: u8 },
+    /// Results for a query the receiver forwarded to the sender.
+    Hits { id: QueryId, hits: Vec<QueryHit> },
+    /// The sender has finished with a query.
+    QueryDone { id: QueryId },
+    /// Supernodes the sender knows (gossip), with its own load.
+    Known {
+        load: Load,
+        supernodes: Vec<SupernodeInfo>,
+    },
+    /// Link keep-alive.
+    Ping { nonce: u64 },
+    /// Answer to a ping.
+    Pong { nonce: u64 },
+}
+
+/// Any node to a list server, after [`Intent::Registry`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToListServer {
+    /// A supernode asks to be listed at `advertise` (dialled back before it is listed).
+    Register { advertise: SocketAddr, load: Load },
+    /// A registered supernode is still alive, with its current load.
+    Heartbeat { load: Load },
+    /// A supernode leaves the list (clean shutdown, stepping down).
+    Unregister,
+    /// Asks for up to `max` supernodes.
+    GetSupernodes { max: u16 },
+}
+
+/// A list server's answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ListServerToNode {
+    /// Registration taken; heartbeat this often. `listed` once the dial-back succeeded.
+    Registered {
+        heartbeat_interval_ms: u32,
+        listed: bool,
+    },
+    /// The supernodes asked for.
+    Supernodes(SupernodeList),
+    /// The request was refused (rate limit, registry full, dial-back failed).
+    Refused { reason: String },
+}
+
+/// A downloader to a holder, after [`Intent::Transfer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DownloaderToHolder {
+    /// Does the holder have this content, and how large is it?
+    Have { content_id: ContentId },
+    /// Send bytes `start..start + len` with their BLAKE3 proof.
+    Range {
+        content_id: ContentId,
+        start: u64,
+        len: u64,
+    },
+}
+
+/// A holder's answers to a downloader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HolderToDownloader {
+    /// The holder has it, and it is this large.
+    Have { content_id: ContentId, size: u64 },
+    /// The holder does not share this content.
+    NotFound { content_id: ContentId },
+    /// All upload slots are taken; try again later.
+    Busy { retry_after_ms: u32 },
+    /// The verified range follows on this stream as raw bytes of `len` encoded bytes.
+    RangeFollows {
+        content_id: ContentId,
+        start: u64,
+        len: u64,
+        encoded_len: u64,
+    },
+}
+
+/// A prober to any node, after [`Intent::Probe`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProbeRequest {
+    /// Echo this nonce.
+    Ping { nonce: u64 },
+}
+
+/// A node's answer to a probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProbeReply {
+    /// The nonce back, with the node's role and (for a supernode) its load.
+    Pong {
+        nonce: u64,
+        role: Role,
+        load: Option<Load>,
+    },
+}
+
+/// Declares how many variants each message enum has in this version (see [`Message`]).
+macro_rules! messages {
+    ($($ty:ty => $n:expr),* $(,)?) => {
+        $(impl Message for $ty {
+            const VARIANTS: Option<u32> = Some($n);
+        })*
+    };
+}
+
+messages! {
+    LeafToSupernode => 7,
+    SupernodeToLeaf => 6,
+    SupernodeToSupernode => 7,
+    ToListServer => 4,
+    ListServerToNode => 3,
+    DownloaderToHolder => 2,
+    HolderToDownloader => 4,
+    ProbeRequest => 1,
+    ProbeReply => 1,
+}
