@@ -1,8 +1,31 @@
 //! The list server: the registry of live, dial-back-verified supernodes, served to any node
 //! that asks, and saved to disk so a restart serves the last-known list at once.
 //!
-//! It does not route queries or index content. The registry's decisions (admit, expire,
-//! choose what to hand out, signal a shortage) live in a plain state machine with time passed
-//! in.
+//! A supernode registers with its advertised address and load; the server dials that
+//! address back, pinned to the registering node id, and lists the node only if that very
+//! node answers there. Heartbeats keep an entry; silence expires it. Lists prefer
+//! supernodes with room and spread askers over them; each list says whether the network is
+//! short of supernodes.
 //!
-//! Layout: filled in by the list-server issue.
+//! It does not route queries or index content, and it is not needed by peers that have
+//! joined before (they cache lists). The registry's decisions live in a plain state machine
+//! with time passed in ([`Registry`]); [`ListServer`] only drives it.
+//!
+//! Layout:
+//! - `registry`: the state machine (admit after dial-back, expire, select, shortage).
+//! - `rate_limit`: per-source token buckets with a capped table.
+//! - `persist`: `registry.json`, atomic saves, corrupt files kept aside.
+//! - `server`: the QUIC driver ([`ListServer`]).
+//! - `client`: [`fetch_supernodes`] and [`keep_registered`] for the other roles.
+
+mod client;
+mod persist;
+mod rate_limit;
+mod registry;
+mod server;
+
+pub use client::{ClientError, RegistrationStatus, fetch_supernodes, keep_registered};
+pub use persist::{PersistError, REGISTRY_FILE, unix_ms};
+pub use rate_limit::RateLimiter;
+pub use registry::{RefuseReason, RegisterOutcome, Registry, RegistryConfig, SavedEntry};
+pub use server::{ListServer, ListServerConfig, ListServerError};

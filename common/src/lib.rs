@@ -22,6 +22,7 @@
 //! - `wire`: messages, frames, hello, errors.
 //! - `content`: [`ContentId`] and streaming hashing.
 //! - `keywords`: the tokenizer.
+//! - `probe`: RTT probes and dial-back checks.
 //! - `atomic_file`: [`write_atomic`], for every file a node saves.
 
 mod address;
@@ -29,6 +30,7 @@ mod atomic_file;
 mod content;
 mod identity;
 mod keywords;
+mod probe;
 mod tls;
 mod transport;
 pub mod wire;
@@ -38,6 +40,7 @@ pub use atomic_file::write_atomic;
 pub use content::{ContentId, ParseContentIdError};
 pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdError};
 pub use keywords::{MAX_KEYWORD_CHARS, MAX_KEYWORDS_PER_NAME, keywords};
+pub use probe::{MAX_PINGS_PER_PROBE, ProbeResult, answer_probe, probe};
 pub use tls::{ALPN, TlsError};
 pub use transport::{
     ConnectError, Connection, Endpoint, Session, TransportError, TransportLimits, accept,

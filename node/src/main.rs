@@ -1,28 +1,26 @@
 //! `superpeer`: one program for every role of the network (leaf, supernode, list server)
-//! and the client commands that talk to a running daemon.
+//! and the client commands that talk to the network or to a running daemon.
 //!
-//! The binary stays thin: it parses flags into validated settings and hands them to the
-//! role crates. Subcommands arrive with the issues that implement them.
+//! The binary stays thin: clap parses flags (`cli`), each command turns them into the
+//! settings of a role crate and runs it (`cmd/`). Errors become one clear line on stderr and
+//! a non-zero exit status.
 
-use clap::{CommandFactory, Parser};
+mod cli;
+mod cmd;
+mod runtime;
 
-/// A superpeer (KaZaA / Gnutella 0.6 ultrapeer style) file-sharing network over QUIC.
-#[derive(Debug, Parser)]
-#[command(name = "superpeer", version, about, long_about = None)]
-struct Cli {}
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Cli::command().print_help()?;
-    Ok(())
-}
+use clap::Parser;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_line_definition_is_consistent() {
-        Cli::command().debug_assert();
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    runtime::init_logging();
+    match cmd::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("superpeer: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,205 @@
+//! The client side of the list server: asking for supernodes, and keeping a supernode
+//! registered (register, then heartbeat at the pace the server asks, reconnecting with
+//! backoff when the server goes away).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use superpeer_common::wire::{
+    CloseCode, Hello, HelloReply, Intent, ListServerToNode, Load, Role, SupernodeList,
+    ToListServer, WireError,
+};
+use superpeer_common::{ConnectError, Endpoint, PeerAddr, Session};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Why a request to a list server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection (nobody answers, wrong node id, handshake failure).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The conversation broke (bad or missing answer, connection lost).
+    #[error("list server {addr}: {source}")]
+    Wire { addr: SocketAddr, source: WireError },
+    /// The list server said no.
+    #[error("list server {addr} refused: {reason}")]
+    Refused { addr: SocketAddr, reason: String },
+}
+
+async fn open(
+    endpoint: &Endpoint,
+    server: &PeerAddr,
+    role: Role,
+) -> Result<(superpeer_common::Connection, Session), ClientError> {
+    let addr = server.addr;
+    let conn = endpoint.connect(server).await?;
+    let hello = Hello::new(role, Intent::Registry, None);
+    let (session, reply) = conn
+        .open_session(&hello)
+        .await
+        .map_err(|source| ClientError::Wire { addr, source })?;
+    match reply {
+        HelloReply::Welcome {
+            role: Role::ListServer,
+        } => Ok((conn, session)),
+        HelloReply::Welcome { role } => {
+            conn.close(CloseCode::Normal, "not a list server");
+            Err(ClientError::Refused {
+                addr,
+                reason: format!("that node is a {role}, not a list server"),
+            })
+        }
+        HelloReply::Refused { reason, .. } => Err(ClientError::Refused { addr, reason }),
+    }
+}
+
+/// Asks the list server at `server` for up to `max` supernodes.
+pub async fn fetch_supernodes(
+    endpoint: &Endpoint,
+    server: &PeerAddr,
+    role: Role,
+    max: u16,
+) -> Result<SupernodeList, ClientError> {
+    let addr = server.addr;
+    let (conn, mut session) = open(endpoint, server, role).await?;
+    let wire = |source| ClientError::Wire { addr, source };
+    session
+        .writer
+        .send(&ToListServer::GetSupernodes { max })
+        .await
+        .map_err(wire)?;
+    let reply = session
+        .reader
+        .recv_required::<ListServerToNode>()
+        .await
+        .map_err(wire)?;
+    let _ = session.writer.inner_mut().finish();
+    conn.close(CloseCode::Normal, "done");
+    match reply {
+        ListServerToNode::Supernodes(list) => {
+            list.validate().map_err(wire)?;
+            Ok(list)
+        }
+        ListServerToNode::Refused { reason } => Err(ClientError::Refused { addr, reason }),
+        ListServerToNode::Registered { .. } => Err(wire(WireError::Unexpected(
+            "Registered in answer to GetSupernodes",
+        ))),
+    }
+}
+
+/// How a supernode's registration stands, as [`keep_registered`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrationStatus {
+    /// Not yet connected, or reconnecting.
+    Connecting,
+    /// Registered; `listed` once the dial-back confirmed our address.
+    Registered { listed: bool },
+    /// The list server refused us (the reason says why); we keep trying.
+    Refused(String),
+}
+
+/// Keeps this supernode registered with `server` until `shutdown` fires, then unregisters.
+/// `load` is read at every heartbeat; `status` reports how it stands.
+pub async fn keep_registered(
+    endpoint: Endpoint,
+    server: PeerAddr,
+    advertise: SocketAddr,
+    load: watch::Receiver<Load>,
+    status: watch::Sender<RegistrationStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let _ = status.send(RegistrationStatus::Connecting);
+        let session =
+            registration_session(&endpoint, &server, advertise, &load, &status, &mut shutdown);
+        match session.await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(list_server = %server.addr, "registration: {e}; retrying in {backoff:?}");
+                let _ = status.send(RegistrationStatus::Refused(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut shutdown) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection's worth of registration; `Ok` only after a clean unregister on shutdown.
+async fn registration_session(
+    endpoint: &Endpoint,
+    server: &PeerAddr,
+    advertise: SocketAddr,
+    load: &watch::Receiver<Load>,
+    status: &watch::Sender<RegistrationStatus>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let addr = server.addr;
+    let wire = |source| ClientError::Wire { addr, source };
+    let (conn, mut session) = open(endpoint, server, Role::Supernode).await?;
+    let current = *load.borrow();
+    session
+        .writer
+        .send(&ToListServer::Register {
+            advertise,
+            load: current,
+        })
+        .await
+        .map_err(wire)?;
+    let mut interval = Duration::from_secs(5);
+    loop {
+        match session
+            .reader
+            .recv_required::<ListServerToNode>()
+            .await
+            .map_err(wire)?
+        {
+            ListServerToNode::Registered {
+                heartbeat_interval_ms,
+                listed,
+            } => {
+                interval =
+                    Duration::from_millis(u64::from(heartbeat_interval_ms.clamp(100, 60_000)));
+                if status.send_replace(RegistrationStatus::Registered { listed })
+                    != (RegistrationStatus::Registered { listed })
+                {
+                    info!(list_server = %addr, listed, "registration");
+                }
+            }
+            ListServerToNode::Refused { reason } => {
+                debug!(list_server = %addr, "refused: {reason}");
+                let _ = status.send(RegistrationStatus::Refused(reason));
+            }
+            ListServerToNode::Supernodes(_) => {
+                return Err(wire(WireError::Unexpected("a list without asking")));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            () = stopped(shutdown) => {
+                let _ = session.writer.send(&ToListServer::Unregister).await;
+                let _ = session.writer.inner_mut().finish();
+                // Give the unregister a moment to land before the close overtakes it.
+                let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+                conn.close(CloseCode::Normal, "unregistered");
+                return Ok(());
+            }
+        }
+        let current = *load.borrow();
+        session
+            .writer
+            .send(&ToListServer::Heartbeat { load: current })
+            .await
+            .map_err(wire)?;
+    }
+}
+
+/// Completes once `shutdown` says stop, or its sender is gone.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // Map the borrow guard away at once: it must not live across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}

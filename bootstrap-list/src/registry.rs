@@ -1,0 +1,377 @@
+//! The registry state machine: which supernodes are listed, and what to hand out.
+//!
+//! No sockets, no timers, no clock: the driver passes `now` into every call and performs the
+//! dial-backs this machine asks for. Message flow for one supernode:
+//!
+//! 1. `Register { advertise, load }` arrives → [`Registry::handle_register`]. A new node (or
+//!    a known one at a new address) is kept *pending* and the answer is
+//!    [`RegisterOutcome::DialBack`]: the driver dials `advertise` pinned to the node id.
+//! 2. The dial-back's result → [`Registry::handle_dial_back`]. Only a success lists the node:
+//!    an address nobody answers on, or answered by another key, is never handed out.
+//! 3. `Heartbeat { load }` → [`Registry::handle_heartbeat`] refreshes it; an entry that
+//!    misses heartbeats for [`RegistryConfig::expiry`] goes in [`Registry::handle_timeout`].
+//! 4. Entries restored from disk ([`Registry::restore`]) are listed at once, marked stale,
+//!    until the node registers again (or they expire).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use superpeer_common::NodeId;
+use superpeer_common::wire::{Load, SupernodeInfo, SupernodeList};
+
+/// Tunables of the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// How often supernodes are told to heartbeat.
+    pub heartbeat_interval: Duration,
+    /// An entry not heard from for this long is dropped.
+    pub expiry: Duration,
+    /// Most entries kept (listed and stale); further new registrations are refused.
+    pub max_entries: usize,
+    /// Most registrations waiting for their dial-back at once.
+    pub max_pending: usize,
+    /// A supernode with at least this share of its capacity in use counts as full.
+    pub full_ratio: f64,
+    /// The network is short of supernodes when the leaves use at least this share of the
+    /// total capacity of listed supernodes.
+    pub short_ratio: f64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            expiry: Duration::from_secs(20),
+            max_entries: 10_000,
+            max_pending: 256,
+            full_ratio: 0.9,
+            short_ratio: 0.8,
+        }
+    }
+}
+
+/// What the driver must do about a registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// Dial `addr` back, pinned to `node_id`, and report with [`Registry::handle_dial_back`].
+    DialBack { node_id: NodeId, addr: SocketAddr },
+    /// Already listed at this address: refreshed, nothing to do.
+    Refreshed,
+    /// A dial-back to this address is already under way.
+    AlreadyPending,
+    /// Not taken.
+    Refused(RefuseReason),
+}
+
+/// Why a registration was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefuseReason {
+    /// The registry holds [`RegistryConfig::max_entries`] already.
+    #[error("the registry is full")]
+    Full,
+    /// [`RegistryConfig::max_pending`] dial-backs are under way.
+    #[error("too many registrations waiting for dial-back; retry later")]
+    TooManyPending,
+    /// The advertised address cannot be dialled (port 0, unspecified or multicast IP).
+    #[error("the advertised address cannot be dialled")]
+    BadAddress,
+}
+
+/// Whether a listed entry is confirmed in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Freshness {
+    /// Dialled back and heartbeating.
+    Live,
+    /// Restored from disk; not heard from since the restart.
+    Stale,
+}
+
+#[derive(Clone, Debug)]
+struct Listed {
+    addr: SocketAddr,
+    load: Load,
+    last_seen: Instant,
+    freshness: Freshness,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    addr: SocketAddr,
+    load: Load,
+    since: Instant,
+}
+
+/// An entry as saved to disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedEntry {
+    /// The supernode.
+    pub node_id: NodeId,
+    /// Its verified address.
+    pub addr: SocketAddr,
+    /// Its last load.
+    pub load: Load,
+}
+
+/// The registry of supernodes.
+#[derive(Debug)]
+pub struct Registry {
+    config: RegistryConfig,
+    listed: HashMap<NodeId, Listed>,
+    pending: HashMap<NodeId, Pending>,
+    /// Set when the listed set or an address changed, so the driver knows to save.
+    dirty: bool,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: RegistryConfig) -> Self {
+        Self {
+            config,
+            listed: HashMap::new(),
+            pending: HashMap::new(),
+            dirty: false,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// A supernode asks to be listed at `addr`. `node_id` is the one proven by the
+    /// connection's handshake.
+    pub fn handle_register(
+        &mut self,
+        now: Instant,
+        node_id: NodeId,
+        addr: SocketAddr,
+        load: Load,
+    ) -> RegisterOutcome {
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return RegisterOutcome::Refused(RefuseReason::BadAddress);
+        }
+        if let Some(entry) = self.listed.get_mut(&node_id) {
+            if entry.addr == addr && entry.freshness == Freshness::Live {
+                entry.load = load;
+                entry.last_seen = now;
+                return RegisterOutcome::Refreshed;
+            }
+        }
+        if let Some(p) = self.pending.get_mut(&node_id) {
+            if p.addr == addr {
+                p.load = load;
+                return RegisterOutcome::AlreadyPending;
+            }
+        }
+        if self.pending.len() >= self.config.max_pending && !self.pending.contains_key(&node_id) {
+            return RegisterOutcome::Refused(RefuseReason::TooManyPending);
+        }
+        let known = self.listed.contains_key(&node_id) || self.pending.contains_key(&node_id);
+        if !known && self.listed.len() + self.pending.len() >= self.config.max_entries {
+            return RegisterOutcome::Refused(RefuseReason::Full);
+        }
+        self.pending.insert(
+            node_id,
+            Pending {
+                addr,
+                load,
+                since: now,
+            },
+        );
+        RegisterOutcome::DialBack { node_id, addr }
+    }
+
+    /// The dial-back to `addr` for `node_id` finished; `reached` is true only when the
+    /// node id that answered there is `node_id`.
+    pub fn handle_dial_back(
+        &mut self,
+        now: Instant,
+        node_id: NodeId,
+        addr: SocketAddr,
+        reached: bool,
+    ) -> bool {
+        let MapEntry::Occupied(pending) = self.pending.entry(node_id) else {
+            return false;
+        };
+        if pending.get().addr != addr {
+            // A newer registration moved it elsewhere; that one has its own dial-back.
+            return false;
+        }
+        let pending = pending.remove();
+        if !reached {
+            return false;
+        }
+        self.listed.insert(
+            node_id,
+            Listed {
+                addr,
+                load: pending.load,
+                last_seen: now,
+                freshness: Freshness::Live,
+            },
+        );
+        self.dirty = true;
+        true
+    }
+
+    /// A heartbeat from a registered node. Returns false when the node is not listed live
+    /// (expired, or restored and not registered again): it must register.
+    pub fn handle_heartbeat(&mut self, now: Instant, node_id: NodeId, load: Load) -> bool {
+        match self.listed.get_mut(&node_id) {
+            Some(entry) if entry.freshness == Freshness::Live => {
+                entry.load = load;
+                entry.last_seen = now;
+                true
+            }
+            _ => {
+                if let Some(p) = self.pending.get_mut(&node_id) {
+                    p.load = load;
+                }
+                false
+            }
+        }
+    }
+
+    /// A node leaves the list on purpose.
+    pub fn handle_unregister(&mut self, node_id: NodeId) {
+        self.pending.remove(&node_id);
+        if self.listed.remove(&node_id).is_some() {
+            self.dirty = true;
+        }
+    }
+
+    /// Drops what has not been heard from within the expiry; returns the dropped node ids.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<NodeId> {
+        let expiry = self.config.expiry;
+        let mut dropped = Vec::new();
+        self.listed.retain(|id, e| {
+            let keep = now.saturating_duration_since(e.last_seen) < expiry;
+            if !keep {
+                dropped.push(*id);
+            }
+            keep
+        });
+        // A dial-back that never reported (driver bug, lost task) must not pin a slot forever.
+        self.pending
+            .retain(|_, p| now.saturating_duration_since(p.since) < expiry);
+        if !dropped.is_empty() {
+            self.dirty = true;
+        }
+        dropped
+    }
+
+    /// Up to `max` supernodes for an asker. Live entries with room come first, in a random
+    /// order weighted by their spare capacity (so askers spread over them); then stale ones;
+    /// then live ones that are full. `made_at_ms` is the wall-clock time stamped on the list.
+    pub fn select(&self, made_at_ms: u64, max: usize, rng: &mut impl Rng) -> SupernodeList {
+        let mut ranked: Vec<(u8, f64, SupernodeInfo)> = self
+            .listed
+            .iter()
+            .map(|(id, e)| {
+                let info = SupernodeInfo {
+                    node_id: *id,
+                    addr: e.addr,
+                    load: e.load,
+                    stale: e.freshness == Freshness::Stale,
+                };
+                let tier = match (e.freshness, self.is_full(&e.load)) {
+                    (Freshness::Live, false) => 0,
+                    (Freshness::Stale, _) => 1,
+                    (Freshness::Live, true) => 2,
+                };
+                // Efraimidis-Spirakis: sorting by u^(1/w) descending samples without
+                // replacement with probability proportional to the weight w.
+                let weight = f64::from(e.load.capacity.saturating_sub(e.load.leaves).max(1));
+                let key = rng.random::<f64>().powf(1.0 / weight);
+                (tier, key, info)
+            })
+            .collect();
+        ranked.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        ranked.truncate(max);
+        SupernodeList {
+            made_at_ms,
+            supernodes: ranked.into_iter().map(|(_, _, info)| info).collect(),
+            short_of_supernodes: self.short_of_supernodes(),
+        }
+    }
+
+    fn is_full(&self, load: &Load) -> bool {
+        load.capacity == 0
+            || f64::from(load.leaves) >= self.config.full_ratio * f64::from(load.capacity)
+    }
+
+    /// Whether the network needs more supernodes: none is live, every live one is (nearly)
+    /// full, or the leaves they report use most of their total capacity.
+    pub fn short_of_supernodes(&self) -> bool {
+        let live: Vec<&Load> = self
+            .listed
+            .values()
+            .filter(|e| e.freshness == Freshness::Live)
+            .map(|e| &e.load)
+            .collect();
+        if live.is_empty() || live.iter().all(|l| self.is_full(l)) {
+            return true;
+        }
+        let leaves: u64 = live.iter().map(|l| u64::from(l.leaves)).sum();
+        let capacity: u64 = live.iter().map(|l| u64::from(l.capacity)).sum();
+        leaves as f64 >= self.config.short_ratio * capacity as f64
+    }
+
+    /// Listed entries (live and stale).
+    pub fn len(&self) -> usize {
+        self.listed.len()
+    }
+
+    /// No entries listed.
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    /// Registrations waiting for their dial-back.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True once since the last call if the saved form changed.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The entries worth saving.
+    pub fn snapshot(&self) -> Vec<SavedEntry> {
+        let mut saved: Vec<SavedEntry> = self
+            .listed
+            .iter()
+            .map(|(id, e)| SavedEntry {
+                node_id: *id,
+                addr: e.addr,
+                load: e.load,
+            })
+            .collect();
+        saved.sort_by_key(|e| e.node_id);
+        saved
+    }
+
+    /// Lists saved entries at once, as stale, each with a full expiry to register again.
+    pub fn restore(&mut self, now: Instant, saved: Vec<SavedEntry>) {
+        for entry in saved
+            .into_iter()
+            .take(self.config.max_entries.saturating_sub(self.listed.len()))
+        {
+            self.listed.entry(entry.node_id).or_insert(Listed {
+                addr: entry.addr,
+                load: entry.load,
+                last_seen: now,
+                freshness: Freshness::Stale,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

@@ -1,0 +1,151 @@
+//! Probes: a short conversation that proves a node answers at an address and measures the
+//! round trip. Leaves probe candidate supernodes; the list server probes a registering
+//! supernode's advertised address (the dial-back) before listing it.
+//!
+//! 1. The prober connects (pinned when it knows the node id) and sends a hello with
+//!    [`Intent::Probe`].
+//! 2. It sends `samples` pings one after another; each pong carries the node's role and load.
+//! 3. The round trip is the median of the samples: one handshake is too noisy, and quinn's
+//!    own estimate starts at 333 ms before any sample.
+
+use std::time::{Duration, Instant};
+
+use crate::transport::{Connection, Session};
+use crate::wire::{Hello, HelloReply, Intent, Load, ProbeReply, ProbeRequest, Role, WireError};
+
+/// What a probe learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// Median application-level round trip.
+    pub rtt: Duration,
+    /// The role the node reports.
+    pub role: Role,
+    /// Its load, when it is a supernode.
+    pub load: Option<Load>,
+}
+
+/// Probes the node at the other end of `conn` with `samples` pings (at least one).
+pub async fn probe(
+    conn: &Connection,
+    my_role: Role,
+    samples: usize,
+) -> Result<ProbeResult, WireError> {
+    let (mut session, reply) = conn
+        .open_session(&Hello::new(my_role, Intent::Probe, None))
+        .await?;
+    if let HelloReply::Refused { reason, .. } = reply {
+        return Err(WireError::Invalid(format!("probe refused: {reason}")));
+    }
+    let mut rtts = Vec::with_capacity(samples.max(1));
+    let mut last = None;
+    for nonce in 0..samples.max(1) as u64 {
+        let sent = Instant::now();
+        session.writer.send(&ProbeRequest::Ping { nonce }).await?;
+        let ProbeReply::Pong {
+            nonce: echoed,
+            role,
+            load,
+        } = session.reader.recv_required().await?;
+        if echoed != nonce {
+            return Err(WireError::Unexpected("pong for another ping"));
+        }
+        rtts.push(sent.elapsed());
+        last = Some((role, load));
+    }
+    let _ = session.writer.inner_mut().finish();
+    rtts.sort();
+    let (role, load) = last.ok_or(WireError::Closed)?;
+    let rtt = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
+    Ok(ProbeResult { rtt, role, load })
+}
+
+/// Most pings answered on one probe session; a prober needs a handful.
+pub const MAX_PINGS_PER_PROBE: u64 = 16;
+
+/// Responder: welcomes a probe and answers its pings until the prober finishes. `load` is
+/// read at each ping so the answer is current.
+pub async fn answer_probe(
+    session: &mut Session,
+    role: Role,
+    load: impl Fn() -> Option<Load>,
+) -> Result<(), WireError> {
+    session.reply(&HelloReply::Welcome { role }).await?;
+    for _ in 0..MAX_PINGS_PER_PROBE {
+        match session.reader.recv::<ProbeRequest>().await? {
+            Some(ProbeRequest::Ping { nonce }) => {
+                session
+                    .writer
+                    .send(&ProbeReply::Pong {
+                        nonce,
+                        role,
+                        load: load(),
+                    })
+                    .await?;
+            }
+            None => return Ok(()),
+        }
+    }
+    Err(WireError::Invalid(format!(
+        "more than {MAX_PINGS_PER_PROBE} pings on one probe"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{Endpoint, Identity, PeerAddr, TransportLimits, accept};
+
+    #[tokio::test]
+    async fn probe_reports_role_load_and_a_real_rtt() {
+        let bind = |ip: &str| {
+            let identity = Arc::new(Identity::generate().unwrap());
+            Endpoint::bind(
+                identity,
+                format!("{ip}:0").parse().unwrap(),
+                TransportLimits::default(),
+            )
+            .unwrap()
+        };
+        let (server, client) = (bind("127.0.0.1"), bind("127.0.0.1"));
+        let s = server.clone();
+        let answering = tokio::spawn(async move {
+            let conn = accept(s.incoming().await.unwrap(), Duration::from_secs(5))
+                .await
+                .unwrap();
+            let (mut session, hello) = conn.accept_session().await.unwrap();
+            assert_eq!(hello.intent, Intent::Probe);
+            let load = Load {
+                leaves: 7,
+                capacity: 500,
+                neighbors: 2,
+            };
+            answer_probe(&mut session, Role::Supernode, || Some(load)).await
+        });
+        let conn = client
+            .connect(&PeerAddr::pinned(
+                server.node_id(),
+                server.local_addr().unwrap(),
+            ))
+            .await
+            .unwrap();
+        let result = probe(&conn, Role::Leaf, 5).await.unwrap();
+        assert_eq!(result.role, Role::Supernode);
+        assert_eq!(
+            result.load,
+            Some(Load {
+                leaves: 7,
+                capacity: 500,
+                neighbors: 2
+            })
+        );
+        // Loopback: well under quinn's 333 ms initial estimate, and not zero.
+        assert!(
+            result.rtt < Duration::from_millis(100) && result.rtt > Duration::ZERO,
+            "{:?}",
+            result.rtt
+        );
+        answering.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! The command line, as DESIGN.md's contract gives it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use superpeer_common::PeerAddr;
+
+/// A superpeer (KaZaA / Gnutella 0.6 ultrapeer style) file-sharing network over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "superpeer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a list server: the registry of live, verified supernodes.
+    ListServer(ListServerArgs),
+    /// Print the supernodes a list server hands out (the list a leaf would get).
+    Supernodes(SupernodesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListServerArgs {
+    /// UDP address to listen on (port 0 picks a free one; the real address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Where the identity key and the saved registry live [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How often supernodes heartbeat, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub heartbeat_ms: u64,
+    /// Drop a supernode not heard from for this long, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub expiry_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SupernodesArgs {
+    /// List server to ask, as HOST:PORT or NODEID@HOST:PORT (pinned); may be repeated.
+    #[arg(long = "list-server", value_name = "ADDR", required = true)]
+    pub list_servers: Vec<PeerAddr>,
+    /// One JSON object per supernode and line.
+    #[arg(long)]
+    pub json: bool,
+    /// Ask for at most this many supernodes.
+    #[arg(long, default_value_t = 50)]
+    pub max: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pinned_list_server_addresses_parse() {
+        let id = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let cli = Cli::try_parse_from([
+            "superpeer",
+            "supernodes",
+            "--list-server",
+            &format!("{id}@127.0.0.2:4000"),
+            "--list-server",
+            "127.0.0.3:4000",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Supernodes(args) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.list_servers.len(), 2);
+        assert_eq!(args.list_servers[0].node_id.unwrap().to_string(), id);
+        assert!(args.json);
+        assert!(
+            Cli::try_parse_from(["superpeer", "supernodes", "--list-server", "nonsense"]).is_err()
+        );
+    }
+}

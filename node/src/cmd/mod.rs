@@ -1,0 +1,14 @@
+//! One file per command.
+
+mod list_server;
+mod supernodes;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::ListServer(args) => list_server::run(args),
+        Command::Supernodes(args) => supernodes::run(args),
+    }
+}

@@ -1,0 +1,11 @@
+//! Tests of the `superpeer` binary as a user runs it: real processes, real QUIC on
+//! 127.0.0.x. One test binary, one link step.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod list_server;
+mod support;
