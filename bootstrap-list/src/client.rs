@@ -62,6 +62,21 @@ pub async fn fetch_supernodes(
     max: u16,
 ) -> Result<SupernodeList, ClientError> {
     let addr = server.addr;
+    tokio::time::timeout(REQUEST_TIMEOUT, fetch_inner(endpoint, server, role, max))
+        .await
+        .map_err(|_| ClientError::Wire {
+            addr,
+            source: WireError::TimedOut("the list server's answer"),
+        })?
+}
+
+async fn fetch_inner(
+    endpoint: &Endpoint,
+    server: &PeerAddr,
+    role: Role,
+    max: u16,
+) -> Result<SupernodeList, ClientError> {
+    let addr = server.addr;
     let (conn, mut session) = open(endpoint, server, role).await?;
     let wire = |source| ClientError::Wire { addr, source };
     session
@@ -117,6 +132,10 @@ pub async fn keep_registered(
         match session.await {
             Ok(()) => return,
             Err(e) => {
+                if matches!(*status.borrow(), RegistrationStatus::Registered { .. }) {
+                    // It worked until now: reconnect quickly, not at the last backoff.
+                    backoff = Duration::from_millis(250);
+                }
                 warn!(list_server = %server.addr, "registration: {e}; retrying in {backoff:?}");
                 let _ = status.send(RegistrationStatus::Refused(e.to_string()));
             }
@@ -152,18 +171,22 @@ async fn registration_session(
         .map_err(wire)?;
     let mut interval = Duration::from_secs(5);
     loop {
-        match session
-            .reader
-            .recv_required::<ListServerToNode>()
-            .await
-            .map_err(wire)?
-        {
+        let reply = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            session.reader.recv_required::<ListServerToNode>(),
+        )
+        .await
+        .map_err(|_| wire(WireError::TimedOut("the list server's answer")))?;
+        // Set when the server did not take us: the next message registers again.
+        let register_again;
+        match reply.map_err(wire)? {
             ListServerToNode::Registered {
                 heartbeat_interval_ms,
                 listed,
             } => {
                 interval =
                     Duration::from_millis(u64::from(heartbeat_interval_ms.clamp(100, 60_000)));
+                register_again = !listed;
                 if status.send_replace(RegistrationStatus::Registered { listed })
                     != (RegistrationStatus::Registered { listed })
                 {
@@ -172,6 +195,7 @@ async fn registration_session(
             }
             ListServerToNode::Refused { reason } => {
                 debug!(list_server = %addr, "refused: {reason}");
+                register_again = true;
                 let _ = status.send(RegistrationStatus::Refused(reason));
             }
             ListServerToNode::Supernodes(_) => {
@@ -190,13 +214,20 @@ async fn registration_session(
             }
         }
         let current = *load.borrow();
-        session
-            .writer
-            .send(&ToListServer::Heartbeat { load: current })
-            .await
-            .map_err(wire)?;
+        let next = if register_again {
+            ToListServer::Register {
+                advertise,
+                load: current,
+            }
+        } else {
+            ToListServer::Heartbeat { load: current }
+        };
+        session.writer.send(&next).await.map_err(wire)?;
     }
 }
+
+/// How long one request to a list server may take (a dial-back included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Completes once `shutdown` says stop, or its sender is gone.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

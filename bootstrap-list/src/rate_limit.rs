@@ -8,19 +8,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use superpeer_common::TokenBucket;
+
 /// A token bucket per source address.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
-    burst: f64,
+    burst: u32,
     max_sources: usize,
-    buckets: HashMap<IpAddr, Bucket>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+    buckets: HashMap<IpAddr, TokenBucket>,
 }
 
 impl RateLimiter {
@@ -29,7 +25,7 @@ impl RateLimiter {
     pub fn new(per_second: f64, burst: u32, max_sources: usize) -> Self {
         Self {
             per_second,
-            burst: f64::from(burst),
+            burst,
             max_sources,
             buckets: HashMap::new(),
         }
@@ -45,19 +41,10 @@ impl RateLimiter {
             }
         }
         let (per_second, burst) = (self.per_second, self.burst);
-        let bucket = self.buckets.entry(source).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets
+            .entry(source)
+            .or_insert_with(|| TokenBucket::new(now, per_second, burst))
+            .try_take(now)
     }
 
     /// Sources tracked now.
@@ -66,10 +53,7 @@ impl RateLimiter {
     }
 
     fn forget_idle(&mut self, now: Instant) {
-        let (per_second, burst) = (self.per_second, self.burst);
-        self.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * per_second < burst
-        });
+        self.buckets.retain(|_, b| !b.is_full(now));
     }
 
     /// IPv6 sources are limited per /64: one host usually holds a whole /64.

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -39,6 +39,14 @@ pub struct RegistryConfig {
     /// The network is short of supernodes when the leaves use at least this share of the
     /// total capacity of listed supernodes.
     pub short_ratio: f64,
+    /// Most entries (listed and pending) registered from one source address, so one host
+    /// cannot fill the registry.
+    pub max_per_source: usize,
+    /// How long a registration may wait for its dial-back before its slot is freed.
+    pub pending_timeout: Duration,
+    /// Largest capacity a supernode may claim. Loads are self-reported: an absurd claim
+    /// must not put a node first in every list or hide a shortage.
+    pub max_capacity: u32,
 }
 
 impl Default for RegistryConfig {
@@ -50,6 +58,9 @@ impl Default for RegistryConfig {
             max_pending: 256,
             full_ratio: 0.9,
             short_ratio: 0.8,
+            max_per_source: 64,
+            pending_timeout: Duration::from_secs(15),
+            max_capacity: 10_000,
         }
     }
 }
@@ -79,6 +90,9 @@ pub enum RefuseReason {
     /// The advertised address cannot be dialled (port 0, unspecified or multicast IP).
     #[error("the advertised address cannot be dialled")]
     BadAddress,
+    /// [`RegistryConfig::max_per_source`] entries already came from this address.
+    #[error("too many supernodes registered from your address")]
+    TooManyFromSource,
 }
 
 /// Whether a listed entry is confirmed in this run.
@@ -96,6 +110,8 @@ struct Listed {
     load: Load,
     last_seen: Instant,
     freshness: Freshness,
+    /// The address it registered from (`None` when restored from disk).
+    source: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +119,7 @@ struct Pending {
     addr: SocketAddr,
     load: Load,
     since: Instant,
+    source: Option<IpAddr>,
 }
 
 /// An entry as saved to disk.
@@ -148,12 +165,14 @@ impl Registry {
         &mut self,
         now: Instant,
         node_id: NodeId,
+        source: IpAddr,
         addr: SocketAddr,
         load: Load,
     ) -> RegisterOutcome {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return RegisterOutcome::Refused(RefuseReason::BadAddress);
         }
+        let load = self.clamp(load);
         if let Some(entry) = self.listed.get_mut(&node_id) {
             if entry.addr == addr && entry.freshness == Freshness::Live {
                 entry.load = load;
@@ -174,12 +193,16 @@ impl Registry {
         if !known && self.listed.len() + self.pending.len() >= self.config.max_entries {
             return RegisterOutcome::Refused(RefuseReason::Full);
         }
+        if !known && self.entries_from(source) >= self.config.max_per_source {
+            return RegisterOutcome::Refused(RefuseReason::TooManyFromSource);
+        }
         self.pending.insert(
             node_id,
             Pending {
                 addr,
                 load,
                 since: now,
+                source: Some(source),
             },
         );
         RegisterOutcome::DialBack { node_id, addr }
@@ -212,6 +235,7 @@ impl Registry {
                 load: pending.load,
                 last_seen: now,
                 freshness: Freshness::Live,
+                source: pending.source,
             },
         );
         self.dirty = true;
@@ -221,6 +245,7 @@ impl Registry {
     /// A heartbeat from a registered node. Returns false when the node is not listed live
     /// (expired, or restored and not registered again): it must register.
     pub fn handle_heartbeat(&mut self, now: Instant, node_id: NodeId, load: Load) -> bool {
+        let load = self.clamp(load);
         match self.listed.get_mut(&node_id) {
             Some(entry) if entry.freshness == Freshness::Live => {
                 entry.load = load;
@@ -256,8 +281,9 @@ impl Registry {
             keep
         });
         // A dial-back that never reported (driver bug, lost task) must not pin a slot forever.
+        let pending_timeout = self.config.pending_timeout;
         self.pending
-            .retain(|_, p| now.saturating_duration_since(p.since) < expiry);
+            .retain(|_, p| now.saturating_duration_since(p.since) < pending_timeout);
         if !dropped.is_empty() {
             self.dirty = true;
         }
@@ -297,6 +323,31 @@ impl Registry {
             supernodes: ranked.into_iter().map(|(_, _, info)| info).collect(),
             short_of_supernodes: self.short_of_supernodes(),
         }
+    }
+
+    /// A self-reported load within sane bounds.
+    fn clamp(&self, load: Load) -> Load {
+        let capacity = load.capacity.min(self.config.max_capacity);
+        Load {
+            leaves: load.leaves.min(capacity),
+            capacity,
+            neighbors: load.neighbors.min(100_000),
+        }
+    }
+
+    /// Entries (listed and pending) that registered from `source`.
+    fn entries_from(&self, source: IpAddr) -> usize {
+        let listed = self
+            .listed
+            .values()
+            .filter(|e| e.source == Some(source))
+            .count();
+        listed
+            + self
+                .pending
+                .values()
+                .filter(|p| p.source == Some(source))
+                .count()
     }
 
     fn is_full(&self, load: &Load) -> bool {
@@ -367,6 +418,7 @@ impl Registry {
                 load: entry.load,
                 last_seen: now,
                 freshness: Freshness::Stale,
+                source: None,
             });
         }
     }

@@ -17,6 +17,16 @@ fn addr(n: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], 1 + n % 60_000))
 }
 
+/// Each test node registers from its own address unless a test says otherwise.
+fn src(n: u16) -> IpAddr {
+    IpAddr::from([10, 0, (n >> 8) as u8, n as u8])
+}
+
+fn src_of(node: &NodeId) -> IpAddr {
+    let b = node.as_bytes();
+    src(u16::from_be_bytes([b[0], b[1]]))
+}
+
 fn load(leaves: u32, capacity: u32) -> Load {
     Load {
         leaves,
@@ -28,7 +38,7 @@ fn load(leaves: u32, capacity: u32) -> Load {
 /// Registers `n` and completes its dial-back successfully.
 fn listed(reg: &mut Registry, now: Instant, n: u16, l: Load) {
     assert_eq!(
-        reg.handle_register(now, id(n), addr(n), l),
+        reg.handle_register(now, id(n), src(n), addr(n), l),
         RegisterOutcome::DialBack {
             node_id: id(n),
             addr: addr(n)
@@ -47,7 +57,7 @@ fn listed_only_after_a_successful_dial_back() {
     let mut reg = Registry::new(RegistryConfig::default());
     let mut rng = StdRng::seed_from_u64(1);
     assert!(matches!(
-        reg.handle_register(now, id(1), addr(1), load(0, 10)),
+        reg.handle_register(now, id(1), src_of(&id(1)), addr(1), load(0, 10)),
         RegisterOutcome::DialBack { .. }
     ));
     assert!(
@@ -74,7 +84,8 @@ fn bad_addresses_are_refused() {
     let mut reg = Registry::new(RegistryConfig::default());
     let now = Instant::now();
     for bad in ["0.0.0.0:5000", "127.0.0.1:0", "224.0.0.1:5000"] {
-        let outcome = reg.handle_register(now, id(1), bad.parse().unwrap(), load(0, 1));
+        let outcome =
+            reg.handle_register(now, id(1), src_of(&id(1)), bad.parse().unwrap(), load(0, 1));
         assert_eq!(
             outcome,
             RegisterOutcome::Refused(RefuseReason::BadAddress),
@@ -114,19 +125,19 @@ fn reregistering_at_the_same_address_refreshes_and_a_new_address_is_dialled_back
     let mut reg = Registry::new(RegistryConfig::default());
     listed(&mut reg, t0, 1, load(0, 10));
     assert_eq!(
-        reg.handle_register(t0, id(1), addr(1), load(5, 10)),
+        reg.handle_register(t0, id(1), src_of(&id(1)), addr(1), load(5, 10)),
         RegisterOutcome::Refreshed
     );
     let moved = addr(99);
     assert_eq!(
-        reg.handle_register(t0, id(1), moved, load(5, 10)),
+        reg.handle_register(t0, id(1), src_of(&id(1)), moved, load(5, 10)),
         RegisterOutcome::DialBack {
             node_id: id(1),
             addr: moved
         }
     );
     assert_eq!(
-        reg.handle_register(t0, id(1), moved, load(5, 10)),
+        reg.handle_register(t0, id(1), src_of(&id(1)), moved, load(5, 10)),
         RegisterOutcome::AlreadyPending
     );
     // Still listed at the old, verified address until the new one is confirmed.
@@ -255,7 +266,7 @@ fn a_registration_flood_stays_within_the_caps() {
     let mut dial_backs = Vec::new();
     for n in 0..10_000u16 {
         if let RegisterOutcome::DialBack { node_id, addr } =
-            reg.handle_register(now, id(n), addr(n), load(0, 10))
+            reg.handle_register(now, id(n), src_of(&id(n)), addr(n), load(0, 10))
         {
             dial_backs.push((node_id, addr));
         }
@@ -274,14 +285,14 @@ fn a_registration_flood_stays_within_the_caps() {
     // And the total is capped even when every dial-back succeeds.
     for n in 0..10_000u16 {
         if let RegisterOutcome::DialBack { node_id, addr } =
-            reg.handle_register(now, id(n), addr(n), load(0, 10))
+            reg.handle_register(now, id(n), src_of(&id(n)), addr(n), load(0, 10))
         {
             reg.handle_dial_back(now, node_id, addr, true);
         }
     }
     assert_eq!(reg.len(), 100);
     assert_eq!(
-        reg.handle_register(now, id(20_000), addr(1), load(0, 1)),
+        reg.handle_register(now, id(20_000), src_of(&id(20_000)), addr(1), load(0, 1)),
         RegisterOutcome::Refused(RefuseReason::Full)
     );
 }
@@ -295,16 +306,22 @@ fn pending_slots_held_by_lost_dial_backs_expire() {
     };
     let mut reg = Registry::new(config.clone());
     assert!(matches!(
-        reg.handle_register(t0, id(1), addr(1), load(0, 1)),
+        reg.handle_register(t0, id(1), src_of(&id(1)), addr(1), load(0, 1)),
         RegisterOutcome::DialBack { .. }
     ));
     assert_eq!(
-        reg.handle_register(t0, id(2), addr(2), load(0, 1)),
+        reg.handle_register(t0, id(2), src_of(&id(2)), addr(2), load(0, 1)),
         RegisterOutcome::Refused(RefuseReason::TooManyPending)
     );
-    reg.handle_timeout(t0 + config.expiry);
+    reg.handle_timeout(t0 + config.pending_timeout);
     assert!(matches!(
-        reg.handle_register(t0 + config.expiry, id(2), addr(2), load(0, 1)),
+        reg.handle_register(
+            t0 + config.pending_timeout,
+            id(2),
+            src_of(&id(2)),
+            addr(2),
+            load(0, 1)
+        ),
         RegisterOutcome::DialBack { .. }
     ));
 }
@@ -335,7 +352,7 @@ fn restored_entries_are_stale_until_they_register_again() {
     // A heartbeat is not enough: the node must register (and be dialled back) again.
     assert!(!reg.handle_heartbeat(t0, id(1), load(3, 10)));
     assert!(matches!(
-        reg.handle_register(t0, id(1), addr(1), load(3, 10)),
+        reg.handle_register(t0, id(1), src_of(&id(1)), addr(1), load(3, 10)),
         RegisterOutcome::DialBack { .. }
     ));
     assert!(reg.handle_dial_back(t0, id(1), addr(1), true));
@@ -353,5 +370,72 @@ fn restored_entries_are_stale_until_they_register_again() {
             addr: addr(1),
             load: load(3, 10)
         }]
+    );
+}
+
+#[test]
+fn one_source_cannot_fill_the_registry() {
+    let now = Instant::now();
+    let config = RegistryConfig {
+        max_per_source: 3,
+        ..Default::default()
+    };
+    let mut reg = Registry::new(config);
+    let flooder = IpAddr::from([192, 0, 2, 1]);
+    let mut taken = 0;
+    for n in 0..50u16 {
+        match reg.handle_register(now, id(n), flooder, addr(n), load(0, 10)) {
+            RegisterOutcome::DialBack { node_id, addr } => {
+                reg.handle_dial_back(now, node_id, addr, true);
+                taken += 1;
+            }
+            RegisterOutcome::Refused(RefuseReason::TooManyFromSource) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(taken, 3);
+    // A known node from that source may still refresh or move.
+    assert_eq!(
+        reg.handle_register(now, id(0), flooder, addr(0), load(1, 10)),
+        RegisterOutcome::Refreshed
+    );
+    // Another source is unaffected.
+    assert!(matches!(
+        reg.handle_register(now, id(999), src(999), addr(999), load(0, 10)),
+        RegisterOutcome::DialBack { .. }
+    ));
+}
+
+#[test]
+fn self_reported_loads_are_clamped() {
+    let now = Instant::now();
+    let mut reg = Registry::new(RegistryConfig {
+        max_capacity: 1000,
+        ..Default::default()
+    });
+    listed(
+        &mut reg,
+        now,
+        1,
+        Load {
+            leaves: 5,
+            capacity: u32::MAX,
+            neighbors: 0,
+        },
+    );
+    listed(&mut reg, now, 2, load(10, 500));
+    let list = reg.select(0, 5, &mut StdRng::seed_from_u64(1));
+    let boastful = list.supernodes.iter().find(|s| s.node_id == id(1)).unwrap();
+    assert_eq!(boastful.load.capacity, 1000);
+    reg.handle_heartbeat(now, id(2), load(900, 500));
+    let list = reg.select(0, 5, &mut StdRng::seed_from_u64(1));
+    assert_eq!(
+        list.supernodes
+            .iter()
+            .find(|s| s.node_id == id(2))
+            .unwrap()
+            .load
+            .leaves,
+        500
     );
 }

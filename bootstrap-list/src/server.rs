@@ -14,8 +14,9 @@
 //! Limits: concurrent connections, new connections per source address, registrations and
 //! list requests per source address, messages per connection.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,14 +28,14 @@ use superpeer_common::wire::{
     ToListServer, WireError,
 };
 use superpeer_common::{
-    Connection, Endpoint, Identity, NodeId, PeerAddr, TransportError, TransportLimits,
+    Connection, Endpoint, Identity, NodeId, PeerAddr, TokenBucket, TransportError, TransportLimits,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::persist::{self, PersistError, unix_ms};
 use crate::rate_limit::RateLimiter;
-use crate::registry::{RegisterOutcome, Registry, RegistryConfig};
+use crate::registry::{RegisterOutcome, Registry, RegistryConfig, SavedEntry};
 
 /// Everything a list server needs to start.
 #[derive(Clone, Debug)]
@@ -51,6 +52,8 @@ pub struct ListServerConfig {
     pub dial_back_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections served at once for one source address.
+    pub max_connections_per_source: usize,
     /// New connections per source address: (per second, burst).
     pub connect_rate: (f64, u32),
     /// Registrations per source address: (per second, burst).
@@ -73,6 +76,7 @@ impl ListServerConfig {
             limits: TransportLimits::default(),
             dial_back_timeout: Duration::from_secs(3),
             max_connections: 4096,
+            max_connections_per_source: 64,
             connect_rate: (5.0, 30),
             register_rate: (2.0, 20),
             list_rate: (10.0, 50),
@@ -106,6 +110,7 @@ struct Shared {
     register_limiter: Mutex<RateLimiter>,
     list_limiter: Mutex<RateLimiter>,
     connect_limiter: Mutex<RateLimiter>,
+    connections_per_source: Mutex<HashMap<IpAddr, usize>>,
     rng: Mutex<StdRng>,
 }
 
@@ -147,6 +152,7 @@ impl ListServer {
             register_limiter: limiter(config.register_rate),
             list_limiter: limiter(config.list_rate),
             connect_limiter: limiter(config.connect_rate),
+            connections_per_source: Mutex::new(HashMap::new()),
             rng: Mutex::new(StdRng::from_os_rng()),
             endpoint,
             config,
@@ -171,6 +177,8 @@ impl ListServer {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ListServerError> {
         let shared = self.shared;
         let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+        let (saver, snapshots) = watch::channel(None);
+        let saving = tokio::spawn(run_saver(shared.config.state_dir.clone(), snapshots));
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -180,13 +188,17 @@ impl ListServer {
                 incoming = shared.endpoint.incoming() => {
                     let Some(incoming) = incoming else { break };
                     let source = incoming.remote_address();
-                    let allowed = lock(&shared.connect_limiter).allow(Instant::now(), source.ip());
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         debug!(%source, "refusing connection: at the connection limit");
                         incoming.refuse();
                         continue;
                     };
-                    if !allowed {
+                    let Some(per_source) = SourceSlot::take(&shared, source.ip()) else {
+                        debug!(%source, "refusing connection: too many from this address");
+                        incoming.refuse();
+                        continue;
+                    };
+                    if !lock(&shared.connect_limiter).allow(Instant::now(), source.ip()) {
                         debug!(%source, "refusing connection: rate limited");
                         incoming.refuse();
                         continue;
@@ -195,41 +207,48 @@ impl ListServer {
                     tokio::spawn(
                         async move {
                             serve_connection(&shared, incoming).await;
-                            drop(permit);
+                            drop((permit, per_source));
                         }
                         .instrument(info_span!("conn", %source)),
                     );
                 }
-                _ = tick.tick() => housekeeping(&shared),
+                _ = tick.tick() => housekeeping(&shared, &saver),
             }
         }
         info!("shutting down");
+        drop(saver);
+        let _ = saving.await;
         save(&shared)?;
         shared.endpoint.shutdown().await;
         Ok(())
     }
 }
 
-/// Expires silent entries and saves the registry when it changed.
-fn housekeeping(shared: &Shared) {
-    let dropped = lock(&shared.registry).handle_timeout(Instant::now());
-    for id in dropped {
+/// Expires silent entries and hands the registry to the saver when it changed.
+fn housekeeping(shared: &Shared, saver: &watch::Sender<Option<Vec<SavedEntry>>>) {
+    let mut registry = lock(&shared.registry);
+    for id in registry.handle_timeout(Instant::now()) {
         info!(node = %id.short(), "supernode expired (missed its heartbeats)");
     }
-    if let Err(e) = save_if_dirty(shared) {
-        warn!("{e}");
+    if registry.take_dirty() {
+        saver.send_replace(Some(registry.snapshot()));
     }
 }
 
-fn save_if_dirty(shared: &Shared) -> Result<(), PersistError> {
-    let snapshot = {
-        let mut registry = lock(&shared.registry);
-        if !registry.take_dirty() {
-            return Ok(());
+/// Writes snapshots to disk off the accept loop, one at a time, newest first: a snapshot
+/// that arrives while one is being written replaces any older one still waiting.
+async fn run_saver(state_dir: PathBuf, mut snapshots: watch::Receiver<Option<Vec<SavedEntry>>>) {
+    while snapshots.changed().await.is_ok() {
+        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
+            continue;
+        };
+        let dir = state_dir.clone();
+        match tokio::task::spawn_blocking(move || persist::save(&dir, snapshot)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("{e}"),
+            Err(e) => warn!("saving the registry failed: {e}"),
         }
-        registry.snapshot()
-    };
-    persist::save(&shared.config.state_dir, snapshot)
+    }
 }
 
 fn save(shared: &Shared) -> Result<(), PersistError> {
@@ -254,12 +273,14 @@ async fn serve_connection(shared: &Shared, incoming: quinn::Incoming) {
         }
         other => {
             let reason = format!("this is a list server; {other:?} is not served here");
-            let _ = session
-                .reply(&HelloReply::Refused {
-                    reason,
-                    try_instead: Vec::new(),
-                })
-                .await;
+            let refusal = HelloReply::Refused {
+                reason,
+                try_instead: Vec::new(),
+            };
+            let _ = session.reply(&refusal).await;
+            // Let the refusal land before the close overtakes it.
+            let _ = session.writer.inner_mut().finish();
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
             conn.close(CloseCode::Refused, "list server");
             return;
         }
@@ -289,30 +310,39 @@ async fn serve_registry(
     let peer = conn.peer();
     let source = conn.remote_addr().ip();
     let (rate, burst) = shared.config.message_rate;
-    let mut budget = RateLimiter::new(rate, burst, 1);
+    let mut budget = TokenBucket::new(Instant::now(), rate, burst);
+    // Registry messages are small; a supernode list is only ever sent, not received.
+    session.reader.limit_frames(MAX_REGISTRY_FRAME);
+    // A registered node heartbeats; anyone else asks and goes. Silence past this is dead.
+    let idle = (shared.config.registry.heartbeat_interval * 3).max(Duration::from_secs(10));
     // The address this connection registered, to re-register a forgotten node on heartbeat.
     let mut advertised: Option<SocketAddr> = None;
-    while let Some(msg) = session.reader.recv::<ToListServer>().await? {
-        if !budget.allow(Instant::now(), source) {
+    loop {
+        let msg = match tokio::time::timeout(idle, session.reader.recv::<ToListServer>()).await {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(WireError::TimedOut("a heartbeat or request")),
+        };
+        if !budget.try_take(Instant::now()) {
             conn.close(CloseCode::Overloaded, "too many messages");
             return Ok(());
         }
         let reply = match msg {
             ToListServer::Register { advertise, load } => {
-                if role != Role::Supernode {
-                    refused("only supernodes register")
-                } else if !lock(&shared.register_limiter).allow(Instant::now(), source) {
-                    refused("too many registrations from your address; retry later")
-                } else {
+                if role == Role::Supernode {
+                    // Remembered even when rate-limited: a later heartbeat retries it.
                     advertised = Some(advertise);
-                    register(shared, peer, advertise, load).await
+                    register(shared, peer, source, advertise, load).await
+                } else {
+                    refused("only supernodes register")
                 }
             }
             ToListServer::Heartbeat { load } => {
                 if lock(&shared.registry).handle_heartbeat(Instant::now(), peer, load) {
                     registered(shared, true)
                 } else if let Some(advertise) = advertised {
-                    register(shared, peer, advertise, load).await
+                    register(shared, peer, source, advertise, load).await
                 } else {
                     refused("not registered: send Register first")
                 }
@@ -332,7 +362,42 @@ async fn serve_registry(
         };
         session.writer.send(&reply).await?;
     }
-    Ok(())
+}
+
+/// Largest frame a registry conversation accepts.
+const MAX_REGISTRY_FRAME: usize = 64 * 1024;
+
+/// One of the connections a source address may hold at once; released when dropped.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    source: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(shared: &Arc<Shared>, source: IpAddr) -> Option<SourceSlot> {
+        let mut counts = lock(&shared.connections_per_source);
+        let count = counts.entry(source).or_insert(0);
+        if *count >= shared.config.max_connections_per_source {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            shared: shared.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.shared.connections_per_source);
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
 }
 
 fn refused(reason: &str) -> ListServerToNode {
@@ -358,10 +423,15 @@ fn select(shared: &Shared, max: usize) -> SupernodeList {
 async fn register(
     shared: &Shared,
     peer: NodeId,
+    source: IpAddr,
     advertise: SocketAddr,
     load: superpeer_common::wire::Load,
 ) -> ListServerToNode {
-    let outcome = lock(&shared.registry).handle_register(Instant::now(), peer, advertise, load);
+    if !lock(&shared.register_limiter).allow(Instant::now(), source) {
+        return refused("too many registrations from your address; retry later");
+    }
+    let outcome =
+        lock(&shared.registry).handle_register(Instant::now(), peer, source, advertise, load);
     match outcome {
         RegisterOutcome::Refreshed => registered(shared, true),
         RegisterOutcome::AlreadyPending => registered(shared, false),

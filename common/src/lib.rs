@@ -23,6 +23,7 @@
 //! - `content`: [`ContentId`] and streaming hashing.
 //! - `keywords`: the tokenizer.
 //! - `probe`: RTT probes and dial-back checks.
+//! - `token_bucket`: [`TokenBucket`], for per-peer rate limits.
 //! - `atomic_file`: [`write_atomic`], for every file a node saves.
 
 mod address;
@@ -32,6 +33,7 @@ mod identity;
 mod keywords;
 mod probe;
 mod tls;
+mod token_bucket;
 mod transport;
 pub mod wire;
 
@@ -42,6 +44,8 @@ pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdEr
 pub use keywords::{MAX_KEYWORD_CHARS, MAX_KEYWORDS_PER_NAME, keywords};
 pub use probe::{MAX_PINGS_PER_PROBE, ProbeResult, answer_probe, probe};
 pub use tls::{ALPN, TlsError};
+pub use token_bucket::TokenBucket;
 pub use transport::{
-    ConnectError, Connection, Endpoint, Session, TransportError, TransportLimits, accept,
+    ConnectError, Connection, Endpoint, HELLO_TIMEOUT, Session, TransportError, TransportLimits,
+    accept,
 };

@@ -36,9 +36,10 @@ pub async fn probe(
     if let HelloReply::Refused { reason, .. } = reply {
         return Err(WireError::Invalid(format!("probe refused: {reason}")));
     }
-    let mut rtts = Vec::with_capacity(samples.max(1));
+    let samples = samples.clamp(1, MAX_PINGS_PER_PROBE as usize);
+    let mut rtts = Vec::with_capacity(samples);
     let mut last = None;
-    for nonce in 0..samples.max(1) as u64 {
+    for nonce in 0..samples as u64 {
         let sent = Instant::now();
         session.writer.send(&ProbeRequest::Ping { nonce }).await?;
         let ProbeReply::Pong {

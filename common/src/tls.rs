@@ -73,6 +73,14 @@ fn certified_key(
 pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let key = certified_key(identity, &provider)?;
+    server_config_with_key(provider, key)
+}
+
+/// The server config around an already loaded key (tests present mismatched ones).
+pub(crate) fn server_config_with_key(
+    provider: Arc<CryptoProvider>,
+    key: Arc<CertifiedKey>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let verifier = Arc::new(ClientKeyVerifier {
         algorithms: provider.signature_verification_algorithms,
     });

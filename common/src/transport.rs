@@ -351,25 +351,42 @@ impl Connection {
     }
 
     /// Responder: accepts the session stream and reads the hello; the caller answers with
-    /// [`Session::reply`]. A bad hello closes the connection with the matching close code.
+    /// [`Session::reply`]. A bad or missing hello (none within [`HELLO_TIMEOUT`]) closes the
+    /// connection with the matching close code.
     pub async fn accept_session(&self) -> Result<(Session, Hello), WireError> {
-        let (send, recv) = self.inner.accept_bi().await?;
-        let mut session = Session {
-            reader: FrameReader::new(recv),
-            writer: FrameWriter::new(send),
+        let opened = async {
+            let (send, recv) = self.inner.accept_bi().await?;
+            let mut session = Session {
+                reader: FrameReader::new(recv),
+                writer: FrameWriter::new(send),
+            };
+            // A hello is small: do not let a peer make us buffer a large frame for it.
+            session.reader.limit_frames(MAX_HELLO_FRAME);
+            let hello = wire::receive_hello(&mut session.reader, &mut session.writer).await;
+            session.reader.limit_frames(wire::MAX_FRAME_SIZE);
+            Ok::<_, WireError>((session, hello))
         };
-        match wire::receive_hello(&mut session.reader, &mut session.writer).await {
-            Ok(hello) => Ok((session, hello)),
-            Err(e) => {
+        let result = match tokio::time::timeout(HELLO_TIMEOUT, opened).await {
+            Ok(Ok((session, Ok(hello)))) => return Ok((session, hello)),
+            Ok(Ok((mut session, Err(e)))) => {
                 // Let the version reply reach the initiator before the close does.
                 let _ = session.writer.inner_mut().finish();
                 let _ = tokio::time::timeout(Duration::from_millis(500), self.inner.closed()).await;
-                self.close_for(&e);
-                Err(e)
+                e
             }
-        }
+            Ok(Err(e)) => e,
+            Err(_) => WireError::TimedOut("the hello"),
+        };
+        self.close_for(&result);
+        Err(result)
     }
 }
+
+/// How long an accepted connection may take to open its session and say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest hello frame accepted (a hello is well under 200 bytes).
+const MAX_HELLO_FRAME: usize = 1024;
 
 /// The first bidirectional stream of a connection, after the hello exchange.
 pub struct Session {

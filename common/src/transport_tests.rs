@@ -349,3 +349,41 @@ async fn a_responder_of_another_version_is_refused_by_the_initiator() {
         "{server_saw:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_claiming_a_key_it_does_not_hold_is_refused() {
+    let victim = Identity::generate().unwrap();
+    let forger = Identity::generate().unwrap();
+    let provider = tls::provider();
+    let signer = provider
+        .key_provider
+        .load_private_key(forger.pkcs8_der().into())
+        .unwrap();
+    let forged = Arc::new(rustls::sign::CertifiedKey::new(
+        vec![CertificateDer::from(tls::spki_der(&victim.node_id()))],
+        signer,
+    ));
+    let crypto = tls::server_config_with_key(provider, forged).unwrap();
+    let config =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(crypto).unwrap()));
+    let server = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        if let Some(incoming) = server.accept().await {
+            let _ = incoming.await;
+        }
+    });
+    let client = endpoint();
+    // Pinned to the victim, whose key the forger presents but cannot sign with: the pin
+    // matches, so only the signature check stands between us and the impostor.
+    match client
+        .connect(&PeerAddr::pinned(victim.node_id(), server_addr))
+        .await
+    {
+        Err(ConnectError::Handshake { reason, .. }) => {
+            assert!(reason.contains("BadSignature"), "{reason}")
+        }
+        other => panic!("impostor accepted: {other:?}"),
+    }
+    serving.abort();
+}

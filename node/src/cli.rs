@@ -19,6 +19,33 @@ pub enum Command {
     ListServer(ListServerArgs),
     /// Print the supernodes a list server hands out (the list a leaf would get).
     Supernodes(SupernodesArgs),
+    /// Run a supernode: admit leaves, index their files, route queries across the overlay.
+    Supernode(SupernodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SupernodeArgs {
+    /// UDP address to listen on (port 0 picks a free one; the real address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// List server to register with, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
+    #[arg(long = "list-server", value_name = "ADDR", required = true)]
+    pub list_servers: Vec<PeerAddr>,
+    /// The address others should dial (port forwarding, proxies) [default: --listen].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Where the identity key and other state live [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Share the files of this folder (recursively) through this supernode's own index.
+    #[arg(long, value_name = "DIR")]
+    pub share: Option<PathBuf>,
+    /// Most leaves admitted.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub max_leaves: usize,
+    /// Another supernode to link to from the start, as NODEID@HOST:PORT; may be repeated.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<PeerAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod cli;
 mod cmd;
 mod runtime;
+mod share;
 
 use std::process::ExitCode;
 

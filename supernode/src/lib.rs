@@ -1,8 +1,46 @@
 //! The supernode role: leaf admission, the content index of attached leaves, keyword query
 //! routing across the supernode overlay, and the overlay links themselves.
 //!
-//! It does not run the list server (see `superpeer-bootstrap-list`) nor the leaf side of
-//! sharing and downloading (see the `superpeer` binary). Its decisions live in plain state
-//! machines with time passed in, so the simulator can drive the same code.
+//! A supernode admits up to `max_leaves` leaves, indexes the files they publish (and its
+//! own), answers their keyword queries from the index and forwards them, in rounds, to the
+//! neighbours whose keyword summaries may match. It links to up to `max_neighbors` other
+//! supernodes learned from list servers and gossip, registers with the list servers, and
+//! hands out lists of supernodes so that joined peers survive a list-server outage.
 //!
-//! Layout: filled in by the supernode issue.
+//! It does not run the list server (`superpeer-bootstrap-list`) nor the leaf side of
+//! sharing and downloading (the `superpeer` binary). Every decision lives in plain state
+//! machines with time and randomness passed in ([`SupernodeCore`] and its parts), so the
+//! simulator drives the same code the daemon runs; [`Supernode`] only moves messages.
+//!
+//! Layout:
+//! - `core`: [`SupernodeCore`], the whole supernode as one state machine.
+//! - `leaves`: admission, one session per node id.
+//! - `index`: [`ContentIndex`], keyword → entries, AND queries.
+//! - `summary`: [`KeywordSummary`], the routing bit table.
+//! - `router`: [`Router`], a query's rounds through the overlay.
+//! - `seen`: duplicate query ids.
+//! - `mesh`: [`Mesh`], known supernodes, links, dials.
+//! - `driver`: [`Supernode`], the tokio actor around the core.
+//! - `sessions`: connection tasks (accept by intent, dial, frame pumps).
+
+mod core;
+mod driver;
+mod index;
+mod leaves;
+mod mesh;
+mod router;
+mod seen;
+mod sessions;
+mod summary;
+
+/// A connection's conversation, as the core names it. The driver hands them out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+pub use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
+pub use driver::{Supernode, SupernodeConfig, SupernodeError, SupernodeHandle, SupernodeStatus};
+pub use index::{ContentIndex, IndexError, IndexLimits};
+pub use leaves::{Admission, Leaves};
+pub use mesh::{LinkDecision, Mesh};
+pub use router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Started};
+pub use summary::{KeywordSummary, SUMMARY_BITS, keyword_slot};

@@ -43,6 +43,9 @@ pub enum WireError {
     /// The QUIC connection or stream failed underneath us (timeout, reset, local close).
     #[error("connection lost: {0}")]
     Connection(String),
+    /// The peer did not send what the conversation needs in time.
+    #[error("timed out waiting for {0}")]
+    TimedOut(&'static str),
     /// Encoding failed (only for values serde cannot represent; not expected in practice).
     #[error("encoding failed: {0}")]
     Encode(postcard::Error),
@@ -61,6 +64,7 @@ impl WireError {
             | WireError::UnknownVariant
             | WireError::TrailingBytes(_)
             | WireError::Unexpected(_)
+            | WireError::TimedOut(_)
             | WireError::Invalid(_) => CloseCode::ProtocolViolation,
             WireError::Closed
             | WireError::PeerClosed { .. }

@@ -65,15 +65,27 @@ pub(crate) fn decode_error(e: postcard::Error) -> WireError {
 pub struct FrameReader<R> {
     inner: R,
     buf: Vec<u8>,
+    max_frame: usize,
 }
 
+/// Memory set aside before a frame's body arrives. Beyond it the buffer grows only as bytes
+/// really come in, so announcing a large frame costs a peer as much as sending one.
+const INITIAL_RESERVE: usize = 16 * 1024;
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Wraps a stream.
+    /// Wraps a stream; frames up to [`MAX_FRAME_SIZE`].
     pub fn new(inner: R) -> Self {
         Self {
             inner,
             buf: Vec::new(),
+            max_frame: MAX_FRAME_SIZE,
         }
+    }
+
+    /// Lowers the largest frame accepted on this stream (conversations with small messages
+    /// should not let a peer make us buffer a whole megabyte).
+    pub fn limit_frames(&mut self, max_frame: usize) {
+        self.max_frame = max_frame.min(MAX_FRAME_SIZE);
     }
 
     /// The next frame body, or `None` when the stream ends cleanly between frames.
@@ -85,15 +97,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         self.inner.read_exact(&mut prefix[1..]).await?;
         let len = u32::from_be_bytes(prefix) as usize;
-        if len > MAX_FRAME_SIZE {
+        if len > self.max_frame {
             return Err(WireError::FrameTooLarge {
                 len: len as u64,
-                max: MAX_FRAME_SIZE,
+                max: self.max_frame,
             });
         }
         self.buf.clear();
-        self.buf.resize(len, 0);
-        self.inner.read_exact(&mut self.buf).await?;
+        self.buf.reserve(len.min(INITIAL_RESERVE));
+        (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)
+            .await?;
+        if self.buf.len() != len {
+            return Err(WireError::Truncated);
+        }
+        // Do not keep a large buffer around for small messages that follow.
+        if self.buf.capacity() > 4 * INITIAL_RESERVE && len <= INITIAL_RESERVE {
+            self.buf.shrink_to(INITIAL_RESERVE);
+        }
         Ok(Some(&self.buf))
     }
 
@@ -199,6 +221,37 @@ mod tests {
             read_one(&huge).await,
             Err(WireError::FrameTooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_applies() {
+        let frame = encode(&Msg::B {
+            name: "x".repeat(100),
+        })
+        .unwrap();
+        let mut reader = FrameReader::new(&frame[..]);
+        reader.limit_frames(50);
+        assert!(matches!(
+            reader.recv::<Msg>().await,
+            Err(WireError::FrameTooLarge { max: 50, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_announced_frame_does_not_allocate_before_its_bytes_arrive() {
+        // A 1 MiB frame announced, 10 bytes sent, then the stream ends.
+        let mut bytes = (MAX_FRAME_SIZE as u32).to_be_bytes().to_vec();
+        bytes.extend([1u8; 10]);
+        let mut reader = FrameReader::new(&bytes[..]);
+        assert!(matches!(
+            reader.read_frame().await,
+            Err(WireError::Truncated)
+        ));
+        assert!(
+            reader.buf.capacity() < MAX_FRAME_SIZE / 4,
+            "reserved {}",
+            reader.buf.capacity()
+        );
     }
 
     #[tokio::test]

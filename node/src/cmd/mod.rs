@@ -1,6 +1,7 @@
 //! One file per command.
 
 mod list_server;
+mod supernode;
 mod supernodes;
 
 use crate::cli::{Cli, Command};
@@ -10,5 +11,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::ListServer(args) => list_server::run(args),
         Command::Supernodes(args) => supernodes::run(args),
+        Command::Supernode(args) => supernode::run(args),
     }
 }

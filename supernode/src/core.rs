@@ -1,0 +1,598 @@
+//! The supernode's decisions in one state machine, with no I/O: leaves attach and publish,
+//! queries are answered and routed, neighbours exchange summaries and gossip, the mesh
+//! decides whom to dial. The driver feeds events in (`leaf_*`, `neighbor_*`, `link_*`,
+//! `learn`, `handle_timeout`) and sends what [`SupernodeCore::poll_action`] returns.
+//! The simulator drives this same type.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rustc_hash::FxHashMap;
+use superpeer_common::wire::{
+    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
+    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryEnd, Role, SupernodeInfo,
+    SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
+};
+use superpeer_common::{ContentId, NodeId, keywords};
+
+use crate::SessionId;
+use crate::index::{ContentIndex, IndexLimits};
+use crate::leaves::{Admission, Leaves};
+use crate::mesh::{LinkDecision, Mesh};
+use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats};
+use crate::summary::KeywordSummary;
+
+/// Tunables of a supernode.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Most leaves admitted.
+    pub max_leaves: usize,
+    /// Most supernode links kept.
+    pub max_neighbors: usize,
+    /// Query routing.
+    pub router: RouterConfig,
+    /// Index caps.
+    pub index: IndexLimits,
+    /// Queries per leaf: (per second, burst).
+    pub leaf_query_rate: (f64, u32),
+    /// Most hops a query takes through the overlay when the mesh is not full.
+    pub max_hops: u8,
+    /// Most results one query may ask for.
+    pub max_want: u32,
+    /// Least time between two summaries sent to neighbours.
+    pub summary_interval: Duration,
+    /// How often neighbours are told our load and the supernodes we know.
+    pub gossip_interval: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            max_leaves: 500,
+            max_neighbors: 32,
+            router: RouterConfig::default(),
+            index: IndexLimits::default(),
+            leaf_query_rate: (2.0, 10),
+            max_hops: 2,
+            max_want: 500,
+            summary_interval: Duration::from_millis(250),
+            gossip_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send to a leaf.
+    ToLeaf(SessionId, SupernodeToLeaf),
+    /// Send to a neighbour.
+    ToNeighbor(SessionId, SupernodeToSupernode),
+    /// Close a session's connection.
+    Close {
+        session: SessionId,
+        code: CloseCode,
+        reason: String,
+    },
+    /// Open a link to a supernode; report with `link_up` or `dial_failed`.
+    Dial { node_id: NodeId, addr: SocketAddr },
+}
+
+/// Counters and sizes, for `status` and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CoreStatus {
+    /// Attached leaves.
+    pub leaves: usize,
+    /// Linked supernodes.
+    pub neighbors: Vec<NodeId>,
+    /// Entries in the index.
+    pub indexed: usize,
+    /// Query messages received from neighbours (duplicates included).
+    pub queries_from_neighbors: u64,
+    /// Routing counters.
+    pub router: RouterStats,
+}
+
+#[derive(Debug)]
+struct Neighbor {
+    node_id: NodeId,
+    summary: KeywordSummary,
+    load: Load,
+}
+
+/// A supernode's state.
+#[derive(Debug)]
+pub struct SupernodeCore {
+    me: Holder,
+    config: CoreConfig,
+    leaves: Leaves,
+    index: ContentIndex,
+    mesh: Mesh,
+    router: Router,
+    neighbors: FxHashMap<SessionId, Neighbor>,
+    /// Index keyword generation of the summary last sent, and when.
+    summary_sent: Option<(u64, Instant)>,
+    summary: KeywordSummary,
+    summaries_sent: u64,
+    last_gossip: Instant,
+    unix_ms: u64,
+    queries_from_neighbors: u64,
+    actions: VecDeque<Action>,
+    rng: StdRng,
+}
+
+impl SupernodeCore {
+    /// A supernode that others reach at `me.addr`. `seed` drives every random choice.
+    pub fn new(now: Instant, me: Holder, config: CoreConfig, seed: u64) -> Self {
+        Self {
+            me,
+            leaves: Leaves::new(config.max_leaves, config.leaf_query_rate),
+            index: ContentIndex::new(config.index),
+            mesh: Mesh::new(me.node_id, config.max_neighbors),
+            router: Router::new(config.router.clone()),
+            neighbors: FxHashMap::default(),
+            summary_sent: None,
+            summary: KeywordSummary::empty(),
+            summaries_sent: 0,
+            last_gossip: now,
+            unix_ms: 0,
+            queries_from_neighbors: 0,
+            actions: VecDeque::new(),
+            rng: StdRng::seed_from_u64(seed),
+            config,
+        }
+    }
+
+    /// Who we are and where others reach us.
+    pub fn me(&self) -> Holder {
+        self.me
+    }
+
+    /// Our load as the list server and neighbours see it.
+    pub fn load(&self) -> Load {
+        Load {
+            leaves: u32::try_from(self.leaves.len()).unwrap_or(u32::MAX),
+            capacity: u32::try_from(self.leaves.capacity()).unwrap_or(u32::MAX),
+            neighbors: u32::try_from(self.mesh.neighbor_count()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Counters and sizes.
+    pub fn status(&self) -> CoreStatus {
+        CoreStatus {
+            leaves: self.leaves.len(),
+            neighbors: self.mesh.neighbors().map(|(id, _)| id).collect(),
+            indexed: self.index.len(),
+            queries_from_neighbors: self.queries_from_neighbors,
+            router: self.router.stats(),
+        }
+    }
+
+    /// Other supernodes to hand out (to leaves, or when refusing one).
+    pub fn supernode_list(&self, max: usize) -> SupernodeList {
+        SupernodeList {
+            made_at_ms: self.unix_ms,
+            supernodes: self.mesh.list(max.min(MAX_SUPERNODES_PER_LIST), None),
+            short_of_supernodes: false,
+        }
+    }
+
+    // ----- leaves -----
+
+    /// A leaf asks to attach on `session`; `addr` is where downloaders reach it.
+    pub fn leaf_attach(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        node_id: NodeId,
+        addr: SocketAddr,
+    ) -> HelloReply {
+        match self.leaves.admit(now, session, node_id, addr) {
+            Admission::Admitted { replaced } => {
+                if let Some(old) = replaced {
+                    self.drop_leaf(now, old);
+                    self.close(
+                        old,
+                        CloseCode::Replaced,
+                        "a newer session of this node replaced this one",
+                    );
+                }
+                HelloReply::Welcome {
+                    role: Role::Supernode,
+                }
+            }
+            Admission::Full => {
+                let try_instead = self
+                    .mesh
+                    .list(10, None)
+                    .into_iter()
+                    .filter(|s| s.load.leaves < s.load.capacity)
+                    .collect();
+                HelloReply::Refused {
+                    reason: "this supernode is full".into(),
+                    try_instead,
+                }
+            }
+        }
+    }
+
+    /// A message from an attached leaf.
+    pub fn leaf_message(&mut self, now: Instant, session: SessionId, msg: LeafToSupernode) {
+        let Some(leaf) = self.leaves.get_mut(session) else {
+            return;
+        };
+        let holder = leaf.holder();
+        match msg {
+            LeafToSupernode::Publish { entries } => {
+                if entries.len() > MAX_ENTRIES_PER_MESSAGE {
+                    return self.violation(session, "too many entries in one publish");
+                }
+                if let Err(e) = self.index.publish(holder, &entries) {
+                    self.send_leaf(
+                        session,
+                        SupernodeToLeaf::Refused {
+                            reason: e.to_string(),
+                        },
+                    );
+                }
+            }
+            LeafToSupernode::Unpublish { content_ids } => {
+                if content_ids.len() > MAX_ENTRIES_PER_MESSAGE {
+                    return self.violation(session, "too many ids in one unpublish");
+                }
+                self.index.unpublish(holder.node_id, &content_ids);
+            }
+            LeafToSupernode::Query(query) => {
+                let allowed = leaf.queries.try_take(now);
+                self.leaf_query(now, session, query, allowed);
+            }
+            LeafToSupernode::CancelQuery { id } => self.router.cancel(session, id),
+            LeafToSupernode::GetSupernodes { max } => {
+                let list = self.supernode_list(usize::from(max));
+                self.send_leaf(session, SupernodeToLeaf::Supernodes(list));
+            }
+            LeafToSupernode::Ping { nonce } => {
+                self.send_leaf(session, SupernodeToLeaf::Pong { nonce })
+            }
+            LeafToSupernode::Leaving => {
+                self.drop_leaf(now, session);
+                self.close(session, CloseCode::Normal, "goodbye");
+            }
+        }
+    }
+
+    fn leaf_query(&mut self, now: Instant, session: SessionId, query: Query, allowed: bool) {
+        let id = query.id;
+        let refuse = |core: &mut Self, reason: String| {
+            core.send_leaf(session, SupernodeToLeaf::Refused { reason });
+            core.send_leaf(
+                session,
+                SupernodeToLeaf::QueryDone {
+                    id,
+                    end: QueryEnd::Exhausted,
+                },
+            );
+        };
+        if !allowed {
+            return refuse(self, "too many queries; slow down".into());
+        }
+        if let Err(e) = query.validate() {
+            return refuse(self, e.to_string());
+        }
+        let Some(query) = self.normalize(query) else {
+            return refuse(self, "the query has no searchable words".into());
+        };
+        // In a full mesh every supernode is one hop away: relays need not relay further.
+        let ttl = if self.mesh.known_count() <= self.mesh.neighbor_count() {
+            1
+        } else {
+            self.config.max_hops
+        };
+        self.start_query(now, query, Asker::Leaf(session), ttl);
+    }
+
+    /// Keywords through the common tokenizer (lower case, no punctuation); `want` capped.
+    fn normalize(&self, mut query: Query) -> Option<Query> {
+        let words = keywords(&query.keywords.join(" "));
+        if words.is_empty() {
+            return None;
+        }
+        query.keywords = words;
+        query.want = query.want.min(self.config.max_want);
+        Some(query)
+    }
+
+    fn start_query(&mut self, now: Instant, query: Query, asker: Asker, ttl: u8) {
+        let local = self.index.query(&query.keywords, query.want as usize);
+        let from = match asker {
+            Asker::Neighbor(s) => Some(s),
+            Asker::Leaf(_) => None,
+        };
+        let mut candidates: Vec<(u32, SessionId)> = self
+            .neighbors
+            .iter()
+            .filter(|(s, n)| Some(**s) != from && n.summary.may_contain_all(&query.keywords))
+            .map(|(s, n)| (n.load.leaves, *s))
+            .collect();
+        // Most promising first: more leaves, more content. Session id breaks ties stably.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let candidates = candidates.into_iter().map(|(_, s)| s).collect();
+        self.router.start(now, query, asker, local, candidates, ttl);
+        self.drain_router();
+    }
+
+    /// A leaf's session ended: its files leave the index at once.
+    pub fn leaf_gone(&mut self, now: Instant, session: SessionId) {
+        self.drop_leaf(now, session);
+    }
+
+    fn drop_leaf(&mut self, now: Instant, session: SessionId) {
+        if let Some(leaf) = self.leaves.remove(session) {
+            self.index.remove_holder(leaf.node_id);
+        }
+        self.router.session_gone(now, session);
+        self.drain_router();
+    }
+
+    // ----- our own shares -----
+
+    /// Files this supernode shares itself.
+    pub fn publish_own(
+        &mut self,
+        entries: &[FileEntry],
+    ) -> Result<usize, crate::index::IndexError> {
+        self.index.publish(self.me, entries)
+    }
+
+    /// Files this supernode no longer shares.
+    pub fn unpublish_own(&mut self, content_ids: &[ContentId]) -> usize {
+        self.index.unpublish(self.me.node_id, content_ids)
+    }
+
+    // ----- neighbours -----
+
+    /// A link to supernode `node_id` is up on `session`, dialled by `initiator`. Returns
+    /// false if it is to be closed (a duplicate, or no room).
+    pub fn link_up(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        node_id: NodeId,
+        initiator: NodeId,
+        addr: Option<SocketAddr>,
+    ) -> bool {
+        match self.mesh.link_up(now, node_id, session, initiator, addr) {
+            LinkDecision::Refuse => false,
+            LinkDecision::Keep { close } => {
+                if let Some(old) = close {
+                    self.forget_neighbor(now, old);
+                    self.close(old, CloseCode::Replaced, "duplicate link");
+                }
+                self.neighbors.insert(
+                    session,
+                    Neighbor {
+                        node_id,
+                        summary: KeywordSummary::empty(),
+                        load: Load::default(),
+                    },
+                );
+                // A new neighbour needs our summary and our view of the network now.
+                self.refresh_summary(now);
+                let table = self.summary.to_bytes();
+                self.send_neighbor(
+                    session,
+                    SupernodeToSupernode::Summary {
+                        generation: self.summaries_sent,
+                        table,
+                    },
+                );
+                let known = self.gossip_message(node_id);
+                self.send_neighbor(session, known);
+                true
+            }
+        }
+    }
+
+    /// A dial asked for with [`Action::Dial`] failed.
+    pub fn dial_failed(&mut self, now: Instant, node_id: NodeId) {
+        self.mesh.dial_failed(now, node_id);
+    }
+
+    /// A neighbour's link ended.
+    pub fn link_down(&mut self, now: Instant, session: SessionId) {
+        self.forget_neighbor(now, session);
+    }
+
+    fn forget_neighbor(&mut self, now: Instant, session: SessionId) {
+        if let Some(n) = self.neighbors.remove(&session) {
+            self.mesh.link_down(now, n.node_id, session);
+        }
+        self.router.session_gone(now, session);
+        self.drain_router();
+    }
+
+    /// A message from a neighbour.
+    pub fn neighbor_message(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        msg: SupernodeToSupernode,
+    ) {
+        let Some(neighbor) = self.neighbors.get_mut(&session) else {
+            return;
+        };
+        match msg {
+            SupernodeToSupernode::Summary { table, .. } => {
+                match KeywordSummary::from_bytes(table) {
+                    Ok(summary) => neighbor.summary = summary,
+                    Err(e) => self.violation(session, &e.to_string()),
+                }
+            }
+            SupernodeToSupernode::Query { query, ttl } => {
+                self.queries_from_neighbors += 1;
+                if let Err(e) = query.validate() {
+                    return self.violation(session, &e.to_string());
+                }
+                match self.normalize(query) {
+                    Some(query) => {
+                        let ttl = ttl.min(self.config.max_hops);
+                        self.start_query(now, query, Asker::Neighbor(session), ttl);
+                    }
+                    None => self.violation(session, "a relayed query without searchable words"),
+                }
+            }
+            SupernodeToSupernode::Hits { id, hits } => {
+                if hits.len() > MAX_HITS_PER_MESSAGE {
+                    return self.violation(session, "too many hits in one message");
+                }
+                if let Some(bad) = hits.iter().find_map(|h| h.validate().err()) {
+                    return self.violation(session, &bad.to_string());
+                }
+                self.router.handle_hits(now, session, id, hits);
+                self.drain_router();
+            }
+            SupernodeToSupernode::QueryDone { id } => {
+                self.router.handle_done(now, session, id);
+                self.drain_router();
+            }
+            SupernodeToSupernode::Known { load, supernodes } => {
+                if supernodes.len() > MAX_SUPERNODES_PER_LIST {
+                    return self.violation(session, "too many supernodes in gossip");
+                }
+                neighbor.load = load;
+                let node_id = neighbor.node_id;
+                self.mesh.update_load(now, node_id, load);
+                self.mesh.learn(now, &supernodes);
+            }
+            SupernodeToSupernode::Ping { nonce } => {
+                self.send_neighbor(session, SupernodeToSupernode::Pong { nonce })
+            }
+            SupernodeToSupernode::Pong { .. } => {}
+        }
+    }
+
+    /// Supernodes heard of from a list server.
+    pub fn learn(&mut self, now: Instant, infos: &[SupernodeInfo]) {
+        self.mesh.learn(now, infos);
+    }
+
+    // ----- the clock -----
+
+    /// Runs timers: query rounds and deadlines, summaries, gossip, dials. `unix_ms` is the
+    /// wall clock, stamped on lists handed out.
+    pub fn handle_timeout(&mut self, now: Instant, unix_ms: u64) {
+        self.unix_ms = unix_ms;
+        self.router.handle_timeout(now);
+        self.drain_router();
+        let changed = self
+            .summary_sent
+            .is_none_or(|(generation, _)| generation != self.index.keyword_generation());
+        let due = self
+            .summary_sent
+            .is_none_or(|(_, at)| now >= at + self.config.summary_interval);
+        if changed && due && !self.neighbors.is_empty() {
+            self.refresh_summary(now);
+            let table = self.summary.to_bytes();
+            let sessions: Vec<SessionId> = self.neighbors.keys().copied().collect();
+            for session in sessions {
+                let msg = SupernodeToSupernode::Summary {
+                    generation: self.summaries_sent,
+                    table: table.clone(),
+                };
+                self.send_neighbor(session, msg);
+            }
+        }
+        if now >= self.last_gossip + self.config.gossip_interval {
+            self.last_gossip = now;
+            let neighbors: Vec<(SessionId, NodeId)> = self
+                .neighbors
+                .iter()
+                .map(|(s, n)| (*s, n.node_id))
+                .collect();
+            for (session, node_id) in neighbors {
+                let msg = self.gossip_message(node_id);
+                self.send_neighbor(session, msg);
+            }
+            self.mesh.expire(now);
+        }
+        for (node_id, addr) in self.mesh.poll_dials(now, &mut self.rng) {
+            self.actions.push_back(Action::Dial { node_id, addr });
+        }
+    }
+
+    /// When [`SupernodeCore::handle_timeout`] must run next (at the latest).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let gossip = self.last_gossip + self.config.gossip_interval;
+        Some(self.router.poll_timeout().map_or(gossip, |t| t.min(gossip)))
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // ----- helpers -----
+
+    /// Rebuilds our summary if the index's words changed since it was built.
+    fn refresh_summary(&mut self, now: Instant) {
+        let generation = self.index.keyword_generation();
+        if self.summary_sent.is_some_and(|(g, _)| g == generation) {
+            return;
+        }
+        self.summary = KeywordSummary::from_keywords(self.index.keywords());
+        self.summaries_sent += 1;
+        self.summary_sent = Some((generation, now));
+    }
+
+    fn gossip_message(&self, to: NodeId) -> SupernodeToSupernode {
+        let mut supernodes = self.mesh.list(50, Some(to));
+        supernodes.push(SupernodeInfo {
+            node_id: self.me.node_id,
+            addr: self.me.addr,
+            load: self.load(),
+            stale: false,
+        });
+        SupernodeToSupernode::Known {
+            load: self.load(),
+            supernodes,
+        }
+    }
+
+    fn drain_router(&mut self) {
+        while let Some(out) = self.router.poll_output() {
+            self.actions.push_back(match out {
+                RouterOutput::ToLeaf(s, m) => Action::ToLeaf(s, m),
+                RouterOutput::ToNeighbor(s, m) => Action::ToNeighbor(s, m),
+            });
+        }
+    }
+
+    fn send_leaf(&mut self, session: SessionId, msg: SupernodeToLeaf) {
+        self.actions.push_back(Action::ToLeaf(session, msg));
+    }
+
+    fn send_neighbor(&mut self, session: SessionId, msg: SupernodeToSupernode) {
+        self.actions.push_back(Action::ToNeighbor(session, msg));
+    }
+
+    fn close(&mut self, session: SessionId, code: CloseCode, reason: &str) {
+        self.actions.push_back(Action::Close {
+            session,
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// A peer broke the protocol: its session is closed (and forgotten when the driver
+    /// reports it gone).
+    fn violation(&mut self, session: SessionId, reason: &str) {
+        self.close(session, CloseCode::ProtocolViolation, reason);
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,395 @@
+//! Supernode core tests: whole decisions with a fake clock and no sockets.
+
+use superpeer_common::wire::{QueryId, SUMMARY_BYTES};
+
+use super::*;
+
+fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 32])
+}
+
+fn addr(n: u8) -> SocketAddr {
+    format!("127.0.0.{n}:5000").parse().unwrap()
+}
+
+fn core(n: u8, config: CoreConfig) -> SupernodeCore {
+    SupernodeCore::new(
+        Instant::now(),
+        Holder {
+            node_id: id(n),
+            addr: addr(n),
+        },
+        config,
+        u64::from(n),
+    )
+}
+
+fn entry(name: &str) -> FileEntry {
+    FileEntry {
+        content_id: ContentId::of_bytes(name.as_bytes()),
+        name: name.into(),
+        size: 10,
+    }
+}
+
+fn drain(core: &mut SupernodeCore) -> Vec<Action> {
+    std::iter::from_fn(|| core.poll_action()).collect()
+}
+
+fn query(n: u8, words: &[&str]) -> LeafToSupernode {
+    LeafToSupernode::Query(Query {
+        id: QueryId([n; 16]),
+        keywords: words.iter().map(|w| w.to_string()).collect(),
+        want: 10,
+    })
+}
+
+/// Links `core` to neighbour `n` on session `session` and gives it a summary of `words`.
+fn link(core: &mut SupernodeCore, now: Instant, session: u64, n: u8, words: &[&str]) {
+    assert!(core.link_up(now, SessionId(session), id(n), id(n), Some(addr(n))));
+    let table = KeywordSummary::from_keywords(words.iter().copied()).to_bytes();
+    core.neighbor_message(
+        now,
+        SessionId(session),
+        SupernodeToSupernode::Summary {
+            generation: 1,
+            table,
+        },
+    );
+}
+
+fn queried(actions: &[Action]) -> Vec<SessionId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToNeighbor(s, SupernodeToSupernode::Query { .. }) => Some(*s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn hits_to(actions: &[Action], leaf: SessionId) -> Vec<String> {
+    actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::ToLeaf(s, SupernodeToLeaf::Hits { hits, .. }) if *s == leaf => {
+                hits.iter().map(|h| h.name.clone()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_query_goes_only_to_neighbours_whose_summary_matches() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, now, 10, 2, &["abba", "waterloo"]);
+    link(&mut sn, now, 11, 3, &["beatles", "help"]);
+    link(&mut sn, now, 12, 4, &["abba"]);
+    drain(&mut sn);
+    let leaf = SessionId(1);
+    assert_eq!(
+        sn.leaf_attach(now, leaf, id(50), addr(50)),
+        HelloReply::Welcome {
+            role: Role::Supernode
+        }
+    );
+    sn.leaf_message(now, leaf, query(1, &["ABBA", "Waterloo"]));
+    assert_eq!(
+        queried(&drain(&mut sn)),
+        vec![SessionId(10)],
+        "only node 2 may hold both words"
+    );
+    sn.leaf_message(now, leaf, query(2, &["abba"]));
+    let mut asked = queried(&drain(&mut sn));
+    asked.sort();
+    assert_eq!(asked, vec![SessionId(10), SessionId(12)]);
+    sn.leaf_message(now, leaf, query(3, &["nothing"]));
+    let actions = drain(&mut sn);
+    assert!(queried(&actions).is_empty());
+    assert!(actions.contains(&Action::ToLeaf(
+        leaf,
+        SupernodeToLeaf::QueryDone {
+            id: QueryId([3; 16]),
+            end: QueryEnd::Exhausted
+        }
+    )));
+}
+
+#[test]
+fn local_files_answer_and_vanish_with_their_leaf() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    let (a, b) = (SessionId(1), SessionId(2));
+    sn.leaf_attach(now, a, id(50), addr(50));
+    sn.leaf_attach(now, b, id(51), addr(51));
+    sn.leaf_message(
+        now,
+        a,
+        LeafToSupernode::Publish {
+            entries: vec![entry("Abba - Waterloo.mp3")],
+        },
+    );
+    sn.leaf_message(now, b, query(1, &["waterloo"]));
+    assert_eq!(
+        hits_to(&drain(&mut sn), b),
+        vec!["Abba - Waterloo.mp3".to_string()]
+    );
+    sn.leaf_gone(now, a);
+    sn.leaf_message(now, b, query(2, &["waterloo"]));
+    assert!(
+        hits_to(&drain(&mut sn), b).is_empty(),
+        "a gone leaf's files never come back"
+    );
+    assert_eq!(sn.status().indexed, 0);
+}
+
+#[test]
+fn summaries_follow_the_index_throttled() {
+    let t0 = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    assert!(sn.link_up(t0, SessionId(10), id(2), id(2), Some(addr(2))));
+    let first = drain(&mut sn);
+    assert!(
+        first.iter().any(|a| matches!(
+            a,
+            Action::ToNeighbor(_, SupernodeToSupernode::Summary { .. })
+        )),
+        "a new neighbour gets our summary"
+    );
+
+    let leaf = SessionId(1);
+    sn.leaf_attach(t0, leaf, id(50), addr(50));
+    sn.leaf_message(
+        t0,
+        leaf,
+        LeafToSupernode::Publish {
+            entries: vec![entry("zebra.txt")],
+        },
+    );
+    sn.handle_timeout(t0 + Duration::from_millis(10), 0);
+    let throttled = drain(&mut sn);
+    assert!(
+        !throttled.iter().any(|a| matches!(
+            a,
+            Action::ToNeighbor(_, SupernodeToSupernode::Summary { .. })
+        )),
+        "too soon after the last"
+    );
+    sn.handle_timeout(t0 + Duration::from_millis(300), 0);
+    let sent: Vec<KeywordSummary> = drain(&mut sn)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::ToNeighbor(_, SupernodeToSupernode::Summary { table, .. }) => {
+                Some(KeywordSummary::from_bytes(table).unwrap())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].may_contain_all(&["zebra", "txt"]));
+    // Nothing changed: nothing sent.
+    sn.handle_timeout(t0 + Duration::from_millis(700), 0);
+    assert!(!drain(&mut sn).iter().any(|a| matches!(
+        a,
+        Action::ToNeighbor(_, SupernodeToSupernode::Summary { .. })
+    )));
+    // The leaf goes: its words leave the next summary.
+    sn.leaf_gone(t0, leaf);
+    sn.handle_timeout(t0 + Duration::from_millis(1000), 0);
+    let emptied = drain(&mut sn).into_iter().find_map(|a| match a {
+        Action::ToNeighbor(_, SupernodeToSupernode::Summary { table, .. }) => {
+            Some(KeywordSummary::from_bytes(table).unwrap())
+        }
+        _ => None,
+    });
+    assert!(!emptied.unwrap().may_contain_all(&["zebra"]));
+}
+
+#[test]
+fn a_full_supernode_refuses_with_alternatives() {
+    let now = Instant::now();
+    let mut sn = core(
+        1,
+        CoreConfig {
+            max_leaves: 1,
+            ..Default::default()
+        },
+    );
+    let mut roomy = SupernodeInfo {
+        node_id: id(2),
+        addr: addr(2),
+        load: Load {
+            leaves: 1,
+            capacity: 10,
+            neighbors: 0,
+        },
+        stale: false,
+    };
+    let mut full = roomy;
+    full.node_id = id(3);
+    full.load.leaves = 10;
+    sn.learn(now, &[roomy, full]);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    match sn.leaf_attach(now, SessionId(2), id(51), addr(51)) {
+        HelloReply::Refused { try_instead, .. } => {
+            roomy.stale = false;
+            assert_eq!(
+                try_instead,
+                vec![roomy],
+                "only supernodes with room are suggested"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_neighbour_input_closes_the_link() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    assert!(sn.link_up(now, SessionId(10), id(2), id(2), None));
+    drain(&mut sn);
+    sn.neighbor_message(
+        now,
+        SessionId(10),
+        SupernodeToSupernode::Summary {
+            generation: 1,
+            table: vec![0; SUMMARY_BYTES - 1],
+        },
+    );
+    assert!(matches!(
+        drain(&mut sn).as_slice(),
+        [Action::Close {
+            session: SessionId(10),
+            code: CloseCode::ProtocolViolation,
+            ..
+        }]
+    ));
+    let hundreds = (0..300).map(|i| format!("w{i}")).collect();
+    sn.neighbor_message(
+        now,
+        SessionId(10),
+        SupernodeToSupernode::Query {
+            query: Query {
+                id: QueryId([1; 16]),
+                keywords: hundreds,
+                want: 1,
+            },
+            ttl: 1,
+        },
+    );
+    assert!(matches!(
+        drain(&mut sn).as_slice(),
+        [Action::Close {
+            code: CloseCode::ProtocolViolation,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn bad_leaf_queries_are_refused_and_a_flood_is_rate_limited() {
+    let now = Instant::now();
+    let mut sn = core(
+        1,
+        CoreConfig {
+            leaf_query_rate: (1.0, 5),
+            ..Default::default()
+        },
+    );
+    let (flooder, other) = (SessionId(1), SessionId(2));
+    sn.leaf_attach(now, flooder, id(50), addr(50));
+    sn.leaf_attach(now, other, id(51), addr(51));
+    sn.leaf_message(
+        now,
+        other,
+        LeafToSupernode::Publish {
+            entries: vec![entry("song.mp3")],
+        },
+    );
+    drain(&mut sn);
+
+    sn.leaf_message(now, flooder, query(1, &[]));
+    let actions = drain(&mut sn);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+    );
+    sn.leaf_message(now, flooder, query(2, &["--", "!!"]));
+    assert!(
+        drain(&mut sn)
+            .iter()
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+    );
+
+    let mut answered = 0;
+    for n in 10..200 {
+        sn.leaf_message(now, flooder, query(n, &["song"]));
+        answered += hits_to(&drain(&mut sn), flooder).len();
+    }
+    assert_eq!(
+        answered, 3,
+        "the burst, less the two bad queries, then nothing"
+    );
+    sn.leaf_message(now, other, query(250, &["song"]));
+    assert_eq!(
+        hits_to(&drain(&mut sn), other).len(),
+        1,
+        "another leaf is still served"
+    );
+}
+
+#[test]
+fn full_mesh_queries_are_not_relayed_further() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, now, 10, 2, &["abba"]);
+    drain(&mut sn);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    sn.leaf_message(now, SessionId(1), query(1, &["abba"]));
+    let ttl = drain(&mut sn).into_iter().find_map(|a| match a {
+        Action::ToNeighbor(_, SupernodeToSupernode::Query { ttl, .. }) => Some(ttl),
+        _ => None,
+    });
+    assert_eq!(ttl, Some(0), "every known supernode is a neighbour");
+
+    // Knowing more supernodes than we link to, queries may take one more hop.
+    sn.learn(
+        now,
+        &[SupernodeInfo {
+            node_id: id(9),
+            addr: addr(9),
+            load: Load::default(),
+            stale: false,
+        }],
+    );
+    sn.leaf_message(now, SessionId(1), query(2, &["abba"]));
+    let ttl = drain(&mut sn).into_iter().find_map(|a| match a {
+        Action::ToNeighbor(_, SupernodeToSupernode::Query { ttl, .. }) => Some(ttl),
+        _ => None,
+    });
+    assert_eq!(ttl, Some(1));
+}
+
+#[test]
+fn dials_known_supernodes() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    sn.learn(
+        now,
+        &[SupernodeInfo {
+            node_id: id(2),
+            addr: addr(2),
+            load: Load::default(),
+            stale: false,
+        }],
+    );
+    sn.handle_timeout(now, 0);
+    assert!(drain(&mut sn).contains(&Action::Dial {
+        node_id: id(2),
+        addr: addr(2)
+    }));
+}

@@ -1,0 +1,476 @@
+//! The supernode's driver: an actor that owns the [`SupernodeCore`] and moves messages
+//! between it and the network. Connection tasks (`sessions.rs`) send [`Event`]s into one
+//! inbox; the actor feeds them to the core, runs its clock, and carries out its actions:
+//! frames into session outboxes, closes, dials. It also keeps the supernode registered with
+//! its list servers and learns other supernodes from them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use superpeer_bootstrap_list::{RegistrationStatus, fetch_supernodes, keep_registered, unix_ms};
+use superpeer_common::wire::{
+    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, Role, SupernodeInfo,
+    SupernodeToLeaf, SupernodeToSupernode, encode,
+};
+use superpeer_common::{
+    Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, TransportError, TransportLimits,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::SessionId;
+use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
+use crate::sessions::{self, Outbox};
+
+/// Everything a supernode needs to start.
+#[derive(Clone, Debug)]
+pub struct SupernodeConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Address others dial; defaults to the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// List servers to register with and learn supernodes from.
+    pub list_servers: Vec<PeerAddr>,
+    /// Supernodes to link to from the start.
+    pub peers: Vec<PeerAddr>,
+    /// The decisions' tunables.
+    pub core: CoreConfig,
+    /// QUIC limits.
+    pub limits: TransportLimits,
+    /// How often to ask the list servers for supernodes.
+    pub refresh_interval: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl SupernodeConfig {
+    /// Defaults for a supernode listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            advertise: None,
+            list_servers: Vec::new(),
+            peers: Vec::new(),
+            core: CoreConfig::default(),
+            limits: TransportLimits::default(),
+            refresh_interval: Duration::from_secs(20),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Why a supernode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SupernodeError {
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The bound address could not be read.
+    #[error("cannot read the local address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// What `status` reports.
+#[derive(Clone, Debug)]
+pub struct SupernodeStatus {
+    /// Our node id.
+    pub node_id: NodeId,
+    /// The address we advertise.
+    pub advertise: SocketAddr,
+    /// Our load.
+    pub load: Load,
+    /// The core's counters.
+    pub core: CoreStatus,
+    /// How our registration with each list server stands.
+    pub registrations: Vec<(SocketAddr, RegistrationStatus)>,
+}
+
+/// What connection tasks and handles tell the actor.
+pub enum Event {
+    /// A leaf wants to attach; the actor answers with the session id and the hello reply.
+    Attach {
+        node_id: NodeId,
+        addr: SocketAddr,
+        conn: Connection,
+        outbox: Outbox,
+        reply: oneshot::Sender<(SessionId, HelloReply)>,
+    },
+    /// A link to a supernode is up; the actor answers with a session id if it keeps it.
+    LinkUp {
+        node_id: NodeId,
+        initiator: NodeId,
+        addr: Option<SocketAddr>,
+        conn: Connection,
+        outbox: Outbox,
+        reply: oneshot::Sender<Option<SessionId>>,
+    },
+    /// A leaf's message.
+    FromLeaf(SessionId, LeafToSupernode),
+    /// A neighbour's message.
+    FromNeighbor(SessionId, SupernodeToSupernode),
+    /// A session ended.
+    Gone(SessionId),
+    /// A dial the core asked for failed.
+    DialFailed(NodeId),
+    /// Supernodes learned from a list server or a `--peer`.
+    Learned(Vec<SupernodeInfo>),
+    /// Status request.
+    Status(oneshot::Sender<SupernodeStatus>),
+    /// Our own shares changed.
+    Share {
+        add: Vec<FileEntry>,
+        remove: Vec<ContentId>,
+    },
+}
+
+/// A handle to a running supernode.
+#[derive(Clone, Debug)]
+pub struct SupernodeHandle {
+    events: mpsc::Sender<Event>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Event")
+    }
+}
+
+impl SupernodeHandle {
+    /// The supernode's status, or `None` once it has stopped.
+    pub async fn status(&self) -> Option<SupernodeStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.events.send(Event::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Shares files from this supernode itself.
+    pub async fn share(&self, add: Vec<FileEntry>, remove: Vec<ContentId>) {
+        let _ = self.events.send(Event::Share { add, remove }).await;
+    }
+}
+
+struct Live {
+    conn: Connection,
+    outbox: Outbox,
+    is_leaf: bool,
+}
+
+/// A bound supernode, ready to [`run`](Supernode::run).
+pub struct Supernode {
+    endpoint: Endpoint,
+    advertise: SocketAddr,
+    config: SupernodeConfig,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+}
+
+impl Supernode {
+    /// Binds the socket.
+    pub fn bind(identity: Arc<Identity>, config: SupernodeConfig) -> Result<Self, SupernodeError> {
+        let endpoint = Endpoint::bind(identity, config.listen, config.limits.clone())?;
+        let bound = endpoint.local_addr().map_err(SupernodeError::LocalAddr)?;
+        let advertise = config.advertise.unwrap_or(bound);
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        Ok(Self {
+            endpoint,
+            advertise,
+            config,
+            events_tx,
+            events_rx,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, SupernodeError> {
+        self.endpoint
+            .local_addr()
+            .map_err(SupernodeError::LocalAddr)
+    }
+
+    /// The address others dial.
+    pub fn advertise(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// Our node id.
+    pub fn node_id(&self) -> NodeId {
+        self.endpoint.node_id()
+    }
+
+    /// A handle for status and shares.
+    pub fn handle(&self) -> SupernodeHandle {
+        SupernodeHandle {
+            events: self.events_tx.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes; then tells leaves where to go, unregisters, and
+    /// closes every connection.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Supernode {
+            endpoint,
+            advertise,
+            config,
+            events_tx,
+            mut events_rx,
+        } = self;
+        let me = Holder {
+            node_id: endpoint.node_id(),
+            addr: advertise,
+        };
+        let mut core = SupernodeCore::new(Instant::now(), me, config.core.clone(), rand::random());
+        let (load_tx, load_rx) = watch::channel(core.load());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut registrations = Vec::new();
+        for server in &config.list_servers {
+            let (status_tx, status_rx) = watch::channel(RegistrationStatus::Connecting);
+            registrations.push((server.addr, status_rx));
+            tokio::spawn(keep_registered(
+                endpoint.clone(),
+                *server,
+                advertise,
+                load_rx.clone(),
+                status_tx,
+                stop_rx.clone(),
+            ));
+        }
+        tokio::spawn(learn_peers(
+            endpoint.clone(),
+            config.peers.clone(),
+            events_tx.clone(),
+        ));
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let mut sessions: HashMap<SessionId, Live> = HashMap::new();
+        let mut next_session = 0u64;
+        let mut refresh = tokio::time::interval(config.refresh_interval);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        info!(node_id = %me.node_id, %advertise, "supernode running");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                incoming = endpoint.incoming() => {
+                    let Some(incoming) = incoming else { break };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        incoming.refuse();
+                        continue;
+                    };
+                    let source = incoming.remote_address();
+                    let (events, load) = (events_tx.clone(), load_rx.clone());
+                    let timeout = config.limits.handshake_timeout;
+                    tokio::spawn(async move {
+                        sessions::serve_incoming(incoming, timeout, events, load).await;
+                        drop(permit);
+                    }.instrument(info_span!("conn", %source)));
+                }
+                Some(event) = events_rx.recv() => {
+                    let now = Instant::now();
+                    handle_event(&mut core, &mut sessions, &mut next_session, &registrations, advertise, now, event);
+                }
+                _ = tick.tick() => core.handle_timeout(Instant::now(), unix_ms()),
+                _ = refresh.tick() => {
+                    for server in &config.list_servers {
+                        tokio::spawn(fetch_into(endpoint.clone(), *server, events_tx.clone()));
+                    }
+                }
+            }
+            carry_out(&mut core, &mut sessions, &endpoint, advertise, &events_tx);
+            load_tx.send_if_modified(|load| {
+                let now = core.load();
+                std::mem::replace(load, now) != now
+            });
+        }
+        info!("supernode shutting down");
+        // Leaves move at once instead of waiting for a timeout.
+        let move_to = SupernodeToLeaf::MoveTo {
+            supernodes: core.supernode_list(10).supernodes,
+        };
+        if let Ok(frame) = encode(&move_to) {
+            for live in sessions.values().filter(|l| l.is_leaf) {
+                let _ = live.outbox.try_send(frame.clone());
+            }
+        }
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        endpoint.shutdown().await;
+    }
+}
+
+fn handle_event(
+    core: &mut SupernodeCore,
+    sessions: &mut HashMap<SessionId, Live>,
+    next_session: &mut u64,
+    registrations: &[(SocketAddr, watch::Receiver<RegistrationStatus>)],
+    advertise: SocketAddr,
+    now: Instant,
+    event: Event,
+) {
+    let mut new_session = |conn: Connection,
+                           outbox: Outbox,
+                           is_leaf: bool,
+                           sessions: &mut HashMap<SessionId, Live>| {
+        *next_session += 1;
+        let id = SessionId(*next_session);
+        sessions.insert(
+            id,
+            Live {
+                conn,
+                outbox,
+                is_leaf,
+            },
+        );
+        id
+    };
+    match event {
+        Event::Attach {
+            node_id,
+            addr,
+            conn,
+            outbox,
+            reply,
+        } => {
+            let session = new_session(conn, outbox, true, sessions);
+            let answer = core.leaf_attach(now, session, node_id, addr);
+            if !matches!(answer, HelloReply::Welcome { .. }) {
+                sessions.remove(&session);
+            } else {
+                info!(leaf = %node_id.short(), %addr, "leaf attached");
+            }
+            let _ = reply.send((session, answer));
+        }
+        Event::LinkUp {
+            node_id,
+            initiator,
+            addr,
+            conn,
+            outbox,
+            reply,
+        } => {
+            let session = new_session(conn, outbox, false, sessions);
+            if core.link_up(now, session, node_id, initiator, addr) {
+                debug!(neighbor = %node_id.short(), "link up");
+                let _ = reply.send(Some(session));
+            } else {
+                sessions.remove(&session);
+                let _ = reply.send(None);
+            }
+        }
+        Event::FromLeaf(session, msg) => core.leaf_message(now, session, msg),
+        Event::FromNeighbor(session, msg) => core.neighbor_message(now, session, msg),
+        Event::Gone(session) => {
+            if let Some(live) = sessions.remove(&session) {
+                if live.is_leaf {
+                    core.leaf_gone(now, session);
+                } else {
+                    core.link_down(now, session);
+                }
+            }
+        }
+        Event::DialFailed(node_id) => core.dial_failed(now, node_id),
+        Event::Learned(infos) => core.learn(now, &infos),
+        Event::Status(reply) => {
+            let status = SupernodeStatus {
+                node_id: core.me().node_id,
+                advertise,
+                load: core.load(),
+                core: core.status(),
+                registrations: registrations
+                    .iter()
+                    .map(|(addr, rx)| (*addr, rx.borrow().clone()))
+                    .collect(),
+            };
+            let _ = reply.send(status);
+        }
+        Event::Share { add, remove } => {
+            core.unpublish_own(&remove);
+            if let Err(e) = core.publish_own(&add) {
+                warn!("cannot index our own shares: {e}");
+            }
+        }
+    }
+}
+
+/// Carries out the core's actions.
+fn carry_out(
+    core: &mut SupernodeCore,
+    sessions: &mut HashMap<SessionId, Live>,
+    endpoint: &Endpoint,
+    advertise: SocketAddr,
+    events: &mpsc::Sender<Event>,
+) {
+    while let Some(action) = core.poll_action() {
+        let (session, frame) = match action {
+            Action::ToLeaf(session, msg) => (session, encode(&msg)),
+            Action::ToNeighbor(session, msg) => (session, encode(&msg)),
+            Action::Close {
+                session,
+                code,
+                reason,
+            } => {
+                if let Some(live) = sessions.get(&session) {
+                    live.conn.close(code, &reason);
+                }
+                continue;
+            }
+            Action::Dial { node_id, addr } => {
+                let target = PeerAddr::pinned(node_id, addr);
+                tokio::spawn(sessions::dial(
+                    endpoint.clone(),
+                    target,
+                    advertise,
+                    events.clone(),
+                ));
+                continue;
+            }
+        };
+        let Some(live) = sessions.get(&session) else {
+            continue;
+        };
+        match frame {
+            Ok(frame) => {
+                if live.outbox.try_send(frame).is_err() {
+                    // It does not read fast enough (or is gone): drop it rather than queue
+                    // without bound.
+                    live.conn
+                        .close(CloseCode::Overloaded, "not reading fast enough");
+                }
+            }
+            Err(e) => warn!("cannot encode a message: {e}"),
+        }
+    }
+}
+
+/// Asks a list server for supernodes and passes them to the actor.
+async fn fetch_into(endpoint: Endpoint, server: PeerAddr, events: mpsc::Sender<Event>) {
+    match fetch_supernodes(&endpoint, &server, Role::Supernode, 100).await {
+        Ok(list) => {
+            let _ = events.send(Event::Learned(list.supernodes)).await;
+        }
+        Err(e) => debug!(list_server = %server.addr, "cannot fetch supernodes: {e}"),
+    }
+}
+
+/// Turns `--peer` addresses into known supernodes (learning ids of unpinned ones).
+async fn learn_peers(endpoint: Endpoint, peers: Vec<PeerAddr>, events: mpsc::Sender<Event>) {
+    let mut infos = Vec::new();
+    for peer in peers {
+        let node_id = match peer.node_id {
+            Some(id) => Some(id),
+            None => sessions::identify(&endpoint, peer.addr).await,
+        };
+        match node_id {
+            Some(node_id) => infos.push(SupernodeInfo {
+                node_id,
+                addr: peer.addr,
+                load: Load::default(),
+                stale: false,
+            }),
+            None => warn!(peer = %peer.addr, "no supernode answers at this --peer address"),
+        }
+    }
+    let _ = events.send(Event::Learned(infos)).await;
+}

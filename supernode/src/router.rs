@@ -1,0 +1,412 @@
+//! Query routing: the state machine that takes a query through the overlay.
+//!
+//! No sockets and no clock: the core passes `now`, the local hits and the neighbours whose
+//! summaries match; the router answers with messages to send ([`Router::poll_output`]) and
+//! a time to be called back ([`Router::poll_timeout`]). Flow of one query:
+//!
+//! 1. [`Router::start`]: a query from one of our leaves, or relayed by a neighbour. A query
+//!    id seen before is a duplicate (an overlay loop, or a second path): the sender is told
+//!    `QueryDone` at once and nothing else happens.
+//! 2. Local hits go back to whoever asked (the leaf, or the relaying neighbour).
+//! 3. Until `want` distinct contents are found: ask the next `fanout` matching neighbours
+//!    (most promising first) with one hop less to go, and wait for each one's `QueryDone`
+//!    or the round timeout, then the next round.
+//! 4. Hits from asked neighbours stream back to the asker as they arrive.
+//! 5. The query ends with `Enough`, `Exhausted` (no candidates or hops left), `Deadline`, or
+//!    `Cancelled`; the asker gets `QueryDone`, and neighbours still working are told to stop.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use superpeer_common::ContentId;
+use superpeer_common::wire::{
+    MAX_HITS_PER_MESSAGE, Query, QueryEnd, QueryHit, QueryId, SupernodeToLeaf, SupernodeToSupernode,
+};
+
+use crate::SessionId;
+use crate::seen::SeenIds;
+
+/// Tunables of query routing.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Neighbours asked per round.
+    pub fanout: usize,
+    /// How long a round waits for its neighbours before the next round starts.
+    pub round_timeout: Duration,
+    /// How long a leaf's query may run.
+    pub leaf_deadline: Duration,
+    /// How long a relayed query may run here.
+    pub relay_deadline: Duration,
+    /// Most queries running at once; more are refused.
+    pub max_active: usize,
+    /// How long query ids are remembered for duplicate suppression.
+    pub remember_ids: Duration,
+    /// Most query ids remembered.
+    pub max_remembered: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 4,
+            round_timeout: Duration::from_millis(400),
+            leaf_deadline: Duration::from_secs(5),
+            relay_deadline: Duration::from_secs(3),
+            max_active: 4096,
+            remember_ids: Duration::from_secs(60),
+            max_remembered: 100_000,
+        }
+    }
+}
+
+/// Who asked for a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Asker {
+    /// One of our leaves.
+    Leaf(SessionId),
+    /// A neighbour relaying it.
+    Neighbor(SessionId),
+}
+
+/// A message the router wants sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouterOutput {
+    /// To a leaf session.
+    ToLeaf(SessionId, SupernodeToLeaf),
+    /// To a neighbour session.
+    ToNeighbor(SessionId, SupernodeToSupernode),
+}
+
+/// How [`Router::start`] took a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Running (or already finished from local hits alone).
+    Running,
+    /// Seen before; the asker was told it is done.
+    Duplicate,
+    /// Too many queries running; the asker was told it is done.
+    Busy,
+}
+
+/// Counters, for status and for tests that count messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Queries started here (from leaves or neighbours), duplicates excluded.
+    pub queries: u64,
+    /// Of those, relayed to us by a neighbour.
+    pub relayed_in: u64,
+    /// Query messages sent to neighbours.
+    pub forwarded: u64,
+    /// Duplicate query ids dropped.
+    pub duplicates: u64,
+}
+
+#[derive(Debug)]
+struct Active {
+    query: Query,
+    asker: Asker,
+    ttl: u8,
+    found: FxHashSet<ContentId>,
+    candidates: Vec<SessionId>,
+    next_candidate: usize,
+    /// Asked this round, not yet done.
+    outstanding: FxHashSet<SessionId>,
+    /// Asked at some point and not yet done: their hits are still welcome.
+    asked: FxHashSet<SessionId>,
+    round_deadline: Instant,
+    deadline: Instant,
+}
+
+/// The query router.
+#[derive(Debug)]
+pub struct Router {
+    config: RouterConfig,
+    seen: SeenIds,
+    active: FxHashMap<QueryId, Active>,
+    out: VecDeque<RouterOutput>,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router with `config`.
+    pub fn new(config: RouterConfig) -> Self {
+        let seen = SeenIds::new(config.remember_ids, config.max_remembered);
+        Self {
+            config,
+            seen,
+            active: FxHashMap::default(),
+            out: VecDeque::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// Starts `query` for `asker`. `local` holds our own index's hits; `candidates` the
+    /// neighbours (other than the asker) whose summaries match, most promising first;
+    /// `ttl` how many more hops the query may take from here.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        query: Query,
+        asker: Asker,
+        local: Vec<QueryHit>,
+        candidates: Vec<SessionId>,
+        ttl: u8,
+    ) -> Started {
+        let id = query.id;
+        if !self.seen.insert(now, id) {
+            self.stats.duplicates += 1;
+            self.tell_done(asker, id, QueryEnd::Exhausted);
+            return Started::Duplicate;
+        }
+        if self.active.len() >= self.config.max_active {
+            self.tell_done(asker, id, QueryEnd::Exhausted);
+            return Started::Busy;
+        }
+        self.stats.queries += 1;
+        if matches!(asker, Asker::Neighbor(_)) {
+            self.stats.relayed_in += 1;
+        }
+        let deadline = now
+            + match asker {
+                Asker::Leaf(_) => self.config.leaf_deadline,
+                Asker::Neighbor(_) => self.config.relay_deadline,
+            };
+        let active = Active {
+            query,
+            asker,
+            ttl,
+            found: FxHashSet::default(),
+            candidates,
+            next_candidate: 0,
+            outstanding: FxHashSet::default(),
+            asked: FxHashSet::default(),
+            round_deadline: now,
+            deadline,
+        };
+        self.active.insert(id, active);
+        self.deliver(id, local);
+        self.advance(now, id);
+        Started::Running
+    }
+
+    /// Hits for `id` from neighbour `from`.
+    pub fn handle_hits(&mut self, now: Instant, from: SessionId, id: QueryId, hits: Vec<QueryHit>) {
+        let Some(q) = self.active.get(&id) else {
+            return;
+        };
+        if !q.asked.contains(&from) {
+            return; // late, or never asked: not ours to relay
+        }
+        self.deliver(id, hits);
+        self.advance(now, id);
+    }
+
+    /// `QueryDone` for `id` from `from`: a neighbour we asked has finished, or the neighbour
+    /// that asked us wants it stopped.
+    pub fn handle_done(&mut self, now: Instant, from: SessionId, id: QueryId) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        if q.asker == Asker::Neighbor(from) {
+            self.finish(id, QueryEnd::Cancelled);
+            return;
+        }
+        q.outstanding.remove(&from);
+        q.asked.remove(&from);
+        self.advance(now, id);
+    }
+
+    /// A leaf cancels its query.
+    pub fn cancel(&mut self, leaf: SessionId, id: QueryId) {
+        if self
+            .active
+            .get(&id)
+            .is_some_and(|q| q.asker == Asker::Leaf(leaf))
+        {
+            self.finish(id, QueryEnd::Cancelled);
+        }
+    }
+
+    /// A session ended: its queries stop; it is no longer waited for or asked.
+    pub fn session_gone(&mut self, now: Instant, session: SessionId) {
+        let ids: Vec<QueryId> = self.active.keys().copied().collect();
+        for id in ids {
+            let Some(q) = self.active.get_mut(&id) else {
+                continue;
+            };
+            if q.asker == Asker::Leaf(session) || q.asker == Asker::Neighbor(session) {
+                // Nobody to answer: stop without telling the gone session.
+                let q = self.active.remove(&id);
+                if let Some(q) = q {
+                    self.stop_downstream(id, &q);
+                }
+                continue;
+            }
+            q.outstanding.remove(&session);
+            q.asked.remove(&session);
+            q.candidates.retain(|c| *c != session);
+            q.next_candidate = q.next_candidate.min(q.candidates.len());
+            self.advance(now, id);
+        }
+    }
+
+    /// Runs the clock: deadlines and round timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(QueryId, bool)> = self
+            .active
+            .iter()
+            .filter(|(_, q)| {
+                now >= q.deadline || (now >= q.round_deadline && !q.outstanding.is_empty())
+            })
+            .map(|(id, q)| (*id, now >= q.deadline))
+            .collect();
+        for (id, past_deadline) in due {
+            if past_deadline {
+                self.finish(id, QueryEnd::Deadline);
+            } else if let Some(q) = self.active.get_mut(&id) {
+                // Slow neighbours stop holding up the next round; their hits stay welcome.
+                q.outstanding.clear();
+                self.advance(now, id);
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_output(&mut self) -> Option<RouterOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`Router::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.active
+            .values()
+            .map(|q| {
+                if q.outstanding.is_empty() {
+                    q.deadline
+                } else {
+                    q.round_deadline.min(q.deadline)
+                }
+            })
+            .min()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RouterStats {
+        self.stats
+    }
+
+    /// Queries running.
+    pub fn active(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Sends hits to the asker, up to `want` distinct contents in all.
+    fn deliver(&mut self, id: QueryId, hits: Vec<QueryHit>) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        let want = q.query.want as usize;
+        let mut fresh = Vec::new();
+        for hit in hits {
+            if q.found.contains(&hit.content_id) {
+                // More holders of content already reported: pass them on, it costs no slot.
+                fresh.push(hit);
+            } else if q.found.len() < want {
+                q.found.insert(hit.content_id);
+                fresh.push(hit);
+            }
+        }
+        let asker = q.asker;
+        for chunk in fresh.chunks(MAX_HITS_PER_MESSAGE) {
+            let hits = chunk.to_vec();
+            self.out.push_back(match asker {
+                Asker::Leaf(s) => RouterOutput::ToLeaf(s, SupernodeToLeaf::Hits { id, hits }),
+                Asker::Neighbor(s) => {
+                    RouterOutput::ToNeighbor(s, SupernodeToSupernode::Hits { id, hits })
+                }
+            });
+        }
+    }
+
+    /// Moves a query on: finish when enough, start the next round when the last is over.
+    fn advance(&mut self, now: Instant, id: QueryId) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        if q.found.len() >= q.query.want as usize {
+            self.finish(id, QueryEnd::Enough);
+            return;
+        }
+        if !q.outstanding.is_empty() {
+            return;
+        }
+        let left = q.candidates.len().saturating_sub(q.next_candidate);
+        if q.ttl == 0 || left == 0 {
+            if q.asked.is_empty() {
+                self.finish(id, QueryEnd::Exhausted);
+            }
+            // Otherwise late neighbours may still send hits until they finish or the deadline.
+            return;
+        }
+        let round: Vec<SessionId> = q
+            .candidates
+            .iter()
+            .skip(q.next_candidate)
+            .take(self.config.fanout)
+            .copied()
+            .collect();
+        q.next_candidate += round.len();
+        q.round_deadline = now + self.config.round_timeout;
+        let still_wanted = (q.query.want as usize).saturating_sub(q.found.len());
+        let forwarded = Query {
+            id,
+            keywords: q.query.keywords.clone(),
+            want: u32::try_from(still_wanted).unwrap_or(u32::MAX),
+        };
+        let ttl = q.ttl - 1;
+        for session in round {
+            q.outstanding.insert(session);
+            q.asked.insert(session);
+            self.stats.forwarded += 1;
+            self.out.push_back(RouterOutput::ToNeighbor(
+                session,
+                SupernodeToSupernode::Query {
+                    query: forwarded.clone(),
+                    ttl,
+                },
+            ));
+        }
+    }
+
+    fn finish(&mut self, id: QueryId, end: QueryEnd) {
+        let Some(q) = self.active.remove(&id) else {
+            return;
+        };
+        self.tell_done(q.asker, id, end);
+        self.stop_downstream(id, &q);
+    }
+
+    /// Neighbours still working on a finished query are told to stop.
+    fn stop_downstream(&mut self, id: QueryId, q: &Active) {
+        for session in &q.asked {
+            self.out.push_back(RouterOutput::ToNeighbor(
+                *session,
+                SupernodeToSupernode::QueryDone { id },
+            ));
+        }
+    }
+
+    fn tell_done(&mut self, asker: Asker, id: QueryId, end: QueryEnd) {
+        self.out.push_back(match asker {
+            Asker::Leaf(s) => RouterOutput::ToLeaf(s, SupernodeToLeaf::QueryDone { id, end }),
+            Asker::Neighbor(s) => {
+                RouterOutput::ToNeighbor(s, SupernodeToSupernode::QueryDone { id })
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

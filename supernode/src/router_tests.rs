@@ -1,0 +1,389 @@
+//! Router state machine tests with a fake clock.
+
+use std::net::SocketAddr;
+
+use superpeer_common::NodeId;
+use superpeer_common::wire::Holder;
+
+use super::*;
+
+const LEAF: SessionId = SessionId(1);
+
+fn query(n: u8, want: u32) -> Query {
+    Query {
+        id: QueryId([n; 16]),
+        keywords: vec!["abba".into()],
+        want,
+    }
+}
+
+fn hit(n: u8) -> QueryHit {
+    let addr: SocketAddr = "127.0.0.9:9".parse().unwrap();
+    QueryHit {
+        content_id: ContentId::from_bytes([n; 32]),
+        name: format!("abba {n}.mp3"),
+        size: 1,
+        holders: vec![Holder {
+            node_id: NodeId::from_bytes([n; 32]),
+            addr,
+        }],
+    }
+}
+
+fn neighbors(ids: impl IntoIterator<Item = u64>) -> Vec<SessionId> {
+    ids.into_iter().map(SessionId).collect()
+}
+
+fn drain(router: &mut Router) -> Vec<RouterOutput> {
+    std::iter::from_fn(|| router.poll_output()).collect()
+}
+
+/// Neighbour sessions the outputs sent a query to.
+fn asked(outputs: &[RouterOutput]) -> Vec<SessionId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RouterOutput::ToNeighbor(s, SupernodeToSupernode::Query { .. }) => Some(*s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn leaf_hits(outputs: &[RouterOutput]) -> usize {
+    outputs
+        .iter()
+        .map(|o| match o {
+            RouterOutput::ToLeaf(_, SupernodeToLeaf::Hits { hits, .. }) => hits.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn leaf_done(outputs: &[RouterOutput]) -> Option<QueryEnd> {
+    outputs.iter().find_map(|o| match o {
+        RouterOutput::ToLeaf(_, SupernodeToLeaf::QueryDone { end, .. }) => Some(*end),
+        _ => None,
+    })
+}
+
+fn config() -> RouterConfig {
+    RouterConfig {
+        fanout: 2,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn local_hits_enough_means_no_forwarding() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 2),
+        Asker::Leaf(LEAF),
+        vec![hit(1), hit(2), hit(3)],
+        neighbors([10, 11]),
+        2,
+    );
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 2, "no more than want");
+    assert!(asked(&out).is_empty());
+    assert_eq!(leaf_done(&out), Some(QueryEnd::Enough));
+    assert_eq!(router.active(), 0);
+}
+
+#[test]
+fn rounds_of_fanout_until_want_then_stop() {
+    let t0 = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        t0,
+        query(1, 3),
+        Asker::Leaf(LEAF),
+        vec![hit(1)],
+        neighbors([10, 11, 12, 13, 14]),
+        2,
+    );
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 1);
+    assert_eq!(
+        asked(&out),
+        neighbors([10, 11]),
+        "first round: the two most promising"
+    );
+    // Forwarded with one hop less and only what is still wanted.
+    assert!(out.iter().any(|o| matches!(o,
+        RouterOutput::ToNeighbor(_, SupernodeToSupernode::Query { query, ttl: 1 }) if query.want == 2)));
+
+    router.handle_done(t0, SessionId(10), QueryId([1; 16]));
+    assert!(
+        asked(&drain(&mut router)).is_empty(),
+        "round 1 still has 11 outstanding"
+    );
+    router.handle_done(t0, SessionId(11), QueryId([1; 16]));
+    let out = drain(&mut router);
+    assert_eq!(asked(&out), neighbors([12, 13]), "second round");
+
+    router.handle_hits(
+        t0,
+        SessionId(12),
+        QueryId([1; 16]),
+        vec![hit(2), hit(3), hit(4)],
+    );
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 2, "capped at want");
+    assert_eq!(leaf_done(&out), Some(QueryEnd::Enough));
+    // Neighbours still working are told to stop; 14 was never asked.
+    let stopped: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            RouterOutput::ToNeighbor(s, SupernodeToSupernode::QueryDone { .. }) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert!(stopped.contains(&SessionId(13)) && stopped.contains(&SessionId(12)));
+    assert!(!stopped.contains(&SessionId(14)));
+    assert_eq!(router.stats().forwarded, 4);
+}
+
+#[test]
+fn slow_round_times_out_and_late_hits_still_count() {
+    let t0 = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        t0,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10, 11, 12]),
+        2,
+    );
+    drain(&mut router);
+    assert_eq!(router.poll_timeout(), Some(t0 + config().round_timeout));
+    let t1 = t0 + config().round_timeout;
+    router.handle_timeout(t1);
+    assert_eq!(
+        asked(&drain(&mut router)),
+        neighbors([12]),
+        "next round after the timeout"
+    );
+    // A late answer from round one is still delivered.
+    router.handle_hits(t1, SessionId(10), QueryId([1; 16]), vec![hit(5)]);
+    assert_eq!(leaf_hits(&drain(&mut router)), 1);
+    // Everyone finishes: exhausted.
+    for s in [10, 11, 12] {
+        router.handle_done(t1, SessionId(s), QueryId([1; 16]));
+    }
+    assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Exhausted));
+}
+
+#[test]
+fn deadline_ends_a_query() {
+    let t0 = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        t0,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        2,
+    );
+    drain(&mut router);
+    router.handle_timeout(t0 + config().round_timeout);
+    assert!(
+        leaf_done(&drain(&mut router)).is_none(),
+        "neighbour 10 may still answer"
+    );
+    router.handle_timeout(t0 + config().leaf_deadline);
+    assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Deadline));
+    assert_eq!(router.active(), 0);
+    assert_eq!(router.poll_timeout(), None);
+}
+
+#[test]
+fn duplicate_ids_are_dropped_and_the_sender_released() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(7, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10, 11]),
+        2,
+    );
+    drain(&mut router);
+    // The same query comes back from neighbour 11 (a loop).
+    let started = router.start(
+        now,
+        query(7, 10),
+        Asker::Neighbor(SessionId(11)),
+        vec![hit(1)],
+        neighbors([10]),
+        1,
+    );
+    assert_eq!(started, Started::Duplicate);
+    let out = drain(&mut router);
+    assert_eq!(
+        out,
+        vec![RouterOutput::ToNeighbor(
+            SessionId(11),
+            SupernodeToSupernode::QueryDone {
+                id: QueryId([7; 16])
+            }
+        )]
+    );
+    assert_eq!(router.stats().duplicates, 1);
+    assert_eq!(router.stats().queries, 1);
+}
+
+#[test]
+fn ttl_zero_answers_locally_only() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 10),
+        Asker::Neighbor(SessionId(20)),
+        vec![hit(1)],
+        neighbors([10, 11]),
+        0,
+    );
+    let out = drain(&mut router);
+    assert!(asked(&out).is_empty());
+    assert!(out.contains(&RouterOutput::ToNeighbor(
+        SessionId(20),
+        SupernodeToSupernode::QueryDone {
+            id: QueryId([1; 16])
+        }
+    )));
+    assert!(
+        matches!(&out[0], RouterOutput::ToNeighbor(SessionId(20), SupernodeToSupernode::Hits { hits, .. }) if hits.len() == 1)
+    );
+}
+
+#[test]
+fn hits_from_sessions_never_asked_are_ignored() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        1,
+    );
+    drain(&mut router);
+    router.handle_hits(now, SessionId(99), QueryId([1; 16]), vec![hit(1)]);
+    assert_eq!(leaf_hits(&drain(&mut router)), 0);
+}
+
+#[test]
+fn more_holders_of_reported_content_pass_without_using_a_slot() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 2),
+        Asker::Leaf(LEAF),
+        vec![hit(1)],
+        neighbors([10]),
+        1,
+    );
+    drain(&mut router);
+    let mut same = hit(1);
+    same.holders[0].node_id = NodeId::from_bytes([77; 32]);
+    router.handle_hits(now, SessionId(10), QueryId([1; 16]), vec![same]);
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 1);
+    assert_eq!(
+        leaf_done(&out),
+        None,
+        "still only one distinct content of two wanted"
+    );
+}
+
+#[test]
+fn cancel_and_gone_sessions() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10, 11]),
+        1,
+    );
+    drain(&mut router);
+    router.cancel(LEAF, QueryId([1; 16]));
+    let out = drain(&mut router);
+    assert_eq!(leaf_done(&out), Some(QueryEnd::Cancelled));
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(
+                o,
+                RouterOutput::ToNeighbor(_, SupernodeToSupernode::QueryDone { .. })
+            ))
+            .count(),
+        2
+    );
+
+    // A neighbour that goes away is no longer waited for.
+    router.start(
+        now,
+        query(2, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        1,
+    );
+    drain(&mut router);
+    router.session_gone(now, SessionId(10));
+    assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Exhausted));
+
+    // A leaf that goes away takes its queries with it.
+    router.start(
+        now,
+        query(3, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        1,
+    );
+    drain(&mut router);
+    router.session_gone(now, LEAF);
+    assert_eq!(router.active(), 0);
+    let out = drain(&mut router);
+    assert!(leaf_done(&out).is_none(), "nobody to tell");
+}
+
+#[test]
+fn too_many_active_queries_are_refused() {
+    let now = Instant::now();
+    let mut router = Router::new(RouterConfig {
+        max_active: 1,
+        ..config()
+    });
+    router.start(
+        now,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        1,
+    );
+    assert_eq!(
+        router.start(
+            now,
+            query(2, 10),
+            Asker::Leaf(LEAF),
+            vec![],
+            neighbors([10]),
+            1
+        ),
+        Started::Busy
+    );
+}

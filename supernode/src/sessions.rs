@@ -1,0 +1,263 @@
+//! Connection tasks: completing incoming connections by intent, dialling neighbours, and
+//! pumping frames between a session's stream and the actor.
+//!
+//! Each admitted session gets a writer task (frames from its outbox to the stream) and a
+//! reader loop (messages from the stream to the actor). A read error closes the connection
+//! with the close code the error calls for; either way the actor hears `Gone`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use superpeer_common::wire::{
+    CloseCode, Hello, HelloReply, Intent, LeafToSupernode, Load, Message, Role,
+    SupernodeToSupernode, WireError,
+};
+use superpeer_common::{Connection, Endpoint, NodeId, PeerAddr, Session, answer_probe};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::debug;
+
+use crate::SessionId;
+use crate::driver::Event;
+
+/// Frames (already encoded) waiting to go out on one session.
+pub type Outbox = mpsc::Sender<Vec<u8>>;
+
+/// Most frames queued for one session; a peer that reads slower than this is dropped.
+pub const OUTBOX_FRAMES: usize = 512;
+
+/// Completes an incoming connection and serves it until it ends.
+pub async fn serve_incoming(
+    incoming: quinn::Incoming,
+    handshake_timeout: Duration,
+    events: mpsc::Sender<Event>,
+    load: watch::Receiver<Load>,
+) {
+    let conn = match superpeer_common::accept(incoming, handshake_timeout).await {
+        Ok(conn) => conn,
+        Err(e) => return debug!("handshake failed: {e}"),
+    };
+    let (mut session, hello) = match conn.accept_session().await {
+        Ok(pair) => pair,
+        Err(e) => return debug!(peer = %conn.peer().short(), "bad hello: {e}"),
+    };
+    let peer = conn.peer();
+    match (hello.intent, hello.role) {
+        (Intent::Probe, _) => {
+            let result = answer_probe(&mut session, Role::Supernode, || Some(*load.borrow())).await;
+            finish(&conn, &mut session, result);
+        }
+        (Intent::Attach, _) => {
+            let addr = hello.advertise.unwrap_or_else(|| conn.remote_addr());
+            let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let attach = Event::Attach {
+                node_id: peer,
+                addr,
+                conn: conn.clone(),
+                outbox,
+                reply: reply_tx,
+            };
+            if events.send(attach).await.is_err() {
+                return;
+            }
+            let Ok((session_id, reply)) = reply_rx.await else {
+                return;
+            };
+            let admitted = matches!(reply, HelloReply::Welcome { .. });
+            if session.reply(&reply).await.is_err() || !admitted {
+                refuse(&conn, &mut session).await;
+                if admitted {
+                    let _ = events.send(Event::Gone(session_id)).await;
+                }
+                return;
+            }
+            pump::<LeafToSupernode>(conn, session, session_id, frames, events, Event::FromLeaf)
+                .await;
+        }
+        (Intent::Link, Role::Supernode) => {
+            let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let link = Event::LinkUp {
+                node_id: peer,
+                initiator: peer,
+                addr: hello.advertise,
+                conn: conn.clone(),
+                outbox,
+                reply: reply_tx,
+            };
+            if events.send(link).await.is_err() {
+                return;
+            }
+            match reply_rx.await {
+                Ok(Some(session_id)) => {
+                    if session
+                        .reply(&HelloReply::Welcome {
+                            role: Role::Supernode,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        let _ = events.send(Event::Gone(session_id)).await;
+                        return;
+                    }
+                    pump::<SupernodeToSupernode>(
+                        conn,
+                        session,
+                        session_id,
+                        frames,
+                        events,
+                        Event::FromNeighbor,
+                    )
+                    .await;
+                }
+                _ => {
+                    let refusal = HelloReply::Refused {
+                        reason: "link not wanted".into(),
+                        try_instead: Vec::new(),
+                    };
+                    let _ = session.reply(&refusal).await;
+                    refuse(&conn, &mut session).await;
+                }
+            }
+        }
+        (intent, role) => {
+            let reason = format!("a supernode does not serve {intent:?} from a {role}");
+            let _ = session
+                .reply(&HelloReply::Refused {
+                    reason,
+                    try_instead: Vec::new(),
+                })
+                .await;
+            refuse(&conn, &mut session).await;
+        }
+    }
+}
+
+/// Dials a supernode and, if it takes the link, serves it until it ends.
+pub async fn dial(
+    endpoint: Endpoint,
+    target: PeerAddr,
+    advertise: SocketAddr,
+    events: mpsc::Sender<Event>,
+) {
+    let Some(node_id) = target.node_id else {
+        return;
+    };
+    let me = endpoint.node_id();
+    let link = async {
+        let conn = endpoint.connect(&target).await.map_err(|e| e.to_string())?;
+        let hello = Hello::new(Role::Supernode, Intent::Link, Some(advertise));
+        let (session, reply) = conn.open_session(&hello).await.map_err(|e| e.to_string())?;
+        match reply {
+            HelloReply::Welcome {
+                role: Role::Supernode,
+            } => Ok((conn, session)),
+            HelloReply::Welcome { role } => Err(format!("it answered as a {role}")),
+            HelloReply::Refused { reason, .. } => Err(reason),
+        }
+    };
+    let (conn, session) = match link.await {
+        Ok(pair) => pair,
+        Err(reason) => {
+            debug!(node = %node_id.short(), addr = %target.addr, "link failed: {reason}");
+            let _ = events.send(Event::DialFailed(node_id)).await;
+            return;
+        }
+    };
+    let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let up = Event::LinkUp {
+        node_id,
+        initiator: me,
+        addr: Some(target.addr),
+        conn: conn.clone(),
+        outbox,
+        reply: reply_tx,
+    };
+    if events.send(up).await.is_err() {
+        return;
+    }
+    match reply_rx.await {
+        Ok(Some(session_id)) => {
+            pump::<SupernodeToSupernode>(
+                conn,
+                session,
+                session_id,
+                frames,
+                events,
+                Event::FromNeighbor,
+            )
+            .await
+        }
+        _ => conn.close(CloseCode::Normal, "duplicate link"),
+    }
+}
+
+/// Learns the node id of a supernode given without one (`--peer HOST:PORT`).
+pub async fn identify(endpoint: &Endpoint, addr: SocketAddr) -> Option<NodeId> {
+    let conn = endpoint.connect(&PeerAddr::unpinned(addr)).await.ok()?;
+    let id = conn.peer();
+    conn.close(CloseCode::Normal, "identified");
+    Some(id)
+}
+
+/// Moves frames both ways until the session ends, then tells the actor.
+async fn pump<M: Message>(
+    conn: Connection,
+    session: Session,
+    session_id: SessionId,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::Sender<Event>,
+    wrap: fn(SessionId, M) -> Event,
+) {
+    let Session {
+        mut reader,
+        mut writer,
+    } = session;
+    let writer_conn = conn.clone();
+    let writing = tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if let Err(e) = writer.write_frame(&frame).await {
+                debug!("write failed: {e}");
+                writer_conn.close_for(&e);
+                break;
+            }
+        }
+        let _ = writer.inner_mut().finish();
+    });
+    loop {
+        match reader.recv::<M>().await {
+            Ok(Some(msg)) => {
+                if events.send(wrap(session_id, msg)).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if !matches!(e, WireError::PeerClosed { .. } | WireError::Connection(_)) {
+                    debug!(peer = %conn.peer().short(), "closing: {e}");
+                }
+                conn.close_for(&e);
+                break;
+            }
+        }
+    }
+    let _ = events.send(Event::Gone(session_id)).await;
+    writing.abort();
+}
+
+fn finish(conn: &Connection, session: &mut Session, result: Result<(), WireError>) {
+    match result {
+        Ok(()) => {
+            let _ = session.writer.inner_mut().finish();
+        }
+        Err(e) => conn.close_for(&e),
+    }
+}
+
+/// Lets a refusal reach the peer before the connection closes.
+async fn refuse(conn: &Connection, session: &mut Session) {
+    let _ = session.writer.inner_mut().finish();
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+    conn.close(CloseCode::Refused, "refused");
+}
