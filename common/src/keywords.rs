@@ -6,32 +6,54 @@
 //! extension's dot goes but the extension stays a word: `"Abbey_Road-(1969).FLAC"` gives
 //! `abbey road 1969 flac`.
 
-/// Words longer than this are cut: nobody types them, and they would bloat indexes.
-pub const MAX_KEYWORD_CHARS: usize = 48;
+/// Words longer than this many bytes of UTF-8 are cut (at a character boundary): nobody
+/// types them, and they would bloat indexes. The same bound as a query keyword on the wire,
+/// so whatever the tokenizer yields is a valid query word.
+pub const MAX_KEYWORD_BYTES: usize = crate::wire::MAX_KEYWORD_BYTES;
 
 /// A name yields at most this many distinct words; the rest are not indexed.
 pub const MAX_KEYWORDS_PER_NAME: usize = 32;
 
-/// The distinct words of `text`, in order of first appearance, lower-cased and capped.
+/// The distinct words of `text`, in order of first appearance: NFKC-normalised (so a
+/// decomposed `café` from macOS matches a composed one, and full-width letters match
+/// ASCII), lower-cased, and capped.
 pub fn keywords(text: &str) -> Vec<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let lowered: String = text.nfkc().flat_map(char::to_lowercase).collect();
+    // Lower-casing can decompose (`İ` → `i` + U+0307): compose again.
+    let normalized: String = lowered.nfkc().collect();
     let mut out: Vec<String> = Vec::new();
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
+    for word in normalized
+        .split(|c: char| !is_word_char(c))
         .filter(|w| !w.is_empty())
     {
-        let word: String = word
-            .chars()
-            .flat_map(char::to_lowercase)
-            .take(MAX_KEYWORD_CHARS)
-            .collect();
-        if !out.contains(&word) {
-            out.push(word);
+        let word = truncate_at_char(word, MAX_KEYWORD_BYTES);
+        if !out.iter().any(|w| w == word) {
+            out.push(word.to_owned());
             if out.len() == MAX_KEYWORDS_PER_NAME {
                 break;
             }
         }
     }
     out
+}
+
+/// Letters, digits, and combining marks (which belong to the letter before them).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
+}
+
+/// The longest prefix of `word` of at most `max` bytes that ends at a character boundary.
+fn truncate_at_char(word: &str, max: usize) -> &str {
+    if word.len() <= max {
+        return word;
+    }
+    let mut end = max;
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    word.get(..end).unwrap_or(word)
 }
 
 #[cfg(test)]
@@ -58,7 +80,14 @@ mod tests {
             ["ärger", "über", "straße", "txt"]
         );
         assert_eq!(keywords("ΣΟΦΙΑ-東京.ogg"), keywords("σοφια 東京 OGG"));
-        assert_eq!(keywords("İstanbul"), ["i̇stanbul"]);
+        // Lower-casing İ gives i + a combining dot: it stays one word, and tokenizing the
+        // word again gives the same word.
+        let istanbul = keywords("İstanbul");
+        assert_eq!(istanbul.len(), 1);
+        assert_eq!(keywords(&istanbul[0]), istanbul);
+        // Decomposed and composed forms are the same word; so are full-width letters.
+        assert_eq!(keywords("cafe\u{301}"), keywords("café"));
+        assert_eq!(keywords("ＡＢＢＡ"), ["abba"]);
     }
 
     #[test]
@@ -67,7 +96,12 @@ mod tests {
         assert!(keywords("").is_empty());
         assert!(keywords("--..__()").is_empty());
         let long = "x".repeat(500);
-        assert_eq!(keywords(&long)[0].chars().count(), MAX_KEYWORD_CHARS);
+        assert_eq!(keywords(&long)[0].len(), MAX_KEYWORD_BYTES);
+        // A long run of 3-byte characters is cut at a character boundary, and the result
+        // is a valid query keyword.
+        let cjk = keywords(&"東".repeat(40));
+        assert_eq!(cjk[0].chars().count(), MAX_KEYWORD_BYTES / 3);
+        assert!(cjk[0].len() <= MAX_KEYWORD_BYTES);
         let many: String = (0..100).map(|i| format!("w{i} ")).collect();
         assert_eq!(keywords(&many).len(), MAX_KEYWORDS_PER_NAME);
     }

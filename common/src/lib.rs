@@ -41,7 +41,7 @@ pub use address::{ParsePeerAddrError, PeerAddr};
 pub use atomic_file::write_atomic;
 pub use content::{ContentId, ParseContentIdError};
 pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdError};
-pub use keywords::{MAX_KEYWORD_CHARS, MAX_KEYWORDS_PER_NAME, keywords};
+pub use keywords::{MAX_KEYWORD_BYTES, MAX_KEYWORDS_PER_NAME, keywords};
 pub use probe::{MAX_PINGS_PER_PROBE, ProbeResult, answer_probe, probe};
 pub use tls::{ALPN, TlsError};
 pub use token_bucket::TokenBucket;

@@ -8,4 +8,5 @@
 )]
 
 mod list_server;
+mod supernode;
 mod support;
