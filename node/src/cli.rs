@@ -21,6 +21,66 @@ pub enum Command {
     Supernodes(SupernodesArgs),
     /// Run a supernode: admit leaves, index their files, route queries across the overlay.
     Supernode(SupernodeArgs),
+    /// Run a leaf: join the fastest supernode, share a folder, search.
+    Leaf(LeafArgs),
+    /// Search the network through the running daemon; results print as they arrive.
+    Search(SearchArgs),
+    /// Show the running daemon's state.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeafArgs {
+    /// UDP address to listen on (port 0 picks a free one; the real address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// List server to get supernodes from, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
+    #[arg(long = "list-server", value_name = "ADDR")]
+    pub list_servers: Vec<PeerAddr>,
+    /// A supernode to consider, as NODEID@HOST:PORT (or HOST:PORT); may be repeated.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<PeerAddr>,
+    /// The address others should dial (port forwarding, proxies) [default: --listen].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Share the files of this folder (recursively); changes are published as they happen.
+    #[arg(long, value_name = "DIR")]
+    pub share: Option<PathBuf>,
+    /// Where downloads are written.
+    #[arg(long, value_name = "DIR")]
+    pub downloads: Option<PathBuf>,
+    /// Where the identity, caches and the control file live [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The running daemon's state dir [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// One JSON object per result and line.
+    #[arg(long)]
+    pub json: bool,
+    /// How many results to ask for.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub want: u32,
+    /// Words that must all appear in a file's name.
+    #[arg(required = true, value_name = "KEYWORD")]
+    pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The running daemon's state dir [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +106,9 @@ pub struct SupernodeArgs {
     /// Another supernode to link to from the start, as NODEID@HOST:PORT; may be repeated.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<PeerAddr>,
+    /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,9 @@
 
 mod cli;
 mod cmd;
+mod control;
+mod leaf;
+mod names;
 mod runtime;
 mod share;
 

@@ -1,6 +1,9 @@
 //! One file per command.
 
+mod leaf;
 mod list_server;
+mod search;
+mod status;
 mod supernode;
 mod supernodes;
 
@@ -12,5 +15,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ListServer(args) => list_server::run(args),
         Command::Supernodes(args) => supernodes::run(args),
         Command::Supernode(args) => supernode::run(args),
+        Command::Leaf(args) => leaf::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -1,17 +1,23 @@
-//! `superpeer supernode`: runs a supernode until Ctrl-C or SIGTERM.
+//! `superpeer supernode`: runs a supernode until Ctrl-C or SIGTERM, with its control API.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use superpeer_common::Identity;
-use superpeer_supernode::{Supernode, SupernodeConfig};
+use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle};
+use tokio::sync::{mpsc, watch};
 
+use super::leaf::stopped;
 use crate::cli::SupernodeArgs;
+use crate::control::{self, ControlHandler, SearchRequest, SearchResultJson, StatusJson};
 use crate::{runtime, share};
 
 pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
     let state_dir = runtime::state_dir(args.state_dir, None)?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let shared = match &args.share {
         Some(dir) => share::scan(dir)?,
         None => Vec::new(),
@@ -22,25 +28,82 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
     config.list_servers = args.list_servers;
     config.peers = args.peers;
     config.core.max_leaves = args.max_leaves;
+    let control_addr = args
+        .control
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     runtime::tokio()?.block_on(async {
         let supernode = Supernode::bind(identity, config).context("cannot start the supernode")?;
         let node_id = supernode.node_id();
         let handle = supernode.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let control_handler = SupernodeControl {
+            handle: handle.clone(),
+            shared_files: shared.len(),
+        };
+        let control = control::serve(
+            Arc::new(control_handler),
+            control_addr,
+            &state_dir,
+            stopped(stop_rx.clone()),
+        )
+        .await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "superpeer supernode")?;
         writeln!(out, "node id: {node_id}")?;
         writeln!(out, "listening on: {}", supernode.local_addr()?)?;
         writeln!(out, "sharing: {} files", shared.len())?;
+        writeln!(out, "control: {}", control.addr())?;
         writeln!(out, "pinned address: {node_id}@{}", supernode.advertise())?;
         out.flush()?;
         drop(out);
-        let running = tokio::spawn(supernode.run(runtime::shutdown_signal()));
+        let running = tokio::spawn(supernode.run(stopped(stop_rx)));
         handle
             .share(shared.into_iter().map(|s| s.entry).collect(), Vec::new())
             .await;
+        runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
         running
             .await
             .context("the supernode stopped unexpectedly")?;
+        control.finished().await;
         Ok(())
     })
+}
+
+/// The control API's view of a supernode.
+struct SupernodeControl {
+    handle: SupernodeHandle,
+    shared_files: usize,
+}
+
+impl ControlHandler for SupernodeControl {
+    async fn status(&self) -> StatusJson {
+        let status = self.handle.status().await;
+        StatusJson {
+            node_id: status
+                .as_ref()
+                .map(|s| s.node_id.to_string())
+                .unwrap_or_default(),
+            role: "supernode".into(),
+            supernode: None,
+            shared_files: self.shared_files,
+            leaves: Some(status.as_ref().map_or(0, |s| s.core.leaves)),
+            neighbors: Some(status.as_ref().map_or(0, |s| s.core.neighbors.len())),
+            listen: status
+                .as_ref()
+                .map(|s| s.advertise.to_string())
+                .unwrap_or_default(),
+            advertise: status
+                .as_ref()
+                .map(|s| s.advertise.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn search(
+        &self,
+        _request: SearchRequest,
+    ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
+        Err("searching from a supernode daemon is not supported; run `superpeer search` against a leaf".into())
+    }
 }

@@ -1,0 +1,147 @@
+//! `superpeer leaf`: runs a leaf until Ctrl-C or SIGTERM, with its control API.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use superpeer_common::Identity;
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::LeafArgs;
+use crate::control::{
+    self, ControlHandler, HolderJson, SearchRequest, SearchResultJson, StatusJson, SupernodeJson,
+};
+use crate::leaf::{CACHE_FILE, JoinConfig, Leaf, LeafConfig, LeafHandle};
+use crate::share::SharedFolder;
+use crate::{names, runtime};
+
+pub fn run(args: LeafArgs) -> anyhow::Result<()> {
+    let state_dir = runtime::state_dir(args.state_dir, None)?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    if args.list_servers.is_empty() && args.peers.is_empty() && !state_dir.join(CACHE_FILE).exists()
+    {
+        bail!(
+            "no supernodes to join: pass --list-server ADDR or --peer NODEID@HOST:PORT \
+             (there is no cached list in {} from an earlier run)",
+            state_dir.display()
+        );
+    }
+    let folder = match &args.share {
+        Some(dir) => Some(SharedFolder::open(dir, &state_dir, true)?),
+        None => None,
+    };
+    let identity = Arc::new(Identity::load_or_create(&state_dir)?);
+    let config = LeafConfig {
+        listen: args.listen,
+        advertise: args.advertise,
+        list_servers: args.list_servers,
+        peers: args.peers,
+        share: args.share,
+        state_dir: state_dir.clone(),
+        join: JoinConfig::default(),
+        reprobe_interval: Duration::from_secs(30),
+        refresh_interval: Duration::from_secs(30),
+    };
+    let control_addr = args
+        .control
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    runtime::tokio()?.block_on(async {
+        let leaf = Leaf::bind(identity, config, folder).context("cannot start the leaf")?;
+        let handle = leaf.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let control = control::serve(
+            Arc::new(LeafControl(handle)),
+            control_addr,
+            &state_dir,
+            stopped(stop_rx.clone()),
+        )
+        .await?;
+        let node_id = leaf.node_id();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "superpeer leaf")?;
+        writeln!(out, "node id: {node_id}")?;
+        writeln!(out, "listening on: {}", leaf.local_addr()?)?;
+        writeln!(out, "control: {}", control.addr())?;
+        writeln!(out, "pinned address: {node_id}@{}", leaf.advertise())?;
+        out.flush()?;
+        drop(out);
+        let running = tokio::spawn(leaf.run(stopped(stop_rx)));
+        runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        running.await.context("the leaf stopped unexpectedly")?;
+        control.finished().await;
+        Ok(())
+    })
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// The control API's view of a leaf.
+struct LeafControl(LeafHandle);
+
+impl ControlHandler for LeafControl {
+    async fn status(&self) -> StatusJson {
+        match self.0.status().await {
+            Some(s) => StatusJson {
+                node_id: s.node_id.to_string(),
+                role: "leaf".into(),
+                supernode: s.supernode.map(|(id, addr, rtt)| SupernodeJson {
+                    node_id: id.to_string(),
+                    addr: addr.to_string(),
+                    rtt_ms: rtt.as_secs_f64() * 1000.0,
+                }),
+                shared_files: s.shared_files,
+                leaves: None,
+                neighbors: None,
+                listen: s.listen.to_string(),
+                advertise: s.advertise.to_string(),
+            },
+            None => StatusJson {
+                node_id: String::new(),
+                role: "leaf".into(),
+                supernode: None,
+                shared_files: 0,
+                leaves: None,
+                neighbors: None,
+                listen: String::new(),
+                advertise: String::new(),
+            },
+        }
+    }
+
+    async fn search(
+        &self,
+        request: SearchRequest,
+    ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
+        let mut hits = self.0.search(request.keywords, request.want).await?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some(hit) = hits.recv().await {
+                let result = SearchResultJson {
+                    content_id: hit.content_id.to_string(),
+                    name: names::sanitize(&hit.name),
+                    size: hit.size,
+                    sources: hit.holders.len(),
+                    holders: hit
+                        .holders
+                        .iter()
+                        .map(|h| HolderJson {
+                            node_id: h.node_id.to_string(),
+                            addr: h.addr.to_string(),
+                        })
+                        .collect(),
+                };
+                if tx.send(result).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,34 @@
+//! `superpeer status`: shows the running daemon's state.
+
+use crate::cli::StatusArgs;
+use crate::control::ControlClient;
+use crate::runtime;
+
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let client = ControlClient::from_state_dir(&runtime::state_dir(args.state_dir, None)?)?;
+    let status = client.status()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&status)?);
+        return Ok(());
+    }
+    println!("node id:      {}", status.node_id);
+    println!("role:         {}", status.role);
+    println!("listening on: {}", status.listen);
+    println!("advertised:   {}", status.advertise);
+    match &status.supernode {
+        Some(s) => println!(
+            "supernode:    {} at {} ({:.1} ms)",
+            s.node_id, s.addr, s.rtt_ms
+        ),
+        None if status.role == "leaf" => println!("supernode:    none yet (joining)"),
+        None => {}
+    }
+    println!("shared files: {}", status.shared_files);
+    if let Some(leaves) = status.leaves {
+        println!("leaves:       {leaves}");
+    }
+    if let Some(neighbors) = status.neighbors {
+        println!("neighbors:    {neighbors}");
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The control API: how `superpeer search` and `superpeer status` talk to a running daemon.
+//!
+//! A daemon (leaf or supernode) serves a small HTTP/JSON API on a loopback address only and
+//! writes where it listens, with a random secret token, to `STATE_DIR/control.json` (mode
+//! 0600). The client commands find the daemon through that file. Every request carries
+//! `Authorization: Bearer TOKEN`; anything else gets 401. The file's permissions are what
+//! keep other local users out; the loopback address is what keeps other hosts out.
+//!
+//! Requests:
+//! 1. `GET /status` → one [`StatusJson`].
+//! 2. `POST /search` with a [`SearchRequest`] → `application/x-ndjson`, one
+//!    [`SearchResultJson`] per line. The body ends when the search is over.
+//! 3. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
+//!    refused or busy) carry an [`ErrorJson`].
+//!
+//! This module does not run searches or know about connections: the daemon implements
+//! [`ControlHandler`] and the server only moves requests and answers.
+//!
+//! Layout:
+//! - `mod.rs`: the JSON types shared by both sides, the [`ControlHandler`] trait.
+//! - `server`: [`serve`], the axum server, token check, `control.json` life cycle.
+//! - `client`: [`ControlClient`], the blocking client the CLI commands use.
+//! - `testing` (tests only): a fake daemon.
+
+mod client;
+mod server;
+#[cfg(test)]
+mod testing;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use client::ControlClient;
+// `ControlServer` (what `serve` returns) is re-exported once something names the type.
+pub use server::serve;
+
+/// Name of the file, in the state dir, that says where the daemon's control API listens.
+pub const CONTROL_FILE: &str = "control.json";
+
+/// Most results one search may ask for.
+pub const MAX_WANT: u32 = 1000;
+
+/// Results a search asks for when the request does not say.
+pub const DEFAULT_WANT: u32 = 50;
+
+/// Most keywords one search request may carry (before the daemon normalises them).
+pub const MAX_REQUEST_KEYWORDS: usize = 64;
+
+/// Longest keyword, in bytes, a search request may carry (before normalisation).
+pub const MAX_REQUEST_KEYWORD_BYTES: usize = 1024;
+
+/// What the daemon implements so the control API can answer.
+pub trait ControlHandler: Send + Sync + 'static {
+    /// The daemon's current state, for `superpeer status`.
+    fn status(&self) -> impl Future<Output = StatusJson> + Send;
+
+    /// Starts a search. Results stream in as they arrive; the channel closes when the
+    /// search is over. An `Err` (e.g. not attached to a supernode yet) is shown to the user.
+    fn search(
+        &self,
+        request: SearchRequest,
+    ) -> impl Future<Output = Result<mpsc::Receiver<SearchResultJson>, String>> + Send;
+}
+
+/// The contents of `control.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlFile {
+    /// Where the control API listens (a loopback address).
+    pub addr: std::net::SocketAddr,
+    /// The secret every request must carry, hex.
+    pub token: String,
+    /// Process id of the daemon, for the user's benefit.
+    pub pid: u32,
+}
+
+/// `GET /status`, and `superpeer status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusJson {
+    pub node_id: String,
+    /// `"leaf"` or `"supernode"`.
+    pub role: String,
+    /// The supernode a leaf is attached to; always serialised, `null` when there is none.
+    pub supernode: Option<SupernodeJson>,
+    pub shared_files: usize,
+    /// Leaves attached (supernode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaves: Option<usize>,
+    /// Supernode neighbours linked (supernode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbors: Option<usize>,
+    /// The address the daemon listens on.
+    pub listen: String,
+    /// The address others are told to dial.
+    pub advertise: String,
+}
+
+/// The supernode a leaf is attached to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupernodeJson {
+    pub node_id: String,
+    pub addr: String,
+    pub rtt_ms: f64,
+}
+
+/// `POST /search` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub keywords: Vec<String>,
+    /// How many results the user wants, `1..=MAX_WANT`.
+    #[serde(default = "default_want")]
+    pub want: u32,
+}
+
+fn default_want() -> u32 {
+    DEFAULT_WANT
+}
+
+impl SearchRequest {
+    /// Checks what the server refuses with 400; the message is shown to the user.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.keywords.iter().all(|k| k.trim().is_empty()) {
+            return Err("a search needs at least one keyword".into());
+        }
+        if self.keywords.len() > MAX_REQUEST_KEYWORDS {
+            return Err(format!(
+                "too many keywords ({}; at most {MAX_REQUEST_KEYWORDS})",
+                self.keywords.len()
+            ));
+        }
+        if self
+            .keywords
+            .iter()
+            .any(|k| k.len() > MAX_REQUEST_KEYWORD_BYTES)
+        {
+            return Err(format!(
+                "a keyword is too long (at most {MAX_REQUEST_KEYWORD_BYTES} bytes)"
+            ));
+        }
+        if self.want == 0 || self.want > MAX_WANT {
+            return Err(format!(
+                "want must be between 1 and {MAX_WANT} (got {})",
+                self.want
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One line of the `POST /search` answer, and of `superpeer search --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResultJson {
+    /// BLAKE3 of the file, hex.
+    pub content_id: String,
+    pub name: String,
+    pub size: u64,
+    /// How many holders are known.
+    pub sources: usize,
+    pub holders: Vec<HolderJson>,
+}
+
+/// A node that holds a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderJson {
+    pub node_id: String,
+    pub addr: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorJson {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_status() -> StatusJson {
+        StatusJson {
+            node_id: "ab".into(),
+            role: "leaf".into(),
+            supernode: None,
+            shared_files: 3,
+            leaves: None,
+            neighbors: None,
+            listen: "127.0.0.1:1".into(),
+            advertise: "127.0.0.1:1".into(),
+        }
+    }
+
+    #[test]
+    fn status_always_has_supernode_and_skips_supernode_counts_on_a_leaf() {
+        let v = serde_json::to_value(leaf_status()).unwrap();
+        assert!(v.get("supernode").unwrap().is_null());
+        assert!(v.get("leaves").is_none());
+        assert!(v.get("neighbors").is_none());
+        let back: StatusJson = serde_json::from_value(v).unwrap();
+        assert_eq!(back, leaf_status());
+    }
+
+    #[test]
+    fn supernode_status_has_counts() {
+        let status = StatusJson {
+            role: "supernode".into(),
+            leaves: Some(4),
+            neighbors: Some(2),
+            ..leaf_status()
+        };
+        let v = serde_json::to_value(&status).unwrap();
+        assert_eq!(v["leaves"], 4);
+        assert_eq!(v["neighbors"], 2);
+    }
+
+    #[test]
+    fn search_request_validation() {
+        let ok = SearchRequest {
+            keywords: vec!["beatles".into()],
+            want: 10,
+        };
+        assert!(ok.validate().is_ok());
+        let bad = [
+            SearchRequest {
+                keywords: vec![],
+                ..ok.clone()
+            },
+            SearchRequest {
+                keywords: vec![" ".into()],
+                ..ok.clone()
+            },
+            SearchRequest {
+                want: 0,
+                ..ok.clone()
+            },
+            SearchRequest {
+                want: MAX_WANT + 1,
+                ..ok.clone()
+            },
+            SearchRequest {
+                keywords: vec!["x".repeat(MAX_REQUEST_KEYWORD_BYTES + 1)],
+                ..ok.clone()
+            },
+            SearchRequest {
+                keywords: vec!["a".into(); MAX_REQUEST_KEYWORDS + 1],
+                ..ok.clone()
+            },
+        ];
+        for request in bad {
+            assert!(request.validate().is_err(), "{request:?}");
+        }
+        let defaulted: SearchRequest = serde_json::from_str(r#"{"keywords":["a"]}"#).unwrap();
+        assert_eq!(defaulted.want, DEFAULT_WANT);
+    }
+}

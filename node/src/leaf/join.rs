@@ -1,0 +1,315 @@
+//! Which supernode a leaf attaches to: the joining state machine.
+//!
+//! No sockets, no clock: the daemon feeds in candidates, probe results and what happened to
+//! attach attempts, and asks what to do next. The flow (as KaZaA's leaves did it):
+//!
+//! 1. Candidates come from list servers, the cached list, `--peer`, and supernodes' lists.
+//! 2. [`Joiner::poll_probes`]: up to `probe_batch` unprobed (or stale) candidates to measure
+//!    at once; results come back through [`Joiner::probe_result`] (median RTT of several
+//!    samples, and the load the supernode reports).
+//! 3. [`Joiner::next_attach`]: the lowest-RTT candidate that has room and is not backing off.
+//!    A full supernode's refusal ([`Joiner::refused`]) marks it full for a while and adds its
+//!    suggestions as candidates; a failure backs off exponentially.
+//! 4. While attached, re-probing may find a clearly faster supernode: [`Joiner::better_than_current`]
+//!    suggests a move only past a hysteresis (much faster *and* faster by a margin), so a
+//!    leaf does not flap between two similar supernodes.
+//! 5. When the supernode goes away ([`Joiner::lost`]), the next best candidate is chosen
+//!    at once; the lost one backs off.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use superpeer_common::wire::{Load, SupernodeInfo};
+use superpeer_common::{NodeId, PeerAddr};
+
+/// Tunables of joining.
+#[derive(Clone, Debug)]
+pub struct JoinConfig {
+    /// Candidates probed at once.
+    pub probe_batch: usize,
+    /// A probe older than this is measured again before it is trusted.
+    pub probe_ttl: Duration,
+    /// Move only to a supernode whose RTT is below this share of the current one...
+    pub move_ratio: f64,
+    /// ...and lower by at least this much.
+    pub move_margin: Duration,
+    /// How long a supernode that refused us as full is left alone.
+    pub full_backoff: Duration,
+    /// First wait after a failure; doubles per failure up to `max_backoff`.
+    pub failure_backoff: Duration,
+    /// Longest wait after failures.
+    pub max_backoff: Duration,
+    /// Most candidates remembered.
+    pub max_candidates: usize,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        Self {
+            probe_batch: 5,
+            probe_ttl: Duration::from_secs(120),
+            move_ratio: 0.5,
+            move_margin: Duration::from_millis(10),
+            full_backoff: Duration::from_secs(30),
+            failure_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_candidates: 500,
+        }
+    }
+}
+
+/// What a candidate is known to be.
+#[derive(Clone, Debug)]
+struct Candidate {
+    addr: SocketAddr,
+    load: Option<Load>,
+    rtt: Option<(Duration, Instant)>,
+    probing: bool,
+    failures: u32,
+    not_before: Option<Instant>,
+}
+
+impl Candidate {
+    fn new(addr: SocketAddr, load: Option<Load>) -> Self {
+        Self {
+            addr,
+            load,
+            rtt: None,
+            probing: false,
+            failures: 0,
+            not_before: None,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.load
+            .is_none_or(|l| l.capacity == 0 || l.leaves < l.capacity)
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|t| now >= t)
+    }
+}
+
+/// The joining state machine.
+#[derive(Debug)]
+pub struct Joiner {
+    config: JoinConfig,
+    me: NodeId,
+    candidates: HashMap<NodeId, Candidate>,
+    current: Option<NodeId>,
+}
+
+impl Joiner {
+    /// A joiner for node `me` (which never joins itself).
+    pub fn new(me: NodeId, config: JoinConfig) -> Self {
+        Self {
+            config,
+            me,
+            candidates: HashMap::new(),
+            current: None,
+        }
+    }
+
+    /// Adds or refreshes candidates (a list server's, a supernode's, the cache's).
+    pub fn add(&mut self, infos: &[SupernodeInfo]) {
+        for info in infos {
+            if info.node_id == self.me {
+                continue;
+            }
+            let room = self.candidates.len() < self.config.max_candidates;
+            match self.candidates.get_mut(&info.node_id) {
+                Some(c) => {
+                    if c.addr != info.addr {
+                        *c = Candidate::new(info.addr, Some(info.load));
+                    } else if c.rtt.is_none() || !info.stale {
+                        c.load = Some(info.load);
+                    }
+                }
+                None if room => {
+                    let load = (!info.stale).then_some(info.load);
+                    self.candidates
+                        .insert(info.node_id, Candidate::new(info.addr, load));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Candidates to probe now (at most `probe_batch` probing at once), marked as probing.
+    pub fn poll_probes(&mut self, now: Instant) -> Vec<PeerAddr> {
+        let probing = self.candidates.values().filter(|c| c.probing).count();
+        let room = self.config.probe_batch.saturating_sub(probing);
+        let ttl = self.config.probe_ttl;
+        let mut due: Vec<(bool, NodeId)> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| !c.probing && c.ready(now))
+            .filter(|(_, c)| {
+                c.rtt
+                    .is_none_or(|(_, at)| now.saturating_duration_since(at) >= ttl)
+            })
+            .map(|(id, c)| (c.rtt.is_some(), *id))
+            .collect();
+        // Never-probed candidates first.
+        due.sort();
+        due.truncate(room);
+        due.into_iter()
+            .filter_map(|(_, id)| {
+                let c = self.candidates.get_mut(&id)?;
+                c.probing = true;
+                Some(PeerAddr::pinned(id, c.addr))
+            })
+            .collect()
+    }
+
+    /// A probe finished: its median RTT and the load it reported, or failure.
+    pub fn probe_result(
+        &mut self,
+        now: Instant,
+        node_id: NodeId,
+        result: Option<(Duration, Option<Load>)>,
+    ) {
+        let config = self.config.clone();
+        let Some(c) = self.candidates.get_mut(&node_id) else {
+            return;
+        };
+        c.probing = false;
+        match result {
+            Some((rtt, load)) => {
+                c.rtt = Some((rtt, now));
+                if load.is_some() {
+                    c.load = load;
+                }
+                c.failures = 0;
+            }
+            None => Self::fail(&config, c, now),
+        }
+    }
+
+    /// True while probes are under way.
+    pub fn probing(&self) -> bool {
+        self.candidates.values().any(|c| c.probing)
+    }
+
+    /// The candidate to attach to now: measured, with room, not backing off, lowest RTT.
+    /// `None` while nothing measured qualifies (probe first, or wait).
+    pub fn next_attach(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
+        self.candidates
+            .iter()
+            .filter(|(id, c)| Some(**id) != self.current && c.ready(now) && c.has_room())
+            .filter_map(|(id, c)| c.rtt.map(|(rtt, _)| (rtt, *id, c.addr)))
+            .min()
+            .map(|(rtt, id, addr)| (PeerAddr::pinned(id, addr), rtt))
+    }
+
+    /// Attached to `node_id`.
+    pub fn attached(&mut self, node_id: NodeId) {
+        self.current = Some(node_id);
+        if let Some(c) = self.candidates.get_mut(&node_id) {
+            c.failures = 0;
+        }
+    }
+
+    /// The supernode we are attached to.
+    #[cfg(test)]
+    pub fn current(&self) -> Option<NodeId> {
+        self.current
+    }
+
+    /// The measured RTT of `node_id`.
+    pub fn rtt(&self, node_id: &NodeId) -> Option<Duration> {
+        self.candidates
+            .get(node_id)
+            .and_then(|c| c.rtt.map(|(r, _)| r))
+    }
+
+    /// `node_id` refused us as full and suggested `try_instead`.
+    pub fn refused(&mut self, now: Instant, node_id: NodeId, try_instead: &[SupernodeInfo]) {
+        if let Some(c) = self.candidates.get_mut(&node_id) {
+            c.not_before = Some(now + self.config.full_backoff);
+            if let Some(load) = c.load.as_mut() {
+                load.leaves = load.capacity;
+            }
+        }
+        self.add(try_instead);
+    }
+
+    /// An attach attempt to `node_id` failed (no answer, handshake, protocol).
+    pub fn attach_failed(&mut self, now: Instant, node_id: NodeId) {
+        let config = self.config.clone();
+        if let Some(c) = self.candidates.get_mut(&node_id) {
+            Self::fail(&config, c, now);
+        }
+    }
+
+    /// The current supernode went away (closed, silent, or told us to move).
+    pub fn lost(&mut self, now: Instant, node_id: NodeId) {
+        if self.current == Some(node_id) {
+            self.current = None;
+        }
+        self.attach_failed(now, node_id);
+    }
+
+    /// A measured candidate clearly faster than the current supernode (past the hysteresis),
+    /// if there is one.
+    pub fn better_than_current(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
+        let current = self.current?;
+        let current_rtt = self.rtt(&current)?;
+        let (best, rtt) = self.next_attach(now)?;
+        let clearly = rtt.as_secs_f64() < current_rtt.as_secs_f64() * self.config.move_ratio
+            && rtt + self.config.move_margin < current_rtt;
+        clearly.then_some((best, rtt))
+    }
+
+    /// Marks every probe as stale so the next [`Joiner::poll_probes`] measures them again.
+    pub fn reprobe_all(&mut self, now: Instant) {
+        let ttl = self.config.probe_ttl;
+        for c in self.candidates.values_mut() {
+            if let Some((rtt, _)) = c.rtt {
+                c.rtt = Some((rtt, now.checked_sub(ttl).unwrap_or(now)));
+            }
+        }
+    }
+
+    /// Known candidates, for the cache (best first).
+    pub fn known(&self) -> Vec<SupernodeInfo> {
+        let mut known: Vec<(Duration, SupernodeInfo)> = self
+            .candidates
+            .iter()
+            .map(|(id, c)| {
+                let info = SupernodeInfo {
+                    node_id: *id,
+                    addr: c.addr,
+                    load: c.load.unwrap_or_default(),
+                    stale: true,
+                };
+                (c.rtt.map_or(Duration::MAX, |(r, _)| r), info)
+            })
+            .collect();
+        known.sort_by_key(|(rtt, info)| (*rtt, info.node_id));
+        known.into_iter().map(|(_, info)| info).collect()
+    }
+
+    /// Number of candidates.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    fn fail(config: &JoinConfig, c: &mut Candidate, now: Instant) {
+        c.failures = c.failures.saturating_add(1);
+        let backoff = config
+            .failure_backoff
+            .saturating_mul(1 << c.failures.min(10).saturating_sub(1))
+            .min(config.max_backoff);
+        c.not_before = Some(now + backoff);
+        // Its old RTT no longer says anything: measure again when it is back.
+        c.rtt = None;
+    }
+}
+
+#[cfg(test)]
+#[path = "join_tests.rs"]
+mod tests;

@@ -1,0 +1,202 @@
+//! Joining state machine tests with a fake clock.
+
+use super::*;
+
+fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 32])
+}
+
+fn info(n: u8, leaves: u32, capacity: u32) -> SupernodeInfo {
+    SupernodeInfo {
+        node_id: id(n),
+        addr: format!("127.0.0.{n}:4000").parse().unwrap(),
+        load: Load {
+            leaves,
+            capacity,
+            neighbors: 0,
+        },
+        stale: false,
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A joiner that knows supernodes 1..=n with the given RTTs, all probed at `now`.
+fn probed(now: Instant, rtts: &[u64]) -> Joiner {
+    let mut joiner = Joiner::new(id(200), JoinConfig::default());
+    let infos: Vec<_> = (1..=rtts.len() as u8).map(|n| info(n, 0, 10)).collect();
+    joiner.add(&infos);
+    let mut pending = Vec::new();
+    while pending.len() < rtts.len() {
+        let batch = joiner.poll_probes(now);
+        assert!(batch.len() <= 5, "at most 5 probes at once");
+        assert!(!batch.is_empty());
+        for p in &batch {
+            pending.push(p.node_id.unwrap());
+        }
+        for p in batch {
+            let n = p.node_id.unwrap().as_bytes()[0] as usize;
+            joiner.probe_result(
+                now,
+                p.node_id.unwrap(),
+                Some((
+                    ms(rtts[n - 1]),
+                    Some(Load {
+                        leaves: 0,
+                        capacity: 10,
+                        neighbors: 0,
+                    }),
+                )),
+            );
+        }
+    }
+    joiner
+}
+
+#[test]
+fn the_lowest_rtt_with_room_is_chosen() {
+    let now = Instant::now();
+    let joiner = probed(now, &[80, 40, 5, 60, 20, 70, 90]);
+    let (target, rtt) = joiner.next_attach(now).unwrap();
+    assert_eq!(target.node_id, Some(id(3)));
+    assert_eq!(rtt, ms(5));
+}
+
+#[test]
+fn probes_go_five_at_a_time() {
+    let now = Instant::now();
+    let mut joiner = Joiner::new(id(200), JoinConfig::default());
+    joiner.add(&(1..=12).map(|n| info(n, 0, 10)).collect::<Vec<_>>());
+    assert_eq!(joiner.poll_probes(now).len(), 5);
+    assert!(joiner.poll_probes(now).is_empty(), "five still under way");
+    assert!(joiner.next_attach(now).is_none(), "nothing measured yet");
+}
+
+#[test]
+fn a_full_supernode_is_skipped_and_its_suggestions_followed() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[5, 20]);
+    joiner.refused(now, id(1), &[info(9, 1, 100)]);
+    // The suggestion gets probed next, and until then the second best is chosen.
+    let probes = joiner.poll_probes(now);
+    assert_eq!(
+        probes
+            .iter()
+            .map(|p| p.node_id.unwrap())
+            .collect::<Vec<_>>(),
+        vec![id(9)]
+    );
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(2)));
+    joiner.probe_result(now, id(9), Some((ms(3), None)));
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(9)));
+    // After the backoff, the full one is tried again only if it reports room.
+    let later = now + JoinConfig::default().full_backoff;
+    joiner.probe_result(later, id(9), None);
+    assert_eq!(
+        joiner.next_attach(later).unwrap().0.node_id,
+        Some(id(2)),
+        "1 still reports itself full"
+    );
+}
+
+#[test]
+fn known_full_supernodes_are_not_chosen() {
+    let now = Instant::now();
+    let mut joiner = Joiner::new(id(200), JoinConfig::default());
+    joiner.add(&[info(1, 10, 10), info(2, 3, 10)]);
+    for p in joiner.poll_probes(now) {
+        let node = p.node_id.unwrap();
+        let load = if node == id(1) {
+            Load {
+                leaves: 10,
+                capacity: 10,
+                neighbors: 0,
+            }
+        } else {
+            Load {
+                leaves: 3,
+                capacity: 10,
+                neighbors: 0,
+            }
+        };
+        joiner.probe_result(
+            now,
+            node,
+            Some((if node == id(1) { ms(1) } else { ms(50) }, Some(load))),
+        );
+    }
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(2)));
+}
+
+#[test]
+fn hysteresis_moves_only_to_a_clearly_faster_supernode() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[30, 20]);
+    joiner.attached(id(1));
+    assert!(
+        joiner.better_than_current(now).is_none(),
+        "20 ms vs 30 ms is not clearly faster"
+    );
+    let mut joiner = probed(now, &[30, 12]);
+    joiner.attached(id(1));
+    assert_eq!(
+        joiner.better_than_current(now).unwrap().0.node_id,
+        Some(id(2)),
+        "12 ms vs 30 ms is"
+    );
+    // Tiny RTTs: halving 2 ms to 0.9 ms is not worth a move (margin).
+    let mut joiner = Joiner::new(id(200), JoinConfig::default());
+    joiner.add(&[info(1, 0, 10), info(2, 0, 10)]);
+    for p in joiner.poll_probes(now) {
+        let rtt = if p.node_id == Some(id(1)) {
+            Duration::from_micros(2000)
+        } else {
+            Duration::from_micros(900)
+        };
+        joiner.probe_result(now, p.node_id.unwrap(), Some((rtt, None)));
+    }
+    joiner.attached(id(1));
+    assert!(joiner.better_than_current(now).is_none());
+}
+
+#[test]
+fn failover_goes_to_the_next_best_and_the_lost_one_backs_off() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[5, 10, 15]);
+    let (first, _) = joiner.next_attach(now).unwrap();
+    joiner.attached(first.node_id.unwrap());
+    joiner.lost(now, id(1));
+    assert_eq!(joiner.current(), None);
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(2)));
+    joiner.attach_failed(now, id(2));
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(3)));
+    // The lost one is re-probed only after its backoff.
+    let probes = joiner.poll_probes(now);
+    assert!(!probes.iter().any(|p| p.node_id == Some(id(1))));
+    let later = now + Duration::from_secs(1);
+    assert!(
+        joiner
+            .poll_probes(later)
+            .iter()
+            .any(|p| p.node_id == Some(id(1)))
+    );
+}
+
+#[test]
+fn our_own_id_is_never_a_candidate_and_the_cache_lists_best_first() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[50, 10]);
+    joiner.add(&[SupernodeInfo {
+        node_id: id(200),
+        ..info(3, 0, 10)
+    }]);
+    assert_eq!(joiner.len(), 2);
+    let known = joiner.known();
+    assert_eq!(known[0].node_id, id(2));
+    assert!(
+        known.iter().all(|k| k.stale),
+        "a cached list is stale when read back"
+    );
+}
