@@ -33,7 +33,7 @@ pub enum Command {
 pub struct LeafArgs {
     /// UDP address to listen on (port 0 picks a free one; the real address is printed).
     #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    pub listen: Option<std::net::SocketAddr>,
     /// List server to get supernodes from, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
     #[arg(long = "list-server", value_name = "ADDR")]
     pub list_servers: Vec<PeerAddr>,
@@ -55,6 +55,9 @@ pub struct LeafArgs {
     /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
     #[arg(long, value_name = "ADDR")]
     pub control: Option<std::net::SocketAddr>,
+    /// A TOML file with the same settings as the flags (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -87,9 +90,9 @@ pub struct StatusArgs {
 pub struct SupernodeArgs {
     /// UDP address to listen on (port 0 picks a free one; the real address is printed).
     #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    pub listen: Option<std::net::SocketAddr>,
     /// List server to register with, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
-    #[arg(long = "list-server", value_name = "ADDR", required = true)]
+    #[arg(long = "list-server", value_name = "ADDR")]
     pub list_servers: Vec<PeerAddr>,
     /// The address others should dial (port forwarding, proxies) [default: --listen].
     #[arg(long, value_name = "ADDR")]
@@ -100,15 +103,18 @@ pub struct SupernodeArgs {
     /// Share the files of this folder (recursively) through this supernode's own index.
     #[arg(long, value_name = "DIR")]
     pub share: Option<PathBuf>,
-    /// Most leaves admitted.
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    pub max_leaves: usize,
+    /// Most leaves admitted [default: 500].
+    #[arg(long, value_name = "N")]
+    pub max_leaves: Option<usize>,
     /// Another supernode to link to from the start, as NODEID@HOST:PORT; may be repeated.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<PeerAddr>,
     /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
     #[arg(long, value_name = "ADDR")]
     pub control: Option<std::net::SocketAddr>,
+    /// A TOML file with the same settings as the flags (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 mod cli;
 mod cmd;
+mod config_file;
 mod control;
 mod leaf;
 mod names;

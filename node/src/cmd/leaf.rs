@@ -18,6 +18,7 @@ use crate::share::SharedFolder;
 use crate::{names, runtime};
 
 pub fn run(args: LeafArgs) -> anyhow::Result<()> {
+    let (args, listen) = args.resolve()?;
     let state_dir = runtime::state_dir(args.state_dir, None)?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -35,7 +36,7 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
     };
     let identity = Arc::new(Identity::load_or_create(&state_dir)?);
     let config = LeafConfig {
-        listen: args.listen,
+        listen,
         advertise: args.advertise,
         list_servers: args.list_servers,
         peers: args.peers,

@@ -15,6 +15,7 @@ use crate::control::{self, ControlHandler, SearchRequest, SearchResultJson, Stat
 use crate::{runtime, share};
 
 pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
+    let (args, listen) = args.resolve()?;
     let state_dir = runtime::state_dir(args.state_dir, None)?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -23,11 +24,11 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let identity = Arc::new(Identity::load_or_create(&state_dir)?);
-    let mut config = SupernodeConfig::new(args.listen);
+    let mut config = SupernodeConfig::new(listen);
     config.advertise = args.advertise;
     config.list_servers = args.list_servers;
     config.peers = args.peers;
-    config.core.max_leaves = args.max_leaves;
+    config.core.max_leaves = args.max_leaves.unwrap_or(500);
     let control_addr = args
         .control
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -1,0 +1,174 @@
+//! The optional TOML config file (`--config FILE`) of `leaf` and `supernode`: the same
+//! settings as the flags, with the flags' names. A flag given on the command line wins over
+//! the file.
+//!
+//! ```toml
+//! listen = "127.0.0.5:4000"
+//! list-server = ["NODEID@127.0.0.2:4000"]
+//! share = "/home/me/Music"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use serde::Deserialize;
+use superpeer_common::PeerAddr;
+
+use crate::cli::{LeafArgs, SupernodeArgs};
+
+/// The settings a config file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    list_server: Vec<String>,
+    #[serde(default)]
+    peer: Vec<String>,
+    advertise: Option<SocketAddr>,
+    share: Option<PathBuf>,
+    downloads: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    control: Option<SocketAddr>,
+    max_leaves: Option<usize>,
+}
+
+/// Reads and parses a config file, with errors that name it.
+pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow!("the config file {} is not valid: {e}", path.display()))
+}
+
+fn addrs(values: &[String], what: &str) -> anyhow::Result<Vec<PeerAddr>> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|e| anyhow!("{what} {v:?} in the config file: {e}"))
+        })
+        .collect()
+}
+
+fn required_listen(listen: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    listen.ok_or_else(|| anyhow!("--listen ADDR is required (or `listen` in the --config file)"))
+}
+
+impl LeafArgs {
+    /// Fills what the flags left open from `--config`, and checks what must be given.
+    pub fn resolve(mut self) -> anyhow::Result<(Self, SocketAddr)> {
+        if let Some(path) = &self.config {
+            let file = load(path)?;
+            self.listen = self.listen.or(file.listen);
+            if self.list_servers.is_empty() {
+                self.list_servers = addrs(&file.list_server, "list-server")?;
+            }
+            if self.peers.is_empty() {
+                self.peers = addrs(&file.peer, "peer")?;
+            }
+            self.advertise = self.advertise.or(file.advertise);
+            self.share = self.share.or(file.share);
+            self.downloads = self.downloads.or(file.downloads);
+            self.state_dir = self.state_dir.or(file.state_dir);
+            self.control = self.control.or(file.control);
+        }
+        let listen = required_listen(self.listen)?;
+        Ok((self, listen))
+    }
+}
+
+impl SupernodeArgs {
+    /// Fills what the flags left open from `--config`, and checks what must be given.
+    pub fn resolve(mut self) -> anyhow::Result<(Self, SocketAddr)> {
+        if let Some(path) = &self.config {
+            let file = load(path)?;
+            self.listen = self.listen.or(file.listen);
+            if self.list_servers.is_empty() {
+                self.list_servers = addrs(&file.list_server, "list-server")?;
+            }
+            if self.peers.is_empty() {
+                self.peers = addrs(&file.peer, "peer")?;
+            }
+            self.advertise = self.advertise.or(file.advertise);
+            self.share = self.share.or(file.share);
+            self.state_dir = self.state_dir.or(file.state_dir);
+            self.control = self.control.or(file.control);
+            self.max_leaves = self.max_leaves.or(file.max_leaves);
+        }
+        let listen = required_listen(self.listen)?;
+        if self.list_servers.is_empty() {
+            return Err(anyhow!(
+                "a supernode needs --list-server ADDR (or `list-server` in the --config file)"
+            ));
+        }
+        Ok((self, listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn leaf_args(extra: &[&str]) -> LeafArgs {
+        let mut argv = vec!["superpeer", "leaf"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Leaf(args) => args,
+            _ => panic!("not a leaf"),
+        }
+    }
+
+    #[test]
+    fn the_file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaf.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.5:4000\"\nlist-server = [\"127.0.0.2:4000\"]\nshare = \"/srv/music\"\n",
+        )
+        .unwrap();
+        let (args, listen) = leaf_args(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(listen, "127.0.0.5:4000".parse().unwrap());
+        assert_eq!(args.list_servers.len(), 1);
+        assert_eq!(args.share, Some(PathBuf::from("/srv/music")));
+        let (_, listen) = leaf_args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.9:1",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(listen, "127.0.0.9:1".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listen = 5\nsurprise = true\n").unwrap();
+        let err = leaf_args(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("is not valid"), "{err}");
+        let err = leaf_args(&["--config", "/nonexistent/x.toml"])
+            .resolve()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot read the config file"),
+            "{err}"
+        );
+        let err = leaf_args(&[]).resolve().unwrap_err();
+        assert!(
+            err.to_string().contains("--listen ADDR is required"),
+            "{err}"
+        );
+    }
+}
