@@ -55,7 +55,7 @@ impl Default for CoreConfig {
             max_neighbors: 32,
             router: RouterConfig::default(),
             index: IndexLimits::default(),
-            leaf_query_rate: (2.0, 10),
+            leaf_query_rate: (5.0, 20),
             max_hops: 2,
             max_want: 500,
             summary_interval: Duration::from_millis(250),

@@ -179,7 +179,8 @@ pub async fn supernodes(server: &PeerAddr) -> Vec<Listed> {
         .collect()
 }
 
-/// Polls `check` every 300 ms until it returns `Some`, or panics after `limit`.
+/// Polls `check` every 500 ms (each poll may be a CLI run and a query: stay under the
+/// per-leaf query rate) until it returns `Some`, or panics after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -194,7 +195,7 @@ where
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
