@@ -46,8 +46,8 @@ pub struct TransportLimits {
 impl Default for TransportLimits {
     fn default() -> Self {
         Self {
-            idle_timeout: Duration::from_secs(6),
-            keep_alive: Duration::from_millis(1500),
+            idle_timeout: Duration::from_secs(4),
+            keep_alive: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
             max_bidi_streams: 32,
             max_uni_streams: 8,

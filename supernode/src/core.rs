@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
+use superpeer_common::wire::MAX_QUERY_KEYWORDS;
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
     MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryEnd, Role, SupernodeInfo,
@@ -114,7 +115,10 @@ pub struct SupernodeCore {
     router: Router,
     neighbors: FxHashMap<SessionId, Neighbor>,
     /// Index keyword generation of the summary last sent, and when.
-    summary_sent: Option<(u64, Instant)>,
+    /// Index keyword generation our `summary` was built from.
+    summary_built: Option<u64>,
+    /// Index keyword generation last broadcast to every neighbour, and when.
+    summary_broadcast: Option<(u64, Instant)>,
     summary: KeywordSummary,
     summaries_sent: u64,
     last_gossip: Instant,
@@ -134,7 +138,8 @@ impl SupernodeCore {
             mesh: Mesh::new(me.node_id, config.max_neighbors),
             router: Router::new(config.router.clone()),
             neighbors: FxHashMap::default(),
-            summary_sent: None,
+            summary_built: None,
+            summary_broadcast: None,
             summary: KeywordSummary::empty(),
             summaries_sent: 0,
             last_gossip: now,
@@ -282,8 +287,9 @@ impl SupernodeCore {
         if let Err(e) = query.validate() {
             return refuse(self, e.to_string());
         }
-        let Some(query) = self.normalize(query) else {
-            return refuse(self, "the query has no searchable words".into());
+        let query = match self.normalize(query) {
+            Ok(query) => query,
+            Err(reason) => return refuse(self, reason),
         };
         // In a full mesh every supernode is one hop away: relays need not relay further.
         let ttl = if self.mesh.known_count() <= self.mesh.neighbor_count() {
@@ -295,14 +301,22 @@ impl SupernodeCore {
     }
 
     /// Keywords through the common tokenizer (lower case, no punctuation); `want` capped.
-    fn normalize(&self, mut query: Query) -> Option<Query> {
+    /// Refused when nothing searchable is left, or when splitting made more words than a
+    /// query may carry (forwarded, it would break the neighbours' limit).
+    fn normalize(&self, mut query: Query) -> Result<Query, String> {
         let words = keywords(&query.keywords.join(" "));
         if words.is_empty() {
-            return None;
+            return Err("the query has no searchable words".into());
+        }
+        if words.len() > MAX_QUERY_KEYWORDS {
+            return Err(format!(
+                "the query has {} words; at most {MAX_QUERY_KEYWORDS}",
+                words.len()
+            ));
         }
         query.keywords = words;
         query.want = query.want.min(self.config.max_want);
-        Some(query)
+        Ok(query)
     }
 
     fn start_query(&mut self, now: Instant, query: Query, asker: Asker, ttl: u8) {
@@ -379,8 +393,9 @@ impl SupernodeCore {
                         load: Load::default(),
                     },
                 );
-                // A new neighbour needs our summary and our view of the network now.
-                self.refresh_summary(now);
+                // A new neighbour needs our summary and our view of the network now. The
+                // others get a changed summary from the next broadcast, not from this.
+                self.refresh_summary();
                 let table = self.summary.to_bytes();
                 self.send_neighbor(
                     session,
@@ -436,12 +451,14 @@ impl SupernodeCore {
                 if let Err(e) = query.validate() {
                     return self.violation(session, &e.to_string());
                 }
+                let id = query.id;
                 match self.normalize(query) {
-                    Some(query) => {
+                    Ok(query) => {
                         let ttl = ttl.min(self.config.max_hops);
                         self.start_query(now, query, Asker::Neighbor(session), ttl);
                     }
-                    None => self.violation(session, "a relayed query without searchable words"),
+                    // Another version may split words differently: not worth a link.
+                    Err(_) => self.send_neighbor(session, SupernodeToSupernode::QueryDone { id }),
                 }
             }
             SupernodeToSupernode::Hits { id, hits } => {
@@ -487,14 +504,14 @@ impl SupernodeCore {
         self.unix_ms = unix_ms;
         self.router.handle_timeout(now);
         self.drain_router();
-        let changed = self
-            .summary_sent
-            .is_none_or(|(generation, _)| generation != self.index.keyword_generation());
+        let generation = self.index.keyword_generation();
+        let changed = self.summary_broadcast.is_none_or(|(g, _)| g != generation);
         let due = self
-            .summary_sent
+            .summary_broadcast
             .is_none_or(|(_, at)| now >= at + self.config.summary_interval);
         if changed && due && !self.neighbors.is_empty() {
-            self.refresh_summary(now);
+            self.refresh_summary();
+            self.summary_broadcast = Some((generation, now));
             let table = self.summary.to_bytes();
             let sessions: Vec<SessionId> = self.neighbors.keys().copied().collect();
             for session in sessions {
@@ -537,18 +554,20 @@ impl SupernodeCore {
     // ----- helpers -----
 
     /// Rebuilds our summary if the index's words changed since it was built.
-    fn refresh_summary(&mut self, now: Instant) {
+    fn refresh_summary(&mut self) {
         let generation = self.index.keyword_generation();
-        if self.summary_sent.is_some_and(|(g, _)| g == generation) {
+        if self.summary_built == Some(generation) {
             return;
         }
         self.summary = KeywordSummary::from_keywords(self.index.keywords());
         self.summaries_sent += 1;
-        self.summary_sent = Some((generation, now));
+        self.summary_built = Some(generation);
     }
 
+    /// Our load and the supernodes we are linked to now: only first-hand knowledge, so two
+    /// supernodes cannot keep a dead third alive forever by telling each other about it.
     fn gossip_message(&self, to: NodeId) -> SupernodeToSupernode {
-        let mut supernodes = self.mesh.list(50, Some(to));
+        let mut supernodes = self.mesh.list_linked(50, Some(to));
         supernodes.push(SupernodeInfo {
             node_id: self.me.node_id,
             addr: self.me.addr,

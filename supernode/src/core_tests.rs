@@ -158,6 +158,8 @@ fn summaries_follow_the_index_throttled() {
         )),
         "a new neighbour gets our summary"
     );
+    sn.handle_timeout(t0, 0);
+    drain(&mut sn);
 
     let leaf = SessionId(1);
     sn.leaf_attach(t0, leaf, id(50), addr(50));
@@ -392,4 +394,69 @@ fn dials_known_supernodes() {
         node_id: id(2),
         addr: addr(2)
     }));
+}
+
+#[test]
+fn a_new_link_does_not_swallow_the_broadcast_of_a_changed_summary() {
+    let t0 = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    assert!(sn.link_up(t0, SessionId(10), id(2), id(2), Some(addr(2))));
+    sn.handle_timeout(t0, 0);
+    drain(&mut sn);
+    let leaf = SessionId(1);
+    sn.leaf_attach(t0, leaf, id(50), addr(50));
+    sn.leaf_message(
+        t0,
+        leaf,
+        LeafToSupernode::Publish {
+            entries: vec![entry("okapi.txt")],
+        },
+    );
+    // A second neighbour links before the next broadcast: it gets the new summary...
+    let t1 = t0 + Duration::from_millis(300);
+    assert!(sn.link_up(t1, SessionId(11), id(3), id(3), Some(addr(3))));
+    drain(&mut sn);
+    // ...and the first neighbour still gets it on the next tick.
+    sn.handle_timeout(t1, 0);
+    let to_first = drain(&mut sn).into_iter().any(|a| match a {
+        Action::ToNeighbor(SessionId(10), SupernodeToSupernode::Summary { table, .. }) => {
+            KeywordSummary::from_bytes(table)
+                .unwrap()
+                .may_contain_all(&["okapi"])
+        }
+        _ => false,
+    });
+    assert!(to_first, "the old neighbour must learn the new words");
+}
+
+#[test]
+fn a_query_that_normalises_to_too_many_words_is_refused_not_forwarded() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(
+        &mut sn,
+        now,
+        10,
+        2,
+        &[
+            "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog",
+        ],
+    );
+    drain(&mut sn);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    sn.leaf_message(
+        now,
+        SessionId(1),
+        query(1, &["the.quick.brown.fox.jumps.over.a.lazy.dog"]),
+    );
+    let actions = drain(&mut sn);
+    assert!(
+        queried(&actions).is_empty(),
+        "never forwarded: the neighbour would see a violation"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+    );
 }

@@ -17,7 +17,7 @@ use superpeer_common::wire::{Load, SupernodeInfo};
 use crate::SessionId;
 
 /// Forget a supernode nobody has mentioned for this long (and we are not linked to).
-const FORGET_AFTER: Duration = Duration::from_secs(600);
+const FORGET_AFTER: Duration = Duration::from_secs(120);
 /// Most supernodes remembered.
 const MAX_KNOWN: usize = 5_000;
 /// Longest wait between dial attempts to one supernode.
@@ -234,6 +234,14 @@ impl Mesh {
     /// Number of other supernodes known.
     pub fn known_count(&self) -> usize {
         self.known.len()
+    }
+
+    /// Up to `max` supernodes we are linked to (live right now), those with room first.
+    pub fn list_linked(&self, max: usize, exclude: Option<NodeId>) -> Vec<SupernodeInfo> {
+        let mut infos = self.list(usize::MAX, exclude);
+        infos.retain(|info| self.links.contains_key(&info.node_id));
+        infos.truncate(max);
+        infos
     }
 
     /// Up to `max` known supernodes for a leaf or a neighbour, those with room first

@@ -44,6 +44,10 @@ pub struct RouterConfig {
     pub remember_ids: Duration,
     /// Most query ids remembered.
     pub max_remembered: usize,
+    /// After the last round has timed out and no candidate is left, how long neighbours
+    /// that are still silent may take before the query ends anyway (a dead neighbour must
+    /// not hold every query until the deadline).
+    pub late_grace: Duration,
 }
 
 impl Default for RouterConfig {
@@ -55,6 +59,7 @@ impl Default for RouterConfig {
             relay_deadline: Duration::from_secs(3),
             max_active: 4096,
             remember_ids: Duration::from_secs(60),
+            late_grace: Duration::from_millis(800),
             max_remembered: 100_000,
         }
     }
@@ -116,6 +121,15 @@ struct Active {
     asked: FxHashSet<SessionId>,
     round_deadline: Instant,
     deadline: Instant,
+}
+
+impl Active {
+    /// Every round is over and no candidate is left: only slow neighbours' answers remain.
+    fn only_late_left(&self) -> bool {
+        self.outstanding.is_empty()
+            && !self.asked.is_empty()
+            && self.next_candidate >= self.candidates.len()
+    }
 }
 
 /// The query router.
@@ -253,17 +267,22 @@ impl Router {
 
     /// Runs the clock: deadlines and round timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<(QueryId, bool)> = self
+        let grace = self.config.late_grace;
+        let due: Vec<(QueryId, bool, bool)> = self
             .active
             .iter()
             .filter(|(_, q)| {
-                now >= q.deadline || (now >= q.round_deadline && !q.outstanding.is_empty())
+                now >= q.deadline
+                    || (now >= q.round_deadline && !q.outstanding.is_empty())
+                    || (q.only_late_left() && now >= q.round_deadline + grace)
             })
-            .map(|(id, q)| (*id, now >= q.deadline))
+            .map(|(id, q)| (*id, now >= q.deadline, q.only_late_left()))
             .collect();
-        for (id, past_deadline) in due {
+        for (id, past_deadline, only_late) in due {
             if past_deadline {
                 self.finish(id, QueryEnd::Deadline);
+            } else if only_late {
+                self.finish(id, QueryEnd::Exhausted);
             } else if let Some(q) = self.active.get_mut(&id) {
                 // Slow neighbours stop holding up the next round; their hits stay welcome.
                 q.outstanding.clear();
@@ -279,10 +298,13 @@ impl Router {
 
     /// When [`Router::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let grace = self.config.late_grace;
         self.active
             .values()
             .map(|q| {
-                if q.outstanding.is_empty() {
+                if q.only_late_left() {
+                    (q.round_deadline + grace).min(q.deadline)
+                } else if q.outstanding.is_empty() {
                     q.deadline
                 } else {
                     q.round_deadline.min(q.deadline)

@@ -178,9 +178,36 @@ fn slow_round_times_out_and_late_hits_still_count() {
 }
 
 #[test]
-fn deadline_ends_a_query() {
+fn a_silent_neighbour_holds_a_query_only_for_the_grace_after_its_round() {
     let t0 = Instant::now();
     let mut router = Router::new(config());
+    router.start(
+        t0,
+        query(1, 10),
+        Asker::Leaf(LEAF),
+        vec![],
+        neighbors([10]),
+        2,
+    );
+    drain(&mut router);
+    let round_over = t0 + config().round_timeout;
+    router.handle_timeout(round_over);
+    assert!(leaf_done(&drain(&mut router)).is_none());
+    assert_eq!(
+        router.poll_timeout(),
+        Some(round_over + config().late_grace)
+    );
+    router.handle_timeout(round_over + config().late_grace);
+    assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Exhausted));
+}
+
+#[test]
+fn deadline_ends_a_query() {
+    let t0 = Instant::now();
+    let mut router = Router::new(RouterConfig {
+        late_grace: Duration::from_secs(60),
+        ..config()
+    });
     router.start(
         t0,
         query(1, 10),
@@ -195,7 +222,7 @@ fn deadline_ends_a_query() {
         leaf_done(&drain(&mut router)).is_none(),
         "neighbour 10 may still answer"
     );
-    router.handle_timeout(t0 + config().leaf_deadline);
+    router.handle_timeout(t0 + RouterConfig::default().leaf_deadline);
     assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Deadline));
     assert_eq!(router.active(), 0);
     assert_eq!(router.poll_timeout(), None);

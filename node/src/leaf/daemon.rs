@@ -162,6 +162,9 @@ struct Search {
     deadline: Instant,
 }
 
+/// Longest a write to the supernode may wait for flow control.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest a search runs on the leaf's side.
 const SEARCH_DEADLINE: Duration = Duration::from_secs(12);
 
@@ -225,6 +228,10 @@ impl Leaf {
         } = self;
         let listen = endpoint.local_addr().unwrap_or(config.listen);
         let shared_files = folder.as_ref().map_or(0, |f| lock(f).len());
+        let entries = folder
+            .as_ref()
+            .map(|f| lock(f).entries())
+            .unwrap_or_default();
         let mut joiner = Joiner::new(endpoint.node_id(), config.join.clone());
         joiner.add(&cache::load(&config.state_dir));
         let mut actor = Actor {
@@ -241,6 +248,8 @@ impl Leaf {
             searches: HashMap::new(),
             last_refresh: None,
             shared_files: Arc::new(AtomicUsize::new(shared_files)),
+            entries: Arc::new(Mutex::new(entries)),
+            ended_early: None,
             _watcher: None,
         };
         actor.start_background();
@@ -262,6 +271,11 @@ struct Actor {
     searches: HashMap<QueryId, Search>,
     last_refresh: Option<Instant>,
     shared_files: Arc<AtomicUsize>,
+    /// What we publish on attach: the folder's entries as of the last scan. Kept apart from
+    /// the folder, whose lock a long rescan may hold.
+    entries: Arc<Mutex<Vec<FileEntry>>>,
+    /// A session that ended before its attach was reported (the reader starts first).
+    ended_early: Option<u64>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -349,7 +363,11 @@ impl Actor {
         }
         if let Some(mut current) = self.current.take() {
             // The supernode drops our files at once instead of after a timeout.
-            let _ = current.writer.send(&LeafToSupernode::Leaving).await;
+            let _ = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                current.writer.send(&LeafToSupernode::Leaving),
+            )
+            .await;
             let _ = current.writer.inner_mut().finish();
             let _ = tokio::time::timeout(Duration::from_millis(500), current.conn.closed()).await;
             current.conn.close(CloseCode::Normal, "leaving");
@@ -394,6 +412,7 @@ impl Actor {
             return;
         };
         self.attaching = Some(node_id);
+        self.ended_early = None;
         self.generation += 1;
         let (endpoint, events, advertise, generation) = (
             self.endpoint.clone(),
@@ -451,6 +470,11 @@ impl Actor {
             } => {
                 self.attaching = None;
                 match result {
+                    Attached::Yes { conn, .. } if self.ended_early == Some(generation) => {
+                        info!(supernode = %node_id.short(), "the session ended as soon as it opened");
+                        conn.close(CloseCode::Normal, "ended");
+                        self.joiner.attach_failed(now, node_id);
+                    }
                     Attached::Yes { conn, writer } => {
                         let old = self.current.replace(Current {
                             node_id,
@@ -464,7 +488,8 @@ impl Actor {
                         info!(supernode = %node_id.short(), %addr, rtt_ms = rtt.as_secs_f64() * 1000.0, "attached");
                         if let Some(mut old) = old {
                             info!(from = %old.node_id.short(), "moved to a clearly faster supernode");
-                            let _ = old.writer.send(&LeafToSupernode::Leaving).await;
+                            let leaving = old.writer.send(&LeafToSupernode::Leaving);
+                            let _ = tokio::time::timeout(WRITE_TIMEOUT, leaving).await;
                             old.conn.close(CloseCode::Normal, "moved");
                         }
                         self.end_searches();
@@ -514,10 +539,12 @@ impl Actor {
                 };
                 let events = self.events.clone();
                 let count = self.shared_files.clone();
+                let entries = self.entries.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut folder = lock(&folder);
                     let delta = folder.rescan();
                     count.store(folder.len(), Ordering::Relaxed);
+                    *lock(&entries) = folder.entries();
                     drop(folder);
                     match delta {
                         Ok(delta) if !delta.is_empty() => {

@@ -40,17 +40,23 @@ async fn attached(state: &Path) -> Value {
     .await
 }
 
-async fn search(state: &Path, words: &[&str]) -> Vec<Value> {
+/// The results of `superpeer search --json`, or `None` if the search failed (not attached
+/// at this moment, during a failover).
+async fn try_search(state: &Path, words: &[&str]) -> Option<Vec<Value>> {
     let mut args = vec!["search", "--json", "--state-dir", state.to_str().unwrap()];
     args.extend_from_slice(words);
     let out = cli(&args).await;
-    if !out.ok {
-        return Vec::new(); // not attached at this moment (failover): no results
-    }
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    out.ok.then(|| {
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    })
+}
+
+/// The results of a search that must succeed.
+async fn search(state: &Path, words: &[&str]) -> Vec<Value> {
+    try_search(state, words).await.expect("the search failed")
 }
 
 /// Polls a search until some result has `content_id`; returns how long it took.
@@ -60,8 +66,9 @@ async fn found_within(state: &Path, words: &[&str], content_id: &str, limit: Dur
         &format!("{words:?} to find {content_id}"),
         limit,
         || async {
-            search(state, words)
+            try_search(state, words)
                 .await
+                .unwrap_or_default()
                 .iter()
                 .any(|r| r["content_id"] == content_id)
                 .then_some(())

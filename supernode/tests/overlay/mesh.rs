@@ -1,7 +1,5 @@
 //! Mesh, search, summaries, holders, departures and refusals.
 
-use std::time::Duration;
-
 use superpeer_common::wire::HelloReply;
 
 use crate::support::*;
@@ -69,8 +67,9 @@ async fn a_query_reaches_only_supernodes_whose_summary_matches() {
     other
         .publish(vec![entry("common-daisy-photo.jpg", b"daisy")])
         .await;
-    // Wait until the asker's supernode can route to the holder.
+    // Wait until the asker's supernode can route to both.
     asker.search_until(&["orchid"], |f| f.len() == 1).await;
+    asker.search_until(&["photo"], |f| f.len() == 2).await;
 
     let before: Vec<u64> = {
         let mut v = Vec::new();
@@ -169,7 +168,6 @@ async fn a_leaf_that_disconnects_vanishes_from_results() {
         let found = asker.search(&["ephemeral"], 10).await;
         assert!(found.is_empty(), "{found:?}");
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

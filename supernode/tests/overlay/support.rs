@@ -218,6 +218,8 @@ impl TestLeaf {
                         }
                     }
                     SupernodeToLeaf::QueryDone { id: did, .. } if did == id => break,
+                    // A refused query must not pass for "no results".
+                    SupernodeToLeaf::Refused { reason } => panic!("query refused: {reason}"),
                     _ => {}
                 }
             }
