@@ -3,7 +3,7 @@
 //! [`Event`]s; it decides with the joiner, keeps the supernode's view of our files current,
 //! and routes search results back to whoever asked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use superpeer_bootstrap_list::fetch_supernodes;
 use superpeer_common::wire::{
-    CloseCode, FileEntry, FrameWriter, HelloReply, Intent, LeafToSupernode, Load,
-    MAX_ENTRIES_PER_MESSAGE, Query, QueryHit, QueryId, Role, SupernodeInfo, SupernodeToLeaf,
-    WireError,
+    CloseCode, FileEntry, FrameWriter, HelloReply, Holder, Intent, LeafToSupernode, Load,
+    MAX_ENTRIES_PER_MESSAGE, MAX_HOLDERS_PER_HIT, Query, QueryHit, QueryId, Role, SupernodeInfo,
+    SupernodeToLeaf, WireError,
 };
 use superpeer_common::{
     Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, TransportLimits, keywords,
@@ -158,9 +158,13 @@ struct Current {
 
 struct Search {
     results: mpsc::Sender<QueryHit>,
-    seen: HashSet<ContentId>,
+    /// Holders reported so far, per content.
+    seen: HashMap<ContentId, Vec<Holder>>,
     deadline: Instant,
 }
+
+/// Longest the first join waits for a batch of probes to compare.
+const BATCH_WAIT: Duration = Duration::from_millis(1500);
 
 /// Longest a write to the supernode may wait for flow control.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -250,6 +254,8 @@ impl Leaf {
             shared_files: Arc::new(AtomicUsize::new(shared_files)),
             entries: Arc::new(Mutex::new(entries)),
             ended_early: None,
+            probing_since: None,
+            ever_attached: false,
             _watcher: None,
         };
         actor.start_background();
@@ -276,6 +282,10 @@ struct Actor {
     entries: Arc<Mutex<Vec<FileEntry>>>,
     /// A session that ended before its attach was reported (the reader starts first).
     ended_early: Option<u64>,
+    /// Since when probes have been under way without a pause.
+    probing_since: Option<Instant>,
+    /// Attached at least once in this run.
+    ever_attached: bool,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -388,6 +398,19 @@ impl Actor {
         if self.attaching.is_some() {
             return;
         }
+        if !self.joiner.probing() {
+            self.probing_since = None;
+        } else if self.probing_since.is_none() {
+            self.probing_since = Some(now);
+        }
+        // The first join compares a whole batch of probes rather than taking whichever
+        // answers first (bounded, in case one hangs); a failover uses what is measured.
+        let batch_pending = self
+            .probing_since
+            .is_some_and(|t| now.duration_since(t) < BATCH_WAIT);
+        if self.current.is_none() && !self.ever_attached && batch_pending {
+            return;
+        }
         let target = match &self.current {
             None => self.joiner.next_attach(now),
             Some(_) => self.joiner.better_than_current(now),
@@ -485,6 +508,7 @@ impl Actor {
                             generation,
                         });
                         self.joiner.attached(node_id);
+                        self.ever_attached = true;
                         info!(supernode = %node_id.short(), %addr, rtt_ms = rtt.as_secs_f64() * 1000.0, "attached");
                         if let Some(mut old) = old {
                             info!(from = %old.node_id.short(), "moved to a clearly faster supernode");
@@ -625,7 +649,7 @@ impl Actor {
             id,
             Search {
                 results,
-                seen: HashSet::new(),
+                seen: HashMap::new(),
                 deadline: now + SEARCH_DEADLINE,
             },
         );
@@ -639,10 +663,24 @@ impl Actor {
                 let Some(search) = self.searches.get_mut(&id) else {
                     return;
                 };
-                for hit in hits {
-                    if hit.validate().is_err() || !search.seen.insert(hit.content_id) {
+                for mut hit in hits {
+                    if hit.validate().is_err() {
                         continue;
                     }
+                    // The same content from another supernode: pass it on again only if it
+                    // brings holders not reported yet, with every holder known so far (a
+                    // later result for a content id supersedes the earlier one).
+                    let known = search.seen.entry(hit.content_id).or_default();
+                    let before = known.len();
+                    for holder in &hit.holders {
+                        if !known.contains(holder) && known.len() < MAX_HOLDERS_PER_HIT {
+                            known.push(*holder);
+                        }
+                    }
+                    if known.len() == before {
+                        continue;
+                    }
+                    hit.holders = known.clone();
                     if search.results.try_send(hit).is_err() {
                         break;
                     }

@@ -357,3 +357,55 @@ async fn control_requests_without_the_token_are_refused() {
     assert!(ask(Some("00")).starts_with("HTTP/1.1 401"));
     assert!(ask(Some(control["token"].as_str().unwrap())).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_on_two_supernodes_is_reported_with_both_sources() {
+    let net = network(16, 2);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let shares: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    std::fs::write(shares[0].path().join("shared concert.ogg"), b"same bytes").unwrap();
+    std::fs::write(shares[1].path().join("Shared_Concert.ogg"), b"same bytes").unwrap();
+    let _a = leaf(
+        "127.0.16.20",
+        dirs[0].path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--share",
+            shares[0].path().to_str().unwrap(),
+        ],
+    );
+    let _b = leaf(
+        "127.0.16.21",
+        dirs[1].path(),
+        &[
+            "--peer",
+            &net.sn[1].pinned.to_string(),
+            "--share",
+            shares[1].path().to_str().unwrap(),
+        ],
+    );
+    let _asker = leaf(
+        "127.0.16.22",
+        dirs[2].path(),
+        &["--peer", &net.sn[0].pinned.to_string()],
+    );
+    let id = ContentId::of_bytes(b"same bytes").to_string();
+    wait_for(
+        "both sources to be reported",
+        Duration::from_secs(20),
+        || async {
+            let results = try_search(dirs[2].path(), &["shared", "concert"])
+                .await
+                .unwrap_or_default();
+            // A later line for the same content supersedes an earlier one.
+            let last = results
+                .iter()
+                .rev()
+                .find(|r| r["content_id"] == id.as_str())?;
+            (last["sources"] == 2 && last["holders"].as_array().is_some_and(|h| h.len() == 2))
+                .then_some(())
+        },
+    )
+    .await;
+}
