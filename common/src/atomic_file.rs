@@ -32,6 +32,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Creates `path` with `bytes` only if it does not exist yet, all at once (a reader never
+/// sees it half-written). Returns false, writing nothing, when the file already exists: of
+/// two processes creating the same file, exactly one wins and the other reads its file.
+pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+    let tmp = temp_path_for(path);
+    let result = (|| {
+        let mut file = create_with_mode(&tmp, mode)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        // Unlike rename, a hard link never replaces an existing file.
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
 /// `dir/.name.tmp.PID.RANDOM`: hidden, unique per writer, in the same directory (so the
 /// rename never crosses a file system).
 fn temp_path_for(path: &Path) -> PathBuf {
@@ -90,9 +111,24 @@ mod tests {
     }
 
     #[test]
-    fn failure_keeps_the_old_file() {
+    fn failure_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("f");
         assert!(write_atomic(&path, b"x", 0o600).is_err());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn create_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        assert!(create_new_atomic(&path, b"first", 0o600).unwrap());
+        assert!(!create_new_atomic(&path, b"second", 0o600).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

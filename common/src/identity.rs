@@ -15,7 +15,7 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::atomic_file::write_atomic;
+use crate::atomic_file::create_new_atomic;
 
 /// File name of the identity key inside a state dir.
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -184,12 +184,16 @@ impl Identity {
                     path: path.clone(),
                     source,
                 })?;
-                write_atomic(&path, identity.to_pem().as_bytes(), 0o600).map_err(|source| {
-                    IdentityError::Write {
+                let created = create_new_atomic(&path, identity.to_pem().as_bytes(), 0o600)
+                    .map_err(|source| IdentityError::Write {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
+                if !created {
+                    // Another process created it first: use that one, or we would run
+                    // under an id that is not on disk.
+                    return Self::load_or_create(dir);
+                }
                 tracing::info!(node_id = %identity.node_id, path = %path.display(), "created a new identity");
                 Ok(identity)
             }
@@ -262,6 +266,19 @@ mod tests {
         assert_eq!(first.node_id(), again.node_id());
         let pem = std::fs::read_to_string(state.join(IDENTITY_FILE)).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn processes_starting_together_agree_on_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<NodeId> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| Identity::load_or_create(dir.path()).unwrap().node_id()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = Identity::load_or_create(dir.path()).unwrap().node_id();
+        assert!(ids.iter().all(|id| *id == on_disk), "{ids:?}");
     }
 
     #[cfg(unix)]

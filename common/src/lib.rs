@@ -38,7 +38,7 @@ mod transport;
 pub mod wire;
 
 pub use address::{ParsePeerAddrError, PeerAddr};
-pub use atomic_file::write_atomic;
+pub use atomic_file::{create_new_atomic, write_atomic};
 pub use content::{ContentId, ParseContentIdError};
 pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdError};
 pub use keywords::{MAX_KEYWORD_BYTES, MAX_KEYWORDS_PER_NAME, keywords};
