@@ -13,6 +13,7 @@ mod leaf;
 mod names;
 mod runtime;
 mod share;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,306 @@
+//! The downloader's driver: one worker per holder (up to [`MAX_ACTIVE_HOLDERS`] at once,
+//! the rest standing by to replace a dropped one), all pulling pieces from one table, the
+//! state file saved every few seconds, and the finished file checked whole and put in
+//! place.
+//!
+//! 1. Open (or resume) the partial file; report `Started`.
+//! 2. Run the workers. A holder that fails (unreachable, `NotFound`, wrong size, bad data,
+//!    stalled, gone) is reported `HolderDropped`; its pieces go back to the table and a
+//!    standby holder takes its place.
+//! 3. When the workers are gone: with pieces missing, save the state and fail with
+//!    [`DownloadError::NoHolders`] (a later call resumes); complete, hash the whole file,
+//!    give it its final name and report `Finished`.
+//!
+//! The caller runs at most one download per content id and folder at a time (both would
+//! write the same partial file), and drains the progress channel or drops its receiver.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use superpeer_common::{ContentId, Endpoint, NodeId, PeerAddr};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info};
+
+use super::job::Job;
+use super::part::PartFile;
+use super::pieces::Pieces;
+use super::worker::{self, WorkerEnd};
+
+/// Holders downloaded from at once.
+pub const MAX_ACTIVE_HOLDERS: usize = 8;
+
+/// Largest download accepted (1 TiB): the size comes from other peers, and the piece table
+/// and the partial file are sized from it.
+pub const MAX_DOWNLOAD_SIZE: u64 = 1 << 40;
+
+/// How often the list of verified pieces is saved while downloading.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+/// What to download and from whom.
+#[derive(Clone, Debug)]
+pub struct DownloadPlan {
+    /// The content: BLAKE3 of the whole file.
+    pub content_id: ContentId,
+    /// Its size, as the search result said; a holder that says otherwise is dropped.
+    pub size: u64,
+    /// The name to give it (from the search result; sanitised before use).
+    pub name: String,
+    /// Who holds it; pin each address so nobody else can answer for it.
+    pub holders: Vec<PeerAddr>,
+}
+
+/// What a download reports while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The download began; `done_bytes` were verified by an earlier run.
+    Started {
+        /// Size of the file.
+        size: u64,
+        /// Bytes already verified.
+        done_bytes: u64,
+    },
+    /// A piece was verified and written.
+    Piece {
+        /// Bytes verified so far.
+        bytes_done: u64,
+        /// Size of the file.
+        total: u64,
+        /// The holder it came from.
+        from: NodeId,
+    },
+    /// A holder was dropped from this download.
+    HolderDropped {
+        /// Who it was (unknown only for an unpinned holder we could not reach).
+        node_id: Option<NodeId>,
+        /// Why, for people.
+        reason: String,
+    },
+    /// The file is complete, verified, and at `path`.
+    Finished {
+        /// Where it is.
+        path: PathBuf,
+    },
+}
+
+/// Why a download did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Every holder was dropped (or none was given) with pieces still missing. The partial
+    /// file and its state stay, so a later download of the same content resumes.
+    #[error("no holder left to download from ({missing} of {total} pieces missing)")]
+    NoHolders {
+        /// Pieces still missing.
+        missing: u64,
+        /// Pieces in the file.
+        total: u64,
+    },
+    /// The size is over [`MAX_DOWNLOAD_SIZE`].
+    #[error("{size} bytes is more than the {max}-byte limit of a download")]
+    TooLarge {
+        /// The size asked for.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The downloads folder or the partial file could not be created, written or renamed
+    /// (not writable, disk full). Verified pieces saved so far stay for a resume.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What failed, for people ("cannot write to").
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Every piece verified, yet the whole file does not hash to the content id: the
+    /// partial file changed on disk. It was removed; the next attempt starts over.
+    #[error("the assembled file hashes to {actual}, not {expected}; it was discarded")]
+    Corrupt {
+        /// The content id asked for.
+        expected: ContentId,
+        /// What the file on disk hashed to.
+        actual: ContentId,
+    },
+}
+
+/// Downloads `plan` into `dest_dir` and returns the final path of the verified file.
+pub async fn download(
+    endpoint: &Endpoint,
+    plan: DownloadPlan,
+    dest_dir: &Path,
+    progress: mpsc::Sender<Progress>,
+) -> Result<PathBuf, DownloadError> {
+    let DownloadPlan {
+        content_id,
+        size,
+        name,
+        holders,
+    } = plan;
+    if size > MAX_DOWNLOAD_SIZE {
+        return Err(DownloadError::TooLarge {
+            size,
+            max: MAX_DOWNLOAD_SIZE,
+        });
+    }
+    let dir = dest_dir.to_path_buf();
+    let opened = blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        PartFile::open(&dir, &name, content_id, size).map(|(part, done)| (part, done, name))
+    })
+    .await
+    .map_err(|source| io_error("cannot create a partial file in", dest_dir, source))?;
+    let (part, verified, name) = opened;
+    let part = Arc::new(part);
+    let pieces = Pieces::new(size, &verified);
+    let done_bytes = pieces.done_bytes();
+    info!(%content_id, size, done_bytes, holders = holders.len(), "download starting");
+    let job = Arc::new(Job::new(content_id, pieces, part.clone(), progress));
+    job.report(Progress::Started { size, done_bytes }).await;
+
+    let outcome = run_workers(endpoint, &job, &part, holders).await;
+    // Whatever happened, keep what was verified, so a later call resumes (or, complete,
+    // goes straight to the final check). A fatal error may be a full disk: then this save
+    // fails too and the previous one stands.
+    if let Err(e) = save(&part, job.verified_runs()).await {
+        debug!(error = %e, "cannot save download state");
+    }
+    outcome?;
+    if !job.is_complete() {
+        return Err(DownloadError::NoHolders {
+            missing: job.missing(),
+            total: job.count(),
+        });
+    }
+    let path = finish(&part, content_id, dest_dir, name).await?;
+    info!(%content_id, path = %path.display(), "download complete");
+    job.report(Progress::Finished { path: path.clone() }).await;
+    Ok(path)
+}
+
+/// Runs a worker per holder until the download is complete or no holder is left. Errs
+/// only when our side failed.
+async fn run_workers(
+    endpoint: &Endpoint,
+    job: &Arc<Job>,
+    part: &Arc<PartFile>,
+    holders: Vec<PeerAddr>,
+) -> Result<(), DownloadError> {
+    let mut seen = HashSet::new();
+    let mut standby: Vec<PeerAddr> = holders
+        .into_iter()
+        .filter(|h| seen.insert((h.node_id, h.addr)))
+        .collect();
+    // Started in the order given: take from the front.
+    standby.reverse();
+    let mut workers = JoinSet::new();
+    let start = |workers: &mut JoinSet<_>, holder: PeerAddr| {
+        let (endpoint, job) = (endpoint.clone(), job.clone());
+        workers.spawn(worker::run(endpoint, holder, job));
+    };
+    while workers.len() < MAX_ACTIVE_HOLDERS && !job.is_complete() {
+        let Some(holder) = standby.pop() else { break };
+        start(&mut workers, holder);
+    }
+    let mut save_tick = tokio::time::interval(SAVE_EVERY);
+    save_tick.tick().await;
+    let mut saved = Vec::new();
+    loop {
+        tokio::select! {
+            ended = workers.join_next() => {
+                let Some(ended) = ended else { return Ok(()) };
+                let (node_id, reason) = match ended {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(WorkerEnd::Fatal(e))) => {
+                        workers.abort_all();
+                        return Err(e);
+                    }
+                    Ok(Err(WorkerEnd::Dropped { node_id, fault })) => {
+                        (node_id, printable(&fault.to_string()))
+                    }
+                    Err(e) => (None, format!("worker failed: {e}")),
+                };
+                debug!(?node_id, %reason, "holder dropped");
+                job.report(Progress::HolderDropped { node_id, reason }).await;
+                if !job.is_complete() {
+                    if let Some(holder) = standby.pop() {
+                        start(&mut workers, holder);
+                    }
+                }
+            }
+            _ = save_tick.tick() => {
+                let runs = job.verified_runs();
+                if runs == saved {
+                    continue;
+                }
+                // A failed periodic save only means more to fetch after a crash.
+                match save(part, runs.clone()).await {
+                    Ok(()) => saved = runs,
+                    Err(e) => debug!(error = %e, "cannot save download state"),
+                }
+            }
+        }
+    }
+}
+
+async fn save(part: &Arc<PartFile>, runs: Vec<[u64; 2]>) -> Result<(), DownloadError> {
+    let part = part.clone();
+    let path = part.state_path().to_path_buf();
+    blocking(move || part.save(runs))
+        .await
+        .map_err(|source| io_error("cannot save", &path, source))
+}
+
+/// Hashes the complete file and moves it to its final name.
+async fn finish(
+    part: &Arc<PartFile>,
+    expected: ContentId,
+    dest_dir: &Path,
+    name: String,
+) -> Result<PathBuf, DownloadError> {
+    let checked = {
+        let part = part.clone();
+        blocking(move || part.verify_whole()).await
+    };
+    if let Err(actual) =
+        checked.map_err(|source| io_error("cannot read back", part.path(), source))?
+    {
+        return Err(DownloadError::Corrupt { expected, actual });
+    }
+    let (part, dir) = (part.clone(), dest_dir.to_path_buf());
+    blocking(move || part.place(&dir, &name))
+        .await
+        .map_err(|source| io_error("cannot move the finished file into", dest_dir, source))
+}
+
+/// A reason that may quote a peer (close reasons, refusals), safe to print: no control
+/// characters, bounded.
+fn printable(reason: &str) -> String {
+    reason
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)
+        .and_then(|result| result)
+}
+
+fn io_error(what: &'static str, path: &Path, source: io::Error) -> DownloadError {
+    DownloadError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,72 @@
+//! Transfers: a downloader fetches content by id straight from the nodes that hold it, in
+//! verified pieces, from several holders at once, resumable.
+//!
+//! Message flow on one connection, after a hello with [`Intent::Transfer`] and the holder's
+//! Welcome (messages in `superpeer_common::wire`):
+//! 1. The downloader asks `DownloaderToHolder::Have { content_id }`. The holder answers
+//!    `HolderToDownloader::Have { content_id, size }` if it shares that content and the
+//!    file still hashes to the id, else `NotFound`, or `Busy { retry_after_ms }` when all
+//!    its upload slots are taken. A size other than the one the downloader expects drops
+//!    the holder.
+//! 2. The downloader asks `Range { content_id, start, len }` for one piece ([`PIECE`]
+//!    bytes at a multiple of [`PIECE`]; the last piece may be shorter). It may send the
+//!    next requests before the answers arrive (a short pipeline); the holder answers them
+//!    one at a time, in order.
+//! 3. The holder answers `RangeFollows { content_id, start, len, encoded_len }` and, on the
+//!    same stream, one more frame: a 4-byte big-endian length equal to `encoded_len`, then
+//!    the bao encoding of the range ([`verified::encode_range`]). A piece's encoding is the
+//!    piece plus 64 bytes per tree node on its path, so it always fits under the 1 MiB
+//!    `MAX_FRAME_SIZE`, and the downloader caps the frame at the length it computes itself
+//!    ([`verified::encoded_len`]), never trusting `encoded_len`. Or `NotFound` (the file
+//!    changed since it was shared) or `Busy`.
+//! 4. The downloader verifies the encoding against the content id before writing a byte
+//!    (a holder whose data fails is dropped, its pieces go to the others), then repeats 2
+//!    until no piece is left for it, and finishes the stream; the holder's loop ends there.
+//!
+//! A request for more than [`PIECE`] bytes, a range off the block grid or past the end,
+//! or a malformed or oversized request frame is a protocol violation: [`serve_transfer`]
+//! returns the `WireError` (`Invalid` for a bad range) and the caller closes the
+//! connection with the code it calls for. Likewise a holder that answers out of order,
+//! sends a frame of another length than the range's encoding, or data that does not
+//! verify is closed with `ProtocolViolation` and dropped.
+//!
+//! Not here: finding holders (search), the control API and progress display, accepting
+//! connections and routing them by intent (the daemons).
+//!
+//! Layout:
+//! - `verified`: the bao encoding of a range and its verification.
+//! - `serve`: the holder side: [`serve_transfer`], upload slots and outboards ([`Uploads`]).
+//! - `outboards`: the holder's cache of hash trees.
+//! - `download`: the downloader's driver: [`download`], [`DownloadPlan`], [`Progress`].
+//! - `worker`: one holder's connection during a download.
+//! - `job`: what a download's workers share: the piece table, the file, progress.
+//! - `pieces`: the piece table, a plain state machine.
+//! - `part`: the partial file, its state file, the final name.
+//!
+//! [`Intent::Transfer`]: superpeer_common::wire::Intent::Transfer
+
+// Wired into the daemons by the downloads issue; until then only the tests use it.
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+
+mod download;
+mod job;
+mod outboards;
+mod part;
+mod pieces;
+mod serve;
+pub mod verified;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use download::{DownloadError, DownloadPlan, MAX_DOWNLOAD_SIZE, Progress, download};
+pub use serve::{Uploads, serve_transfer};
+
+/// Bytes of one piece: what one `Range` request may ask for. A multiple of
+/// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in
+/// one frame.
+pub const PIECE: u64 = 512 * 1024;
+
+const _: () = assert!(PIECE % verified::BLOCK == 0);
+const _: () = assert!((PIECE as usize) + 64 * 1024 < superpeer_common::wire::MAX_FRAME_SIZE);
