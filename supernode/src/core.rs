@@ -229,6 +229,11 @@ impl SupernodeCore {
         let Some(leaf) = self.leaves.get_mut(session) else {
             return;
         };
+        if !leaf.messages.try_take(now) {
+            // A leaf that floods us is dropped, and its files with it when the driver
+            // reports the session gone.
+            return self.close(session, CloseCode::Overloaded, "too many messages");
+        }
         let holder = leaf.holder();
         match msg {
             LeafToSupernode::Publish { entries } => {

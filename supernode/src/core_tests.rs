@@ -460,3 +460,38 @@ fn a_query_that_normalises_to_too_many_words_is_refused_not_forwarded() {
             .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
     );
 }
+
+#[test]
+fn a_leaf_flooding_messages_is_dropped() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    sn.leaf_attach(now, SessionId(2), id(51), addr(51));
+    let mut closed = false;
+    for nonce in 0..1_000 {
+        sn.leaf_message(now, SessionId(1), LeafToSupernode::Ping { nonce });
+        if drain(&mut sn).iter().any(|a| {
+            matches!(
+                a,
+                Action::Close {
+                    session: SessionId(1),
+                    code: CloseCode::Overloaded,
+                    ..
+                }
+            )
+        }) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a flood of pings closes the session");
+    // Another leaf is unaffected.
+    sn.leaf_message(now, SessionId(2), LeafToSupernode::Ping { nonce: 7 });
+    assert_eq!(
+        drain(&mut sn),
+        vec![Action::ToLeaf(
+            SessionId(2),
+            SupernodeToLeaf::Pong { nonce: 7 }
+        )]
+    );
+}

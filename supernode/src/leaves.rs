@@ -9,6 +9,11 @@ use superpeer_common::{NodeId, TokenBucket};
 
 use crate::SessionId;
 
+/// Messages of any kind a leaf may send per second on average...
+const MESSAGES_PER_SECOND: f64 = 50.0;
+/// ...and at once (a large folder is published in a few messages; pings are rare).
+const MESSAGE_BURST: u32 = 200;
+
 /// One attached leaf.
 #[derive(Debug)]
 pub struct Leaf {
@@ -18,6 +23,8 @@ pub struct Leaf {
     pub addr: SocketAddr,
     /// Its query budget.
     pub queries: TokenBucket,
+    /// Its budget for every message (publishes and pings churn the index and summaries).
+    pub messages: TokenBucket,
 }
 
 impl Leaf {
@@ -82,6 +89,7 @@ impl Leaves {
                 node_id,
                 addr,
                 queries: TokenBucket::new(now, rate, burst),
+                messages: TokenBucket::new(now, MESSAGES_PER_SECOND, MESSAGE_BURST),
             },
         );
         self.by_node.insert(node_id, session);
