@@ -206,10 +206,7 @@ async fn registration_session(
             _ = tokio::time::sleep(interval) => {}
             () = stopped(shutdown) => {
                 let _ = session.writer.send(&ToListServer::Unregister).await;
-                let _ = session.writer.inner_mut().finish();
-                // Give the unregister a moment to land before the close overtakes it.
-                let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-                conn.close(CloseCode::Normal, "unregistered");
+                conn.finish_and_close(&mut session, CloseCode::Normal, "unregistered").await;
                 return Ok(());
             }
         }

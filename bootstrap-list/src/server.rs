@@ -278,10 +278,8 @@ async fn serve_connection(shared: &Shared, incoming: quinn::Incoming) {
                 try_instead: Vec::new(),
             };
             let _ = session.reply(&refusal).await;
-            // Let the refusal land before the close overtakes it.
-            let _ = session.writer.inner_mut().finish();
-            let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-            conn.close(CloseCode::Refused, "list server");
+            conn.finish_and_close(&mut session, CloseCode::Refused, "list server")
+                .await;
             return;
         }
     };

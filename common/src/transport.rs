@@ -249,6 +249,15 @@ impl Endpoint {
         self.inner.accept().await
     }
 
+    /// The node id of whoever answers at `addr` (learning the id behind an address given
+    /// without one), or `None` if nobody does.
+    pub async fn identify(&self, addr: SocketAddr) -> Option<NodeId> {
+        let conn = self.connect(&PeerAddr::unpinned(addr)).await.ok()?;
+        let id = conn.peer();
+        conn.close(CloseCode::Normal, "identified");
+        Some(id)
+    }
+
     /// Closes every connection (telling peers we are shutting down) and waits, bounded,
     /// for the close to reach them.
     pub async fn shutdown(&self) {
@@ -328,6 +337,14 @@ impl Connection {
         close_for(&self.inner, error);
     }
 
+    /// Finishes `session`'s stream, gives the peer a moment to read the last frames (a close
+    /// sent at once can overtake them), then closes with `code`.
+    pub async fn finish_and_close(&self, session: &mut Session, code: CloseCode, reason: &str) {
+        let _ = session.writer.inner_mut().finish();
+        let _ = tokio::time::timeout(LINGER, self.inner.closed()).await;
+        self.close(code, reason);
+    }
+
     /// Waits until the connection is closed, by either side or by idle timeout.
     pub async fn closed(&self) -> WireError {
         self.inner.closed().await.into()
@@ -371,7 +388,7 @@ impl Connection {
             Ok(Ok((mut session, Err(e)))) => {
                 // Let the version reply reach the initiator before the close does.
                 let _ = session.writer.inner_mut().finish();
-                let _ = tokio::time::timeout(Duration::from_millis(500), self.inner.closed()).await;
+                let _ = tokio::time::timeout(LINGER, self.inner.closed()).await;
                 e
             }
             Ok(Err(e)) => e,
@@ -381,6 +398,9 @@ impl Connection {
         Err(result)
     }
 }
+
+/// How long a closing side waits for the peer to read its last frames.
+const LINGER: Duration = Duration::from_millis(500);
 
 /// How long an accepted connection may take to open its session and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);

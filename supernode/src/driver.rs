@@ -460,7 +460,7 @@ async fn learn_peers(endpoint: Endpoint, peers: Vec<PeerAddr>, events: mpsc::Sen
     for peer in peers {
         let node_id = match peer.node_id {
             Some(id) => Some(id),
-            None => sessions::identify(&endpoint, peer.addr).await,
+            None => endpoint.identify(peer.addr).await,
         };
         match node_id {
             Some(node_id) => infos.push(SupernodeInfo {

@@ -12,7 +12,7 @@ use superpeer_common::wire::{
     CloseCode, Hello, HelloReply, Intent, LeafToSupernode, Load, Message, Role,
     SupernodeToSupernode, WireError,
 };
-use superpeer_common::{Connection, Endpoint, NodeId, PeerAddr, Session, answer_probe};
+use superpeer_common::{Connection, Endpoint, PeerAddr, Session, answer_probe};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
@@ -193,14 +193,6 @@ pub async fn dial(
     }
 }
 
-/// Learns the node id of a supernode given without one (`--peer HOST:PORT`).
-pub async fn identify(endpoint: &Endpoint, addr: SocketAddr) -> Option<NodeId> {
-    let conn = endpoint.connect(&PeerAddr::unpinned(addr)).await.ok()?;
-    let id = conn.peer();
-    conn.close(CloseCode::Normal, "identified");
-    Some(id)
-}
-
 /// Moves frames both ways until the session ends, then tells the actor.
 async fn pump<M: Message>(
     conn: Connection,
@@ -257,7 +249,6 @@ fn finish(conn: &Connection, session: &mut Session, result: Result<(), WireError
 
 /// Lets a refusal reach the peer before the connection closes.
 async fn refuse(conn: &Connection, session: &mut Session) {
-    let _ = session.writer.inner_mut().finish();
-    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-    conn.close(CloseCode::Refused, "refused");
+    conn.finish_and_close(session, CloseCode::Refused, "refused")
+        .await;
 }

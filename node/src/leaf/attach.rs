@@ -7,7 +7,7 @@ use superpeer_common::wire::{
     CloseCode, FrameWriter, Hello, HelloReply, Intent, Role, SupernodeInfo, SupernodeToLeaf,
     WireError,
 };
-use superpeer_common::{Connection, Endpoint, NodeId, PeerAddr, Session, probe};
+use superpeer_common::{Connection, Endpoint, PeerAddr, Session, probe};
 use tokio::sync::mpsc;
 
 use super::daemon::Event;
@@ -116,15 +116,4 @@ async fn read_supernode(
         }
     };
     let _ = events.send(Event::SessionEnded { generation, why }).await;
-}
-
-/// The node id behind an unpinned `--peer` address.
-pub async fn identify(endpoint: &Endpoint, peer: PeerAddr) -> Option<NodeId> {
-    if let Some(id) = peer.node_id {
-        return Some(id);
-    }
-    let conn = endpoint.connect(&peer).await.ok()?;
-    let id = conn.peer();
-    conn.close(CloseCode::Normal, "identified");
-    Some(id)
 }

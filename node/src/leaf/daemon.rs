@@ -15,7 +15,7 @@ use superpeer_bootstrap_list::fetch_supernodes;
 use superpeer_common::wire::{
     CloseCode, FileEntry, FrameWriter, HelloReply, Holder, Intent, LeafToSupernode, Load,
     MAX_ENTRIES_PER_MESSAGE, MAX_HOLDERS_PER_HIT, Query, QueryHit, QueryId, Role, SupernodeInfo,
-    SupernodeToLeaf, WireError,
+    SupernodeToLeaf,
 };
 use superpeer_common::{
     Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, TransportLimits, keywords,
@@ -306,7 +306,11 @@ impl Actor {
         tokio::spawn(async move {
             let mut infos = Vec::new();
             for peer in peers {
-                match attach::identify(&endpoint, peer).await {
+                let node_id = match peer.node_id {
+                    Some(id) => Some(id),
+                    None => endpoint.identify(peer.addr).await,
+                };
+                match node_id {
                     Some(node_id) => infos.push(SupernodeInfo {
                         node_id,
                         addr: peer.addr,
@@ -772,9 +776,8 @@ async fn serve_incoming(endpoint: Endpoint) {
                             try_instead: Vec::new(),
                         })
                         .await;
-                    let _ = session.writer.inner_mut().finish();
-                    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-                    conn.close_for(&WireError::Unexpected("intent not served"));
+                    conn.finish_and_close(&mut session, CloseCode::Refused, "intent not served")
+                        .await;
                 }
             }
         });
