@@ -409,8 +409,17 @@ impl SupernodeCore {
                         table,
                     },
                 );
-                let known = self.gossip_message(node_id);
-                self.send_neighbor(session, known);
+                // Every neighbour hears of the new link at once, so the mesh closes
+                // transitively instead of waiting for the next list refresh.
+                let neighbors: Vec<(SessionId, NodeId)> = self
+                    .neighbors
+                    .iter()
+                    .map(|(s, n)| (*s, n.node_id))
+                    .collect();
+                for (to_session, to_node) in neighbors {
+                    let known = self.gossip_message(to_node);
+                    self.send_neighbor(to_session, known);
+                }
                 true
             }
         }

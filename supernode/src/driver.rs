@@ -25,6 +25,11 @@ use crate::SessionId;
 use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
 use crate::sessions::{self, Outbox};
 
+/// How often the list servers are asked during the first [`STARTUP_PERIOD`].
+const STARTUP_REFRESH: Duration = Duration::from_secs(2);
+/// How long a new supernode keeps asking often (the others may not be listed yet).
+const STARTUP_PERIOD: Duration = Duration::from_secs(30);
+
 /// Everything a supernode needs to start.
 #[derive(Clone, Debug)]
 pub struct SupernodeConfig {
@@ -245,7 +250,9 @@ impl Supernode {
         let permits = Arc::new(Semaphore::new(config.max_connections));
         let mut sessions: HashMap<SessionId, Live> = HashMap::new();
         let mut next_session = 0u64;
-        let mut refresh = tokio::time::interval(config.refresh_interval);
+        // Ask the list servers often while the mesh forms, then at the configured pace.
+        let started = Instant::now();
+        let mut refresh = tokio::time::interval(config.refresh_interval.min(STARTUP_REFRESH));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -275,6 +282,12 @@ impl Supernode {
                 _ = refresh.tick() => {
                     for server in &config.list_servers {
                         tokio::spawn(fetch_into(endpoint.clone(), *server, events_tx.clone()));
+                    }
+                    if started.elapsed() > STARTUP_PERIOD && refresh.period() < config.refresh_interval {
+                        refresh = tokio::time::interval_at(
+                            tokio::time::Instant::now() + config.refresh_interval,
+                            config.refresh_interval,
+                        );
                     }
                 }
             }

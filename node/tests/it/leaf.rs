@@ -79,7 +79,7 @@ async fn found_within(state: &Path, words: &[&str], content_id: &str, limit: Dur
 }
 
 struct Net {
-    _dirs: Vec<tempfile::TempDir>,
+    dirs: Vec<tempfile::TempDir>,
     list: Daemon,
     sn: Vec<Daemon>,
 }
@@ -103,11 +103,7 @@ fn network(base: u8, supernodes: usize) -> Net {
             )
         })
         .collect();
-    Net {
-        _dirs: dirs,
-        list,
-        sn,
-    }
+    Net { dirs, list, sn }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,6 +230,13 @@ async fn after_sigkill_of_a_supernode_the_files_are_found_again_within_10_s() {
     let survivor = ContentId::of_bytes(b"survivor").to_string();
     found_within(s2.path(), &["survivor"], &survivor, Duration::from_secs(20)).await;
 
+    // The overlay has formed (a full mesh of 3), so what follows measures failover alone.
+    for dir in &net.dirs[1..] {
+        wait_for("a full mesh", Duration::from_secs(20), || async {
+            (status(dir.path()).await["neighbors"] == 2).then_some(())
+        })
+        .await;
+    }
     // Kill the sharer's supernode.
     let victim = attached(s1.path()).await["supernode"]["node_id"]
         .as_str()
