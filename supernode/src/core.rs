@@ -573,7 +573,11 @@ impl SupernodeCore {
         if self.summary_built == Some(generation) {
             return;
         }
-        self.summary = KeywordSummary::from_keywords(self.index.keywords());
+        let mut summary = KeywordSummary::from_keywords(self.index.keywords());
+        for id in self.index.content_keywords() {
+            summary.insert(&id);
+        }
+        self.summary = summary;
         self.summaries_sent += 1;
         self.summary_built = Some(generation);
     }

@@ -293,7 +293,20 @@ impl ContentIndex {
     /// content id, in no particular order; each lists the holders whose entry for it matches
     /// (the first is the one whose name and size the hit shows), at most
     /// [`MAX_HOLDERS_PER_HIT`]. No keywords, or a word no entry has, give no hits.
+    ///
+    /// A keyword that is a content id (64 lower-case hex digits, as `get` searches for
+    /// holders) matches the entries of that content, whatever their names: content ids are
+    /// not posted as words (that would cost a word per file), they are looked up directly.
     pub fn query(&self, keywords: &[String], want: usize) -> Vec<QueryHit> {
+        if want == 0 {
+            return Vec::new();
+        }
+        let (by_id, words): (Vec<&String>, Vec<&String>) = keywords
+            .iter()
+            .partition(|word| content_keyword(word).is_some());
+        if let Some(first) = by_id.first() {
+            return self.query_content(first, &by_id, &words);
+        }
         let mut ids = Vec::with_capacity(keywords.len());
         for word in keywords {
             match self.word_ids.get(word.as_str()) {
@@ -332,6 +345,37 @@ impl ContentIndex {
         hits
     }
 
+    /// The hit for the content `id_word` names, with the holders whose entry also has
+    /// every one of `words`; none if another content id is asked for at the same time.
+    fn query_content(&self, id_word: &str, ids: &[&String], words: &[&String]) -> Vec<QueryHit> {
+        if ids.iter().any(|other| other.as_str() != id_word) {
+            return Vec::new();
+        }
+        let Some(&content) = content_keyword(id_word).and_then(|id| self.content_ids.get(&id))
+        else {
+            return Vec::new();
+        };
+        let mut sets = Vec::with_capacity(words.len());
+        for word in words {
+            match self.word_ids.get(word.as_str()).and_then(|&w| self.words.get(w)) {
+                Some(word) => sets.push(&word.postings),
+                None => return Vec::new(),
+            }
+        }
+        let matches = |slot: u32| sets.iter().all(|set| set.contains(&slot));
+        let mut copy = self.contents.get(content).map_or(NIL, |c| c.first_copy);
+        while copy != NIL {
+            let Some(entry) = self.entries.get(copy) else {
+                break;
+            };
+            if matches(copy) {
+                return self.hit(copy, entry, matches).into_iter().collect();
+            }
+            copy = entry.next_copy;
+        }
+        Vec::new()
+    }
+
     /// Number of entries (holder, content id pairs).
     pub fn len(&self) -> usize {
         self.entries.len
@@ -365,6 +409,13 @@ impl ContentIndex {
     /// Every distinct keyword currently indexed, in no particular order.
     pub fn keywords(&self) -> impl Iterator<Item = &str> + '_ {
         self.word_ids.keys().map(|word| &**word)
+    }
+
+    /// Every distinct content id currently indexed, as the keyword a query for it carries
+    /// (the routing summary holds these too, so a search by content id is routed like any
+    /// other). [`Self::keyword_generation`] changes when this set changes.
+    pub fn content_keywords(&self) -> impl Iterator<Item = String> + '_ {
+        self.content_ids.keys().map(ContentId::to_string)
     }
 
     /// Rough bytes the index uses: vector capacities times element sizes, hash tables as
@@ -440,6 +491,7 @@ impl ContentIndex {
                     first_copy: NIL,
                 });
                 self.content_ids.insert(entry.content_id, content);
+                self.keyword_generation += 1;
                 content
             }
         };
@@ -578,6 +630,7 @@ impl ContentIndex {
             }
         } else if let Some(content) = self.contents.remove(entry.content) {
             self.content_ids.remove(&content.id);
+            self.keyword_generation += 1;
         }
     }
 
@@ -608,6 +661,15 @@ impl ContentIndex {
             holders,
         })
     }
+}
+
+/// The content id a query keyword names, if it is one: exactly 64 lower-case hex digits
+/// (the tokenizer lower-cases every query word).
+pub fn content_keyword(word: &str) -> Option<ContentId> {
+    if word.len() != 64 || word.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    word.parse().ok()
 }
 
 /// Rough heap bytes of a std (hashbrown) table of `capacity` items of type `T`.
@@ -684,6 +746,44 @@ mod tests {
         assert_eq!(hit.holders, [holder(1)]);
         // Words are whole words, not prefixes or substrings.
         assert!(index.query(&words("abb"), 10).is_empty());
+    }
+
+    #[test]
+    fn query_by_content_id_finds_every_holder_whatever_the_name() {
+        let mut index = sample();
+        let id = ContentId::of_bytes(b"c");
+        index
+            .publish(holder(2), &[entry("c", "something else entirely.ogg")])
+            .unwrap();
+        index.publish(holder(3), &[entry("x", "Let It Be.mp3")]).unwrap();
+        let by_id = words(&id.to_string());
+        let hits = index.query(&by_id, 10);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].content_id, id);
+        let mut holders = hits[0].holders.clone();
+        holders.sort_by_key(|h| h.addr);
+        assert_eq!(holders, [holder(1), holder(2)]);
+        // With a name word too, only the holders whose name has it.
+        let mut both = by_id.clone();
+        both.push("ogg".into());
+        assert_eq!(index.query(&both, 10)[0].holders, [holder(2)]);
+        both.push("nothing".into());
+        assert!(index.query(&both, 10).is_empty());
+        // Unknown, or two different ids at once: no hit.
+        assert!(index.query(&words(&ContentId::of_bytes(b"zz").to_string()), 10).is_empty());
+        let mut two = by_id.clone();
+        two.push(ContentId::of_bytes(b"a").to_string());
+        assert!(index.query(&two, 10).is_empty());
+        // Content ids are in the summary's keywords and their changes bump the generation.
+        let ids: Vec<String> = index.content_keywords().collect();
+        assert!(ids.contains(&id.to_string()));
+        let before = index.keyword_generation();
+        index.publish(holder(4), &[entry("new", "Let It Be.mp3")]).unwrap();
+        assert_ne!(index.keyword_generation(), before);
+        let before = index.keyword_generation();
+        index.remove_holder(holder(4).node_id);
+        assert_ne!(index.keyword_generation(), before);
+        assert!(content_keyword(&"A".repeat(64)).is_none());
     }
 
     #[test]
@@ -880,25 +980,28 @@ mod tests {
         let mut index = ContentIndex::new(IndexLimits::default());
         let g0 = index.keyword_generation();
         index
-            .publish(holder(1), &[entry("a", "red song.mp3")])
+            .publish(
+                holder(1),
+                &[entry("a", "red song.mp3"), entry("b", "Song Red.MP3")],
+            )
             .unwrap();
         let g1 = index.keyword_generation();
         assert_ne!(g1, g0);
-        // Same words again: from another holder, as a second file, as a republish.
+        // Same words and contents again: from another holder, as a republish.
         index
             .publish(holder(2), &[entry("a", "red song.mp3")])
-            .unwrap();
-        index
-            .publish(holder(1), &[entry("b", "Song Red.MP3")])
             .unwrap();
         index
             .publish(holder(1), &[entry("a", "song red.mp3")])
             .unwrap();
         assert_eq!(index.keyword_generation(), g1);
-        // Removing entries while every word still has one left.
+        // Removing entries while every word and content still has one left.
         index.remove_holder(holder(2).node_id);
-        index.unpublish(holder(1).node_id, &[ContentId::of_bytes(b"a")]);
         assert_eq!(index.keyword_generation(), g1);
+        // A content goes (its id leaves the summary's keywords), though its words stay.
+        index.unpublish(holder(1).node_id, &[ContentId::of_bytes(b"a")]);
+        assert_ne!(index.keyword_generation(), g1);
+        let g1 = index.keyword_generation();
         // A new word appears.
         index
             .publish(holder(1), &[entry("c", "blue song.mp3")])
