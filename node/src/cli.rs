@@ -25,6 +25,8 @@ pub enum Command {
     Leaf(LeafArgs),
     /// Search the network through the running daemon; results print as they arrive.
     Search(SearchArgs),
+    /// Download a file by content id through the running daemon, verified piece by piece.
+    Get(GetArgs),
     /// Show the running daemon's state.
     Status(StatusArgs),
 }
@@ -74,6 +76,23 @@ pub struct SearchArgs {
     /// Words that must all appear in a file's name.
     #[arg(required = true, value_name = "KEYWORD")]
     pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The running daemon's state dir [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// One JSON object per progress event and line.
+    #[arg(long)]
+    pub json: bool,
+    /// The content id (64 hex digits, as `search` and `b3sum` print it).
+    #[arg(value_name = "CONTENT_ID")]
+    pub content_id: String,
+    /// Where to put the file [default: the daemon's downloads folder, under the name from
+    /// the search result].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,8 @@ use superpeer_common::wire::{
     SupernodeToLeaf, SupernodeToSupernode, encode,
 };
 use superpeer_common::{
-    Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, TransportError, TransportLimits,
+    Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, Session, TransportError,
+    TransportLimits,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -30,8 +31,15 @@ const STARTUP_REFRESH: Duration = Duration::from_secs(2);
 /// How long a new supernode keeps asking often (the others may not be listed yet).
 const STARTUP_PERIOD: Duration = Duration::from_secs(30);
 
+/// Serves an incoming transfer session (hello read, not yet answered): how a supernode
+/// hands downloads of its own shared files to the code that serves files (in the node
+/// crate), without this crate knowing about files.
+pub type TransferService = Arc<
+    dyn Fn(Connection, Session) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
+
 /// Everything a supernode needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SupernodeConfig {
     /// UDP address to listen on.
     pub listen: SocketAddr,
@@ -49,6 +57,24 @@ pub struct SupernodeConfig {
     pub refresh_interval: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Who serves transfer sessions; without one they are refused.
+    pub transfer: Option<TransferService>,
+}
+
+impl std::fmt::Debug for SupernodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupernodeConfig")
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("list_servers", &self.list_servers)
+            .field("peers", &self.peers)
+            .field("core", &self.core)
+            .field("limits", &self.limits)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("max_connections", &self.max_connections)
+            .field("transfer", &self.transfer.is_some())
+            .finish()
+    }
 }
 
 impl SupernodeConfig {
@@ -63,6 +89,7 @@ impl SupernodeConfig {
             limits: TransportLimits::default(),
             refresh_interval: Duration::from_secs(20),
             max_connections: 4096,
+            transfer: None,
         }
     }
 }
@@ -269,8 +296,9 @@ impl Supernode {
                     let source = incoming.remote_address();
                     let (events, load) = (events_tx.clone(), load_rx.clone());
                     let timeout = config.limits.handshake_timeout;
+                    let transfer = config.transfer.clone();
                     tokio::spawn(async move {
-                        sessions::serve_incoming(incoming, timeout, events, load).await;
+                        sessions::serve_incoming(incoming, timeout, events, load, transfer).await;
                         drop(permit);
                     }.instrument(info_span!("conn", %source)));
                 }

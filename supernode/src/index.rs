@@ -357,7 +357,11 @@ impl ContentIndex {
         };
         let mut sets = Vec::with_capacity(words.len());
         for word in words {
-            match self.word_ids.get(word.as_str()).and_then(|&w| self.words.get(w)) {
+            match self
+                .word_ids
+                .get(word.as_str())
+                .and_then(|&w| self.words.get(w))
+            {
                 Some(word) => sets.push(&word.postings),
                 None => return Vec::new(),
             }
@@ -755,7 +759,9 @@ mod tests {
         index
             .publish(holder(2), &[entry("c", "something else entirely.ogg")])
             .unwrap();
-        index.publish(holder(3), &[entry("x", "Let It Be.mp3")]).unwrap();
+        index
+            .publish(holder(3), &[entry("x", "Let It Be.mp3")])
+            .unwrap();
         let by_id = words(&id.to_string());
         let hits = index.query(&by_id, 10);
         assert_eq!(hits.len(), 1);
@@ -770,7 +776,11 @@ mod tests {
         both.push("nothing".into());
         assert!(index.query(&both, 10).is_empty());
         // Unknown, or two different ids at once: no hit.
-        assert!(index.query(&words(&ContentId::of_bytes(b"zz").to_string()), 10).is_empty());
+        assert!(
+            index
+                .query(&words(&ContentId::of_bytes(b"zz").to_string()), 10)
+                .is_empty()
+        );
         let mut two = by_id.clone();
         two.push(ContentId::of_bytes(b"a").to_string());
         assert!(index.query(&two, 10).is_empty());
@@ -778,7 +788,9 @@ mod tests {
         let ids: Vec<String> = index.content_keywords().collect();
         assert!(ids.contains(&id.to_string()));
         let before = index.keyword_generation();
-        index.publish(holder(4), &[entry("new", "Let It Be.mp3")]).unwrap();
+        index
+            .publish(holder(4), &[entry("new", "Let It Be.mp3")])
+            .unwrap();
         assert_ne!(index.keyword_generation(), before);
         let before = index.keyword_generation();
         index.remove_holder(holder(4).node_id);

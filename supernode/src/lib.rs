@@ -38,7 +38,9 @@ mod summary;
 pub struct SessionId(pub u64);
 
 pub use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
-pub use driver::{Supernode, SupernodeConfig, SupernodeError, SupernodeHandle, SupernodeStatus};
+pub use driver::{
+    Supernode, SupernodeConfig, SupernodeError, SupernodeHandle, SupernodeStatus, TransferService,
+};
 pub use index::{ContentIndex, IndexError, IndexLimits};
 pub use leaves::{Admission, Leaves};
 pub use mesh::{LinkDecision, Mesh};

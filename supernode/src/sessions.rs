@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::SessionId;
-use crate::driver::Event;
+use crate::driver::{Event, TransferService};
 
 /// Frames (already encoded) waiting to go out on one session.
 pub type Outbox = mpsc::Sender<Vec<u8>>;
@@ -31,6 +31,7 @@ pub async fn serve_incoming(
     handshake_timeout: Duration,
     events: mpsc::Sender<Event>,
     load: watch::Receiver<Load>,
+    transfer: Option<TransferService>,
 ) {
     let conn = match superpeer_common::accept(incoming, handshake_timeout).await {
         Ok(conn) => conn,
@@ -118,6 +119,11 @@ pub async fn serve_incoming(
                     let _ = session.reply(&refusal).await;
                     refuse(&conn, &mut session).await;
                 }
+            }
+        }
+        (Intent::Transfer, _) if transfer.is_some() => {
+            if let Some(serve) = transfer {
+                serve(conn, session).await;
             }
         }
         (intent, role) => {

@@ -11,10 +11,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::LeafArgs;
 use crate::control::{
-    self, ControlHandler, HolderJson, SearchRequest, SearchResultJson, StatusJson, SupernodeJson,
+    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, SearchRequest,
+    SearchResultJson, StatusJson, SupernodeJson,
 };
+use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, JoinConfig, Leaf, LeafConfig, LeafHandle};
 use crate::share::SharedFolder;
+use crate::transfer::Uploads;
 use crate::{names, runtime};
 
 pub fn run(args: LeafArgs) -> anyhow::Result<()> {
@@ -49,12 +52,21 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
     let control_addr = args
         .control
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let downloads_dir = args
+        .downloads
+        .clone()
+        .unwrap_or_else(|| state_dir.join("downloads"));
     runtime::tokio()?.block_on(async {
         let leaf = Leaf::bind(identity, config, folder).context("cannot start the leaf")?;
         let handle = leaf.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let control_handler = LeafControl {
+            leaf: handle,
+            downloads: Downloads::new(leaf.endpoint(), downloads_dir.clone()),
+            uploads: leaf.uploads(),
+        };
         let control = control::serve(
-            Arc::new(LeafControl(handle)),
+            Arc::new(control_handler),
             control_addr,
             &state_dir,
             stopped(stop_rx.clone()),
@@ -66,6 +78,7 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
         writeln!(out, "node id: {node_id}")?;
         writeln!(out, "listening on: {}", leaf.local_addr()?)?;
         writeln!(out, "control: {}", control.addr())?;
+        writeln!(out, "downloads: {}", downloads_dir.display())?;
         writeln!(out, "pinned address: {node_id}@{}", leaf.advertise())?;
         out.flush()?;
         drop(out);
@@ -84,11 +97,17 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// The control API's view of a leaf.
-struct LeafControl(LeafHandle);
+struct LeafControl {
+    leaf: LeafHandle,
+    downloads: Downloads,
+    uploads: Arc<Uploads>,
+}
 
 impl ControlHandler for LeafControl {
     async fn status(&self) -> StatusJson {
-        match self.0.status().await {
+        let downloads = self.downloads.list();
+        let uploaded_bytes = self.uploads.sent().0;
+        match self.leaf.status().await {
             Some(s) => StatusJson {
                 node_id: s.node_id.to_string(),
                 role: "leaf".into(),
@@ -102,6 +121,8 @@ impl ControlHandler for LeafControl {
                 neighbors: None,
                 listen: s.listen.to_string(),
                 advertise: s.advertise.to_string(),
+                downloads,
+                uploaded_bytes,
             },
             None => StatusJson {
                 node_id: String::new(),
@@ -112,6 +133,8 @@ impl ControlHandler for LeafControl {
                 neighbors: None,
                 listen: String::new(),
                 advertise: String::new(),
+                downloads,
+                uploaded_bytes,
             },
         }
     }
@@ -120,10 +143,12 @@ impl ControlHandler for LeafControl {
         &self,
         request: SearchRequest,
     ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
-        let mut hits = self.0.search(request.keywords, request.want).await?;
+        let mut hits = self.leaf.search(request.keywords, request.want).await?;
         let (tx, rx) = mpsc::channel(256);
+        let downloads = self.downloads.clone();
         tokio::spawn(async move {
             while let Some(hit) = hits.recv().await {
+                downloads.remember(&hit);
                 let result = SearchResultJson {
                     content_id: hit.content_id.to_string(),
                     name: names::sanitize(&hit.name),
@@ -144,5 +169,13 @@ impl ControlHandler for LeafControl {
             }
         });
         Ok(rx)
+    }
+
+    async fn get(&self, request: GetRequest) -> Result<mpsc::Receiver<GetEventJson>, String> {
+        self.downloads.get(request, self.leaf.clone())
+    }
+
+    async fn downloads(&self) -> Vec<DownloadJson> {
+        self.downloads.list()
     }
 }

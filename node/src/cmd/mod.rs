@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod get;
 mod leaf;
 mod list_server;
 mod search;
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Supernode(args) => supernode::run(args),
         Command::Leaf(args) => leaf::run(args),
         Command::Search(args) => search::run(args),
+        Command::Get(args) => get::run(args),
         Command::Status(args) => status::run(args),
     }
 }

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use superpeer_common::Identity;
+use superpeer_common::wire::Role;
 use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle};
 use tokio::sync::{mpsc, watch};
 
 use super::leaf::stopped;
 use crate::cli::SupernodeArgs;
-use crate::control::{self, ControlHandler, SearchRequest, SearchResultJson, StatusJson};
+use crate::control::{
+    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, SearchRequest, SearchResultJson,
+    StatusJson,
+};
+use crate::transfer::{ServedFiles, Uploads, serve_connection};
 use crate::{runtime, share};
 
 pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
@@ -29,6 +34,26 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
     config.list_servers = args.list_servers;
     config.peers = args.peers;
     config.core.max_leaves = args.max_leaves.unwrap_or(500);
+    // Our own shared files are served like a leaf serves its own.
+    let served = ServedFiles::default();
+    served.replace(
+        shared
+            .iter()
+            .map(|s| (s.entry.content_id, s.path.clone()))
+            .collect(),
+    );
+    let uploads = Arc::new(Uploads::default());
+    let transfer_uploads = uploads.clone();
+    config.transfer = Some(Arc::new(move |conn, session| {
+        let (served, uploads) = (served.clone(), transfer_uploads.clone());
+        Box::pin(serve_connection(
+            conn,
+            session,
+            Role::Supernode,
+            served,
+            uploads,
+        ))
+    }));
     let control_addr = args
         .control
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -40,6 +65,7 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
         let control_handler = SupernodeControl {
             handle: handle.clone(),
             shared_files: shared.len(),
+            uploads,
         };
         let control = control::serve(
             Arc::new(control_handler),
@@ -75,6 +101,7 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
 struct SupernodeControl {
     handle: SupernodeHandle,
     shared_files: usize,
+    uploads: Arc<Uploads>,
 }
 
 impl ControlHandler for SupernodeControl {
@@ -98,6 +125,8 @@ impl ControlHandler for SupernodeControl {
                 .as_ref()
                 .map(|s| s.advertise.to_string())
                 .unwrap_or_default(),
+            downloads: Vec::new(),
+            uploaded_bytes: self.uploads.sent().0,
         }
     }
 
@@ -106,5 +135,13 @@ impl ControlHandler for SupernodeControl {
         _request: SearchRequest,
     ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
         Err("searching from a supernode daemon is not supported; run `superpeer search` against a leaf".into())
+    }
+
+    async fn get(&self, _request: GetRequest) -> Result<mpsc::Receiver<GetEventJson>, String> {
+        Err("downloading from a supernode daemon is not supported; run `superpeer get` against a leaf".into())
+    }
+
+    async fn downloads(&self) -> Vec<DownloadJson> {
+        Vec::new()
     }
 }

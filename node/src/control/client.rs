@@ -12,7 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use ureq::http::{Response, StatusCode};
 
-use super::{CONTROL_FILE, ControlFile, ErrorJson, SearchRequest, SearchResultJson, StatusJson};
+use serde::de::DeserializeOwned;
+
+use super::{
+    CONTROL_FILE, ControlFile, DownloadJson, ErrorJson, GetEventJson, GetRequest, SearchRequest,
+    SearchResultJson, StatusJson,
+};
 
 /// Longest line of a search answer the client accepts.
 const MAX_RESULT_LINE: usize = 1024 * 1024;
@@ -103,13 +108,53 @@ impl ControlClient {
     pub fn search(
         &self,
         request: &SearchRequest,
-        mut on_result: impl FnMut(SearchResultJson),
+        on_result: impl FnMut(SearchResultJson),
+    ) -> anyhow::Result<()> {
+        self.stream("search", request, Some(SEARCH_TIMEOUT), on_result)
+    }
+
+    /// `POST /get`; calls `on_event` for each event as its line arrives. Returns when the
+    /// daemon ends the answer (after `finished` or `failed`).
+    pub fn get(
+        &self,
+        request: &GetRequest,
+        on_event: impl FnMut(GetEventJson),
+    ) -> anyhow::Result<()> {
+        // No overall limit: a download takes what it takes, and sends progress meanwhile.
+        self.stream("get", request, None, on_event)
+    }
+
+    /// `GET /downloads`.
+    pub fn downloads(&self) -> anyhow::Result<Vec<DownloadJson>> {
+        let mut response = self
+            .agent
+            .get(self.url("downloads"))
+            .config()
+            .timeout_global(Some(STATUS_TIMEOUT))
+            .build()
+            .header("Authorization", self.bearer())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.check(&mut response)?;
+        response
+            .body_mut()
+            .read_json()
+            .context("the daemon's downloads answer is not valid")
+    }
+
+    /// POSTs `request` to `route` and calls `on_item` for each line of the NDJSON answer.
+    fn stream<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        request: &impl serde::Serialize,
+        timeout: Option<Duration>,
+        mut on_item: impl FnMut(T),
     ) -> anyhow::Result<()> {
         let mut response = self
             .agent
-            .post(self.url("search"))
+            .post(self.url(route))
             .config()
-            .timeout_global(Some(SEARCH_TIMEOUT))
+            .timeout_global(timeout)
             .build()
             .header("Authorization", self.bearer())
             .send_json(request)
@@ -123,19 +168,19 @@ impl ControlClient {
                 .by_ref()
                 .take(MAX_RESULT_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)
-                .context("the search answer was cut off")?;
+                .with_context(|| format!("the daemon's {route} answer was cut off"))?;
             if n == 0 {
                 return Ok(());
             }
             if n > MAX_RESULT_LINE {
-                bail!("the daemon sent a search result over {MAX_RESULT_LINE} bytes");
+                bail!("the daemon sent a {route} line over {MAX_RESULT_LINE} bytes");
             }
             if line.trim_ascii().is_empty() {
                 continue;
             }
-            let result = serde_json::from_slice(&line)
-                .context("the daemon sent a search result that is not valid")?;
-            on_result(result);
+            let item = serde_json::from_slice(&line)
+                .with_context(|| format!("the daemon sent a {route} line that is not valid"))?;
+            on_item(item);
         }
     }
 

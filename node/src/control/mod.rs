@@ -10,7 +10,12 @@
 //! 1. `GET /status` → one [`StatusJson`].
 //! 2. `POST /search` with a [`SearchRequest`] → `application/x-ndjson`, one
 //!    [`SearchResultJson`] per line. The body ends when the search is over.
-//! 3. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
+//! 3. `POST /get` with a [`GetRequest`] → `application/x-ndjson`, one [`GetEventJson`] per
+//!    line (progress about twice a second) until the download finished or failed. The
+//!    download belongs to the daemon: a client that hangs up does not stop it, and a second
+//!    `get` of the same content follows the running download.
+//! 4. `GET /downloads` → a list of [`DownloadJson`] (running ones, then recent ones).
+//! 5. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
 //!    refused or busy) carry an [`ErrorJson`].
 //!
 //! This module does not run searches or know about connections: the daemon implements
@@ -62,6 +67,16 @@ pub trait ControlHandler: Send + Sync + 'static {
         &self,
         request: SearchRequest,
     ) -> impl Future<Output = Result<mpsc::Receiver<SearchResultJson>, String>> + Send;
+
+    /// Starts (or follows) a download. Events stream until it finished or failed; an `Err`
+    /// means it could not start at all.
+    fn get(
+        &self,
+        request: GetRequest,
+    ) -> impl Future<Output = Result<mpsc::Receiver<GetEventJson>, String>> + Send;
+
+    /// Downloads running and recently ended.
+    fn downloads(&self) -> impl Future<Output = Vec<DownloadJson>> + Send;
 }
 
 /// The contents of `control.json`.
@@ -94,6 +109,12 @@ pub struct StatusJson {
     pub listen: String,
     /// The address others are told to dial.
     pub advertise: String,
+    /// Downloads running and recently ended.
+    #[serde(default)]
+    pub downloads: Vec<DownloadJson>,
+    /// Content bytes uploaded to other peers since start.
+    #[serde(default)]
+    pub uploaded_bytes: u64,
 }
 
 /// The supernode a leaf is attached to.
@@ -167,6 +188,87 @@ pub struct HolderJson {
     pub addr: String,
 }
 
+/// `POST /get` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRequest {
+    /// The content id, 64 hex digits.
+    pub content_id: String,
+    /// Where to put the file (absolute); by default the downloads folder, under the name
+    /// from the search result.
+    #[serde(default)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// One line of the `POST /get` answer, and of `superpeer get --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum GetEventJson {
+    /// No holder was known: searching the network for the content id.
+    Searching { content_id: String },
+    /// The download runs: `done_bytes` were verified by an earlier run (resumed).
+    Started {
+        content_id: String,
+        name: String,
+        size: u64,
+        done_bytes: u64,
+        holders: usize,
+    },
+    /// How far it is.
+    Progress {
+        bytes_done: u64,
+        size: u64,
+        /// Bytes per second over the last few seconds.
+        rate: f64,
+        /// Holders that sent a verified piece in this run.
+        sources: usize,
+    },
+    /// A holder was dropped (unreachable, wrong data, gone); the rest go on.
+    HolderDropped {
+        node_id: Option<String>,
+        reason: String,
+    },
+    /// Complete and verified.
+    Finished {
+        path: String,
+        size: u64,
+        /// Bytes verified by an earlier run (not fetched again).
+        resumed_bytes: u64,
+        /// Bytes fetched and verified by this run.
+        fetched_bytes: u64,
+        /// Bytes per holder in this run.
+        sources: Vec<SourceJson>,
+        seconds: f64,
+    },
+    /// It stopped; verified pieces stay for a later `get` to resume.
+    Failed { error: String },
+}
+
+/// How many bytes one holder gave a download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceJson {
+    pub node_id: String,
+    pub bytes: u64,
+}
+
+/// A download as `status` and `GET /downloads` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadJson {
+    pub content_id: String,
+    pub name: String,
+    /// `searching`, `running`, `finished` or `failed`.
+    pub state: String,
+    pub size: u64,
+    pub bytes_done: u64,
+    /// Bytes per second over the last few seconds (0 unless running).
+    pub rate: f64,
+    pub sources: Vec<SourceJson>,
+    /// Where the finished file is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorJson {
@@ -187,6 +289,8 @@ mod tests {
             neighbors: None,
             listen: "127.0.0.1:1".into(),
             advertise: "127.0.0.1:1".into(),
+            downloads: Vec::new(),
+            uploaded_bytes: 0,
         }
     }
 

@@ -28,9 +28,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{
-    CONTROL_FILE, ControlFile, ControlHandler, ErrorJson, SearchRequest, SearchResultJson,
-};
+use serde::Serialize;
+
+use super::{CONTROL_FILE, ControlFile, ControlHandler, ErrorJson, GetRequest, SearchRequest};
 
 /// Largest request body the server reads; a search request is a few hundred bytes.
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -179,6 +179,8 @@ fn router<H: ControlHandler>(handler: Arc<H>, token: Arc<str>) -> Router {
     Router::new()
         .route("/status", get(status::<H>))
         .route("/search", post(search::<H>))
+        .route("/get", post(get_content::<H>))
+        .route("/downloads", get(downloads::<H>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         // Outermost, so that nothing (not even a 404) answers without the token.
@@ -232,21 +234,44 @@ async fn search<H: ControlHandler>(
         );
     };
     match state.handler.search(request).await {
-        Ok(results) => ndjson(results, permit).await,
+        Ok(results) => ndjson(results, Some(permit)),
         Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
     }
 }
 
-/// The search answer: one result per line, sent as each arrives, until the handler
-/// closes the channel. The permit lives as long as the body, so the search counts against
+async fn get_content<H: ControlHandler>(
+    State(state): State<AppState<H>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let request: GetRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad get request: {e}")),
+    };
+    match state.handler.get(request).await {
+        Ok(events) => ndjson(events, None),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn downloads<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
+    Json(state.handler.downloads().await).into_response()
+}
+
+/// A streamed answer: one JSON object per line, sent as each arrives, until the handler
+/// closes the channel. A search's permit lives as long as the body, so it counts against
 /// [`MAX_CONCURRENT_SEARCHES`] while it streams; a client that hangs up drops the body and
-/// with it the receiver, which tells the handler to stop.
-async fn ndjson(
-    results: mpsc::Receiver<SearchResultJson>,
-    permit: OwnedSemaphorePermit,
+/// with it the receiver, which tells the handler to stop (a download goes on: it belongs
+/// to the daemon).
+fn ndjson<T: Serialize + Send + 'static>(
+    items: mpsc::Receiver<T>,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> Response {
     let stream = NdjsonStream {
-        results,
+        items,
         _permit: permit,
     };
     (
@@ -256,27 +281,27 @@ async fn ndjson(
         .into_response()
 }
 
-struct NdjsonStream {
-    results: mpsc::Receiver<SearchResultJson>,
-    _permit: OwnedSemaphorePermit,
+struct NdjsonStream<T> {
+    items: mpsc::Receiver<T>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl futures_core::Stream for NdjsonStream {
+impl<T: Serialize> futures_core::Stream for NdjsonStream<T> {
     type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.results
+        self.items
             .poll_recv(cx)
-            .map(|result| result.map(|r| Ok(Bytes::from(ndjson_line(&r)))))
+            .map(|item| item.map(|item| Ok(Bytes::from(ndjson_line(&item)))))
     }
 }
 
-fn ndjson_line(result: &SearchResultJson) -> Vec<u8> {
+fn ndjson_line(item: &impl Serialize) -> Vec<u8> {
     // Serialising plain strings and numbers cannot fail; an empty line is skipped by readers.
-    let mut line = serde_json::to_vec(result).unwrap_or_default();
+    let mut line = serde_json::to_vec(item).unwrap_or_default();
     line.push(b'\n');
     line
 }
@@ -309,6 +334,7 @@ mod tests {
 
     use super::super::testing::{self, raw_agent};
     use super::super::{ControlClient, StatusJson};
+    use super::super::{GetEventJson, GetRequest, SearchResultJson};
     use super::*;
 
     fn read_control_file(dir: &Path) -> ControlFile {
@@ -519,6 +545,66 @@ mod tests {
                 .collect();
             let expected: Vec<_> = (0..3).map(|i| testing::fake_result("song", i)).collect();
             assert_eq!(results, expected);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_streams_events_and_refusals_are_400() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _stop) = testing::start(dir.path()).await;
+        let addr = server.addr();
+        let bearer = format!("Bearer {}", read_control_file(dir.path()).token);
+        tokio::task::spawn_blocking(move || {
+            let post = |content_id: &str| {
+                raw_agent()
+                    .post(format!("http://{addr}/get"))
+                    .header("Authorization", &bearer)
+                    .send_json(GetRequest {
+                        content_id: content_id.into(),
+                        out: None,
+                    })
+                    .unwrap()
+            };
+            let mut response = post(&"ab".repeat(32));
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers().get("content-type").unwrap(), NDJSON);
+            let text = response.body_mut().read_to_string().unwrap();
+            let events: Vec<GetEventJson> = text
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+            assert_eq!(
+                events,
+                [
+                    GetEventJson::Searching {
+                        content_id: "ab".repeat(32)
+                    },
+                    GetEventJson::Failed {
+                        error: "no holder".into()
+                    }
+                ]
+            );
+            assert!(text.contains(r#""event":"searching""#), "{text}");
+            let mut refused = post("nope");
+            assert_eq!(refused.status(), 400);
+            assert!(
+                refused
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap()
+                    .contains("error")
+            );
+            let downloads = raw_agent()
+                .get(format!("http://{addr}/downloads"))
+                .header("Authorization", &bearer)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            assert_eq!(downloads, "[]");
         })
         .await
         .unwrap();

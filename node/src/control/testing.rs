@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::server::ControlServer;
 use super::{
-    ControlHandler, HolderJson, SearchRequest, SearchResultJson, StatusJson, SupernodeJson, serve,
+    ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, SearchRequest,
+    SearchResultJson, StatusJson, SupernodeJson, serve,
 };
 
 /// The search that the fake handler refuses.
@@ -38,6 +39,8 @@ pub fn fixed_status() -> StatusJson {
         neighbors: None,
         listen: "127.0.0.1:4001".into(),
         advertise: "127.0.0.1:4001".into(),
+        downloads: Vec::new(),
+        uploaded_bytes: 0,
     }
 }
 
@@ -77,6 +80,30 @@ impl ControlHandler for FakeHandler {
             }
         });
         Ok(rx)
+    }
+
+    async fn get(&self, request: GetRequest) -> Result<mpsc::Receiver<GetEventJson>, String> {
+        if request.content_id.len() != 64 {
+            return Err(REFUSAL.into());
+        }
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(GetEventJson::Searching {
+                    content_id: request.content_id,
+                })
+                .await;
+            let _ = tx
+                .send(GetEventJson::Failed {
+                    error: "no holder".into(),
+                })
+                .await;
+        });
+        Ok(rx)
+    }
+
+    async fn downloads(&self) -> Vec<DownloadJson> {
+        Vec::new()
     }
 }
 

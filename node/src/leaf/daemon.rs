@@ -27,6 +27,7 @@ use super::attach::{self, Attached};
 use super::cache;
 use super::join::{JoinConfig, Joiner};
 use crate::share::{ShareDelta, SharedFolder};
+use crate::transfer::{ServedFiles, Uploads, serve_connection};
 
 /// Everything a leaf needs to start.
 #[derive(Clone, Debug)]
@@ -178,6 +179,8 @@ pub struct Leaf {
     advertise: SocketAddr,
     config: LeafConfig,
     folder: Option<Arc<Mutex<SharedFolder>>>,
+    served: ServedFiles,
+    uploads: Arc<Uploads>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
 }
@@ -192,14 +195,30 @@ impl Leaf {
         let endpoint = Endpoint::bind(identity, config.listen, leaf_limits())?;
         let advertise = config.advertise.unwrap_or(endpoint.local_addr()?);
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let served = ServedFiles::default();
+        if let Some(folder) = &folder {
+            served.replace(folder.paths());
+        }
         Ok(Self {
             endpoint,
             advertise,
             config,
             folder: folder.map(|f| Arc::new(Mutex::new(f))),
+            served,
+            uploads: Arc::new(Uploads::default()),
             events_tx,
             events_rx,
         })
+    }
+
+    /// The endpoint, for downloads: they dial holders from the leaf's own address.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
+    }
+
+    /// What this leaf has uploaded, and its upload slots.
+    pub fn uploads(&self) -> Arc<Uploads> {
+        self.uploads.clone()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -227,6 +246,8 @@ impl Leaf {
             advertise,
             config,
             folder,
+            served,
+            uploads,
             events_tx,
             events_rx,
         } = self;
@@ -244,6 +265,8 @@ impl Leaf {
             listen,
             config,
             folder,
+            served,
+            uploads,
             events: events_tx,
             joiner,
             current: None,
@@ -269,6 +292,9 @@ struct Actor {
     listen: SocketAddr,
     config: LeafConfig,
     folder: Option<Arc<Mutex<SharedFolder>>>,
+    /// What the shared folder serves, by content id (updated by every rescan).
+    served: ServedFiles,
+    uploads: Arc<Uploads>,
     events: mpsc::Sender<Event>,
     joiner: Joiner,
     current: Option<Current>,
@@ -295,8 +321,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Actor {
     fn start_background(&mut self) {
-        // Incoming connections: probes are answered (dial-back checks); downloads come later.
-        tokio::spawn(serve_incoming(self.endpoint.clone()));
+        // Incoming connections: probes (dial-back checks) and downloads of our files.
+        tokio::spawn(serve_incoming(
+            self.endpoint.clone(),
+            self.served.clone(),
+            self.uploads.clone(),
+        ));
         // --peer addresses (learning the ids of unpinned ones).
         let (endpoint, peers, events) = (
             self.endpoint.clone(),
@@ -568,11 +598,13 @@ impl Actor {
                 let events = self.events.clone();
                 let count = self.shared_files.clone();
                 let entries = self.entries.clone();
+                let served = self.served.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut folder = lock(&folder);
                     let delta = folder.rescan();
                     count.store(folder.len(), Ordering::Relaxed);
                     *lock(&entries) = folder.entries();
+                    served.replace(folder.paths());
                     drop(folder);
                     match delta {
                         Ok(delta) if !delta.is_empty() => {
@@ -750,9 +782,11 @@ impl Actor {
     }
 }
 
-/// Answers probes (dial-back checks, RTT measurements) on the leaf's own address.
-async fn serve_incoming(endpoint: Endpoint) {
+/// Answers probes (dial-back checks, RTT measurements) and serves downloads of our shared
+/// files on the leaf's own address.
+async fn serve_incoming(endpoint: Endpoint, served: ServedFiles, uploads: Arc<Uploads>) {
     while let Some(incoming) = endpoint.incoming().await {
+        let (served, uploads) = (served.clone(), uploads.clone());
         tokio::spawn(async move {
             let Ok(conn) = superpeer_common::accept(incoming, Duration::from_secs(5)).await else {
                 return;
@@ -768,8 +802,11 @@ async fn serve_incoming(endpoint: Endpoint) {
                         conn.close_for(&e);
                     }
                 }
+                Intent::Transfer => {
+                    serve_connection(conn, session, Role::Leaf, served, uploads).await;
+                }
                 other => {
-                    let reason = format!("a leaf does not serve {other:?} yet");
+                    let reason = format!("a leaf does not serve {other:?}");
                     let _ = session
                         .reply(&HelloReply::Refused {
                             reason,

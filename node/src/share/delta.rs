@@ -17,8 +17,8 @@
 //! A delta never names the same content id in both lists, so the order in which a receiver
 //! applies them does not matter.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use superpeer_common::ContentId;
 use superpeer_common::wire::FileEntry;
@@ -87,6 +87,14 @@ impl Published {
     /// The path of the file that represents `id`.
     pub(super) fn path_of(&self, id: &ContentId) -> Option<&Path> {
         self.0.get(id).map(|f| f.path.as_path())
+    }
+
+    /// Every content id with the file that serves it.
+    pub(super) fn paths(&self) -> HashMap<ContentId, PathBuf> {
+        self.0
+            .iter()
+            .map(|(id, file)| (*id, file.path.clone()))
+            .collect()
     }
 }
 

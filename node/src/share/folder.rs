@@ -15,7 +15,7 @@
 //!
 //! Skipped files (unreadable, name too long) are warned about once, not on every rescan.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -149,6 +149,11 @@ impl SharedFolder {
     /// changed since: whoever serves it must still check what it reads.
     pub fn path_of(&self, id: &ContentId) -> Option<PathBuf> {
         self.published.path_of(id).map(Path::to_path_buf)
+    }
+
+    /// Every shared content id with the file that serves it, as of the last scan.
+    pub fn paths(&self) -> HashMap<ContentId, PathBuf> {
+        self.published.paths()
     }
 
     fn scan(&mut self) -> anyhow::Result<Published> {

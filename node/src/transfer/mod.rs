@@ -45,9 +45,6 @@
 //!
 //! [`Intent::Transfer`]: superpeer_common::wire::Intent::Transfer
 
-// Wired into the daemons by the downloads issue; until then only the tests use it.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod download;
 mod job;
 mod outboards;
@@ -61,7 +58,7 @@ mod worker;
 mod tests;
 
 pub use download::{DownloadError, DownloadPlan, MAX_DOWNLOAD_SIZE, Progress, download};
-pub use serve::{Uploads, serve_transfer};
+pub use serve::{MAX_SESSIONS_PER_PEER, ServedFiles, Uploads, serve_connection, serve_transfer};
 
 /// Bytes of one piece: what one `Range` request may ask for. A multiple of
 /// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in

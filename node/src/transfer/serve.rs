@@ -11,13 +11,17 @@
 //! - One session has one request in progress at a time; requests it pipelines wait in the
 //!   stream's flow-control window, which bounds them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use superpeer_common::wire::{DownloaderToHolder, HolderToDownloader, MAX_FRAME_SIZE, WireError};
-use superpeer_common::{ContentId, Session};
+use superpeer_common::wire::{
+    CloseCode, DownloaderToHolder, HelloReply, HolderToDownloader, MAX_FRAME_SIZE, Role, WireError,
+};
+use superpeer_common::{Connection, ContentId, NodeId, Session};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
@@ -40,11 +44,40 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request frame: requests are a few dozen bytes.
 const MAX_REQUEST_FRAME: usize = 256;
 
-/// What every transfer session of a node shares: upload slots and the outboard cache.
+/// Transfer sessions one peer may have open with us at once (a downloader uses one per
+/// holder; more is someone trying to take every upload slot).
+pub const MAX_SESSIONS_PER_PEER: usize = 2;
+
+/// The files a node serves, by content id: replaced whole after each scan of the shared
+/// folder. Cheap to clone; sessions read it, the folder's owner writes it.
+#[derive(Clone, Debug, Default)]
+pub struct ServedFiles(Arc<RwLock<HashMap<ContentId, PathBuf>>>);
+
+impl ServedFiles {
+    /// Serves exactly `paths` from now on.
+    pub fn replace(&self, paths: HashMap<ContentId, PathBuf>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = paths;
+    }
+
+    /// The file that holds `id`, if it is shared.
+    pub fn lookup(&self, id: &ContentId) -> Option<PathBuf> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+/// What every transfer session of a node shares: upload slots, sessions per peer, the
+/// outboard cache, and what was sent.
 #[derive(Debug)]
 pub struct Uploads {
     slots: Arc<Semaphore>,
     outboards: Mutex<OutboardCache>,
+    sessions: Mutex<HashMap<NodeId, usize>>,
+    sent_bytes: AtomicU64,
+    pieces_sent: AtomicU64,
 }
 
 impl Uploads {
@@ -53,7 +86,32 @@ impl Uploads {
         Uploads {
             slots: Arc::new(Semaphore::new(slots)),
             outboards: Mutex::new(OutboardCache::default()),
+            sessions: Mutex::new(HashMap::new()),
+            sent_bytes: AtomicU64::new(0),
+            pieces_sent: AtomicU64::new(0),
         }
+    }
+
+    /// Content bytes sent since start (the ranges, not their hashes), and in how many pieces.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent_bytes.load(Ordering::Relaxed),
+            self.pieces_sent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a session of `peer`; `None` when it has [`MAX_SESSIONS_PER_PEER`] already.
+    fn enter(self: &Arc<Self>, peer: NodeId) -> Option<SessionGuard> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = sessions.entry(peer).or_insert(0);
+        if *count >= MAX_SESSIONS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(SessionGuard {
+            uploads: self.clone(),
+            peer,
+        })
     }
 
     /// The outboard of the file `lookup` names for `content_id`, if it still hashes to it.
@@ -102,6 +160,62 @@ impl Uploads {
         self.outboards
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One counted session; uncounted when dropped.
+struct SessionGuard {
+    uploads: Arc<Uploads>,
+    peer: NodeId,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut sessions = self
+            .uploads
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = sessions.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                sessions.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Answers the hello of an incoming transfer session and serves it until it ends: the
+/// whole holder side of a connection, for any node that shares files. A peer over its
+/// session budget is refused; one that breaks the protocol is closed with the code the
+/// error calls for.
+pub async fn serve_connection(
+    conn: Connection,
+    mut session: Session,
+    role: Role,
+    files: ServedFiles,
+    uploads: Arc<Uploads>,
+) {
+    let Some(_guard) = uploads.enter(conn.peer()) else {
+        let refusal = HelloReply::Refused {
+            reason: format!("at most {MAX_SESSIONS_PER_PEER} transfer sessions per peer"),
+            try_instead: Vec::new(),
+        };
+        let _ = session.reply(&refusal).await;
+        conn.finish_and_close(&mut session, CloseCode::Refused, "too many sessions")
+            .await;
+        return;
+    };
+    if session.reply(&HelloReply::Welcome { role }).await.is_err() {
+        return;
+    }
+    match serve_transfer(&mut session, |id| files.lookup(id), &uploads).await {
+        // The downloader closes when it is done with us; give it a moment to.
+        Ok(()) => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+            conn.close(CloseCode::Normal, "done");
+        }
+        Err(e) => conn.close_for(&e),
     }
 }
 
@@ -225,7 +339,10 @@ async fn serve_range(
     };
     tokio::time::timeout(SEND_TIMEOUT, send)
         .await
-        .map_err(|_| WireError::TimedOut("the downloader to take a piece"))?
+        .map_err(|_| WireError::TimedOut("the downloader to take a piece"))??;
+    uploads.sent_bytes.fetch_add(len, Ordering::Relaxed);
+    uploads.pieces_sent.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Sends an encoded range as one frame: a 4-byte big-endian length, then the bytes.

@@ -12,7 +12,7 @@ use crate::supernode::supernode;
 use crate::support::*;
 
 /// Starts `superpeer leaf` on `ip`.
-fn leaf(ip: &str, state: &Path, extra: &[&str]) -> Daemon {
+pub fn leaf(ip: &str, state: &Path, extra: &[&str]) -> Daemon {
     let listen = format!("{ip}:0");
     let mut args = vec![
         "leaf",
@@ -25,14 +25,14 @@ fn leaf(ip: &str, state: &Path, extra: &[&str]) -> Daemon {
     Daemon::start(&args)
 }
 
-async fn status(state: &Path) -> Value {
+pub async fn status(state: &Path) -> Value {
     let out = cli(&["status", "--json", "--state-dir", state.to_str().unwrap()]).await;
     assert!(out.ok, "status failed: {}", out.stderr);
     serde_json::from_str(out.stdout.trim()).expect("one JSON object")
 }
 
 /// Waits until the leaf in `state` is attached; returns its status.
-async fn attached(state: &Path) -> Value {
+pub async fn attached(state: &Path) -> Value {
     wait_for("the leaf to attach", Duration::from_secs(20), || async {
         let s = status(state).await;
         (!s["supernode"].is_null()).then_some(s)
@@ -42,7 +42,7 @@ async fn attached(state: &Path) -> Value {
 
 /// The results of `superpeer search --json`, or `None` if the search failed (not attached
 /// at this moment, during a failover).
-async fn try_search(state: &Path, words: &[&str]) -> Option<Vec<Value>> {
+pub async fn try_search(state: &Path, words: &[&str]) -> Option<Vec<Value>> {
     let mut args = vec!["search", "--json", "--state-dir", state.to_str().unwrap()];
     args.extend_from_slice(words);
     let out = cli(&args).await;
@@ -55,7 +55,7 @@ async fn try_search(state: &Path, words: &[&str]) -> Option<Vec<Value>> {
 }
 
 /// The results of a search that must succeed.
-async fn search(state: &Path, words: &[&str]) -> Vec<Value> {
+pub async fn search(state: &Path, words: &[&str]) -> Vec<Value> {
     try_search(state, words).await.expect("the search failed")
 }
 
@@ -78,13 +78,13 @@ async fn found_within(state: &Path, words: &[&str], content_id: &str, limit: Dur
     start.elapsed()
 }
 
-struct Net {
-    dirs: Vec<tempfile::TempDir>,
-    list: Daemon,
-    sn: Vec<Daemon>,
+pub struct Net {
+    pub dirs: Vec<tempfile::TempDir>,
+    pub list: Daemon,
+    pub sn: Vec<Daemon>,
 }
 
-fn network(base: u8, supernodes: usize) -> Net {
+pub fn network(base: u8, supernodes: usize) -> Net {
     let dirs: Vec<_> = (0..=supernodes)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();

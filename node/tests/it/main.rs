@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod download;
 mod leaf;
 mod list_server;
 mod supernode;

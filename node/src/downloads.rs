@@ -1,0 +1,472 @@
+//! The daemon's downloads: what `superpeer get` starts through the control API.
+//!
+//! - Holders come from search results the daemon has seen ([`Downloads::remember`]); for
+//!   content no search has shown, the network is searched by content id (the supernodes
+//!   look content ids up directly).
+//! - A download belongs to the daemon, not to the request that started it: the client may
+//!   hang up, and another `get` of the same content follows the running download. At most
+//!   [`MAX_RUNNING`] run at once, one per content id (two would write the same partial file).
+//! - The transfer itself is [`crate::transfer::download`]: verified pieces from several
+//!   holders, the partial file kept for a resume. A download whose remembered holders are
+//!   all gone searches once more for fresh ones before it gives up.
+//! - Each download's state (bytes, rate, sources) is kept for `status` and `GET /downloads`,
+//!   and the last [`MAX_ENDED`] ended ones with it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use superpeer_common::wire::QueryHit;
+use superpeer_common::{ContentId, Endpoint, NodeId, PeerAddr};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{info, warn};
+
+use crate::control::{DownloadJson, GetEventJson, GetRequest, SourceJson};
+use crate::leaf::LeafHandle;
+use crate::names::sanitize;
+use crate::transfer::{DownloadError, DownloadPlan, Progress, download};
+
+/// Downloads running at once; more are refused until one ends.
+pub const MAX_RUNNING: usize = 8;
+
+/// Ended downloads kept for `status`.
+pub const MAX_ENDED: usize = 20;
+
+/// Search results remembered as sources for later downloads.
+const MAX_KNOWN: usize = 10_000;
+
+/// How often a running download reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// After the first hit of a search by content id, how long to wait for more holders.
+const GATHER_HOLDERS: Duration = Duration::from_millis(1500);
+
+/// What a search for holders asks for (see [`search_holders`]).
+const HOLDER_SEARCH_WANT: u32 = 50;
+
+/// How long to keep retrying a search the leaf cannot start yet (not attached).
+const SEARCH_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// The downloads of one daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Downloads {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    dir: PathBuf,
+    known: Mutex<Known>,
+    running: Mutex<HashMap<ContentId, Arc<Running>>>,
+    ended: Mutex<VecDeque<DownloadJson>>,
+}
+
+/// Search results by content id, oldest evicted first.
+#[derive(Default)]
+struct Known {
+    hits: HashMap<ContentId, QueryHit>,
+    order: VecDeque<ContentId>,
+}
+
+/// A running download: its state, and the events its followers hear.
+struct Running {
+    state: Mutex<RunState>,
+    events: broadcast::Sender<GetEventJson>,
+}
+
+struct RunState {
+    content_id: ContentId,
+    name: String,
+    searching: bool,
+    size: u64,
+    bytes_done: u64,
+    rate: f64,
+    sources: BTreeMap<NodeId, u64>,
+}
+
+impl RunState {
+    fn json(&self, state: &str) -> DownloadJson {
+        DownloadJson {
+            content_id: self.content_id.to_string(),
+            name: self.name.clone(),
+            state: state.into(),
+            size: self.size,
+            bytes_done: self.bytes_done,
+            rate: if state == "running" { self.rate } else { 0.0 },
+            sources: sources_json(&self.sources),
+            path: None,
+            error: None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Downloads {
+    /// Downloads into `dir`, dialling holders from `endpoint`.
+    pub fn new(endpoint: Endpoint, dir: PathBuf) -> Downloads {
+        Downloads {
+            inner: Arc::new(Inner {
+                endpoint,
+                dir,
+                known: Mutex::new(Known::default()),
+                running: Mutex::new(HashMap::new()),
+                ended: Mutex::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// Remembers a search result's holders for a later `get` of its content.
+    pub fn remember(&self, hit: &QueryHit) {
+        let mut known = lock(&self.inner.known);
+        if known.hits.insert(hit.content_id, hit.clone()).is_none() {
+            known.order.push_back(hit.content_id);
+            if known.order.len() > MAX_KNOWN {
+                if let Some(old) = known.order.pop_front() {
+                    known.hits.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Downloads running (first) and recently ended.
+    pub fn list(&self) -> Vec<DownloadJson> {
+        let mut list: Vec<DownloadJson> = lock(&self.inner.running)
+            .values()
+            .map(|r| {
+                let state = lock(&r.state);
+                state.json(if state.searching {
+                    "searching"
+                } else {
+                    "running"
+                })
+            })
+            .collect();
+        list.extend(lock(&self.inner.ended).iter().rev().cloned());
+        list
+    }
+
+    /// Starts the download `request` asks for, or follows it if it runs already; events
+    /// arrive on the returned channel until it finished or failed.
+    pub fn get(
+        &self,
+        request: GetRequest,
+        leaf: LeafHandle,
+    ) -> Result<mpsc::Receiver<GetEventJson>, String> {
+        let content_id: ContentId = request
+            .content_id
+            .trim()
+            .parse()
+            .map_err(|e: superpeer_common::ParseContentIdError| e.to_string())?;
+        let target = match &request.out {
+            None => None,
+            Some(out) => Some(out_target(out)?),
+        };
+        let mut running = lock(&self.inner.running);
+        if let Some(current) = running.get(&content_id) {
+            let events = current.events.subscribe();
+            let first = lock(&current.state).json("running");
+            return Ok(follow(events, Some(progress_event(&first))));
+        }
+        if running.len() >= MAX_RUNNING {
+            return Err(format!(
+                "{MAX_RUNNING} downloads are running already; try again when one ends"
+            ));
+        }
+        let (events, subscriber) = broadcast::channel(256);
+        let run = Arc::new(Running {
+            state: Mutex::new(RunState {
+                content_id,
+                name: String::new(),
+                searching: true,
+                size: 0,
+                bytes_done: 0,
+                rate: 0.0,
+                sources: BTreeMap::new(),
+            }),
+            events,
+        });
+        running.insert(content_id, run.clone());
+        drop(running);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let ended = this.run(content_id, target, leaf, &run).await;
+            // Ended before it is announced: a `get` after the last event starts afresh.
+            this.end(content_id, &run, ended.clone());
+            let _ = run.events.send(ended);
+        });
+        Ok(follow(subscriber, None))
+    }
+
+    /// Finds holders, downloads, and returns the last event (finished or failed).
+    async fn run(
+        &self,
+        content_id: ContentId,
+        target: Option<(PathBuf, String)>,
+        leaf: LeafHandle,
+        run: &Running,
+    ) -> GetEventJson {
+        let started = Instant::now();
+        let remembered = lock(&self.inner.known).hits.get(&content_id).cloned();
+        let (mut hit, mut fresh) = (remembered, false);
+        loop {
+            let current = match hit.take() {
+                Some(hit) => hit,
+                None => {
+                    let _ = run.events.send(GetEventJson::Searching {
+                        content_id: content_id.to_string(),
+                    });
+                    fresh = true;
+                    match search_holders(&leaf, content_id).await {
+                        Ok(hit) => {
+                            self.remember(&hit);
+                            hit
+                        }
+                        Err(error) => return GetEventJson::Failed { error },
+                    }
+                }
+            };
+            match self.transfer(&current, target.clone(), run, started).await {
+                Ok(event) => return event,
+                // The remembered holders are gone: look for fresh ones once.
+                Err(DownloadError::NoHolders { .. }) if !fresh => continue,
+                Err(e) => {
+                    return GetEventJson::Failed {
+                        error: e.to_string(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// One attempt with the holders of `hit`.
+    async fn transfer(
+        &self,
+        hit: &QueryHit,
+        target: Option<(PathBuf, String)>,
+        run: &Running,
+        started: Instant,
+    ) -> Result<GetEventJson, DownloadError> {
+        let me = self.inner.endpoint.node_id();
+        let holders: Vec<PeerAddr> = hit
+            .holders
+            .iter()
+            .filter(|h| h.node_id != me)
+            .map(|h| PeerAddr::pinned(h.node_id, h.addr))
+            .collect();
+        let (dir, name) = target.unwrap_or_else(|| (self.inner.dir.clone(), hit.name.clone()));
+        {
+            let mut state = lock(&run.state);
+            state.name = sanitize(&hit.name);
+            state.size = hit.size;
+            state.searching = false;
+        }
+        let plan = DownloadPlan {
+            content_id: hit.content_id,
+            size: hit.size,
+            name,
+            holders,
+        };
+        info!(content_id = %hit.content_id, holders = plan.holders.len(), "download requested");
+        let (progress_tx, mut progress) = mpsc::channel(256);
+        let endpoint = self.inner.endpoint.clone();
+        let transfer = download(&endpoint, plan, &dir, progress_tx);
+        tokio::pin!(transfer);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let mut resumed = 0;
+        let mut last = (Instant::now(), 0u64);
+        let result = loop {
+            tokio::select! {
+                result = &mut transfer => break result,
+                Some(event) = progress.recv() => {
+                    if let Progress::Started { done_bytes, .. } = &event {
+                        resumed = *done_bytes;
+                        last = (Instant::now(), *done_bytes);
+                    }
+                    self.on_progress(run, hit, event);
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let mut state = lock(&run.state);
+                    let seconds = now.duration_since(last.0).as_secs_f64();
+                    if seconds > 0.0 {
+                        let sample = state.bytes_done.saturating_sub(last.1) as f64 / seconds;
+                        state.rate = if state.rate == 0.0 { sample } else { 0.5 * state.rate + 0.5 * sample };
+                    }
+                    last = (now, state.bytes_done);
+                    let _ = run.events.send(progress_event(&state.json("running")));
+                }
+            }
+        };
+        // Pieces reported after the last tick.
+        while let Ok(event) = progress.try_recv() {
+            self.on_progress(run, hit, event);
+        }
+        let path = result?;
+        let state = lock(&run.state);
+        Ok(GetEventJson::Finished {
+            path: path.display().to_string(),
+            size: hit.size,
+            resumed_bytes: resumed,
+            fetched_bytes: state.sources.values().sum(),
+            sources: sources_json(&state.sources),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn on_progress(&self, run: &Running, hit: &QueryHit, event: Progress) {
+        let mut state = lock(&run.state);
+        match event {
+            Progress::Started { size, done_bytes } => {
+                state.bytes_done = done_bytes;
+                let _ = run.events.send(GetEventJson::Started {
+                    content_id: hit.content_id.to_string(),
+                    name: state.name.clone(),
+                    size,
+                    done_bytes,
+                    holders: hit.holders.len(),
+                });
+            }
+            Progress::Piece {
+                bytes_done, from, ..
+            } => {
+                let piece = bytes_done.saturating_sub(state.bytes_done);
+                state.bytes_done = bytes_done;
+                *state.sources.entry(from).or_insert(0) += piece;
+            }
+            Progress::HolderDropped { node_id, reason } => {
+                warn!(content_id = %hit.content_id, holder = ?node_id.map(|n| n.short()), %reason, "holder dropped");
+                let _ = run.events.send(GetEventJson::HolderDropped {
+                    node_id: node_id.map(|n| n.to_string()),
+                    reason,
+                });
+            }
+            Progress::Finished { .. } => {}
+        }
+    }
+
+    /// Moves a download from running to ended.
+    fn end(&self, content_id: ContentId, run: &Running, last: GetEventJson) {
+        let mut json = lock(&run.state).json("failed");
+        match last {
+            GetEventJson::Finished { path, size, .. } => {
+                json.state = "finished".into();
+                json.bytes_done = size;
+                json.path = Some(path);
+            }
+            GetEventJson::Failed { error } => {
+                warn!(%content_id, %error, "download failed");
+                json.error = Some(error);
+            }
+            _ => {}
+        }
+        lock(&self.inner.running).remove(&content_id);
+        let mut ended = lock(&self.inner.ended);
+        ended.retain(|d| d.content_id != json.content_id);
+        ended.push_back(json);
+        while ended.len() > MAX_ENDED {
+            ended.pop_front();
+        }
+    }
+}
+
+/// The folder and name `--out` asks for; it must be an absolute file path (the CLI makes
+/// it so) in an existing folder.
+fn out_target(out: &Path) -> Result<(PathBuf, String), String> {
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("--out {} does not name a file", out.display()))?;
+    let dir = out
+        .parent()
+        .filter(|d| out.is_absolute() && d.is_dir())
+        .ok_or_else(|| format!("--out {}: no such folder", out.display()))?;
+    Ok((dir.to_path_buf(), name.to_string()))
+}
+
+/// Searches the network for holders of `content_id`: the first hit, with the holders that
+/// arrive shortly after it.
+async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<QueryHit, String> {
+    let deadline = Instant::now() + SEARCH_RETRY_FOR;
+    let mut hits = loop {
+        // `want` counts contents, and there is one: asking for more makes the supernodes
+        // gather holders from every supernode whose summary has the id, not stop at the first.
+        match leaf
+            .search(vec![content_id.to_string()], HOLDER_SEARCH_WANT)
+            .await
+        {
+            Ok(hits) => break hits,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let mut best: Option<QueryHit> = None;
+    loop {
+        let next = match &best {
+            None => hits.recv().await,
+            Some(_) => match tokio::time::timeout(GATHER_HOLDERS, hits.recv()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some(hit) = next else { break };
+        if hit.content_id == content_id {
+            // Later results for a content carry every holder known so far.
+            best = Some(hit);
+        }
+    }
+    best.ok_or_else(|| format!("no holder of {content_id} found on the network"))
+}
+
+/// A receiver of `events` (after `first`) that ends with the download.
+fn follow(
+    mut events: broadcast::Receiver<GetEventJson>,
+    first: Option<GetEventJson>,
+) -> mpsc::Receiver<GetEventJson> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Some(first) = first {
+            if tx.send(first).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                // A slow client skips progress it missed.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let last = matches!(
+                event,
+                GetEventJson::Finished { .. } | GetEventJson::Failed { .. }
+            );
+            if tx.send(event).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn progress_event(state: &DownloadJson) -> GetEventJson {
+    GetEventJson::Progress {
+        bytes_done: state.bytes_done,
+        size: state.size,
+        rate: state.rate,
+        sources: state.sources.len(),
+    }
+}
+
+fn sources_json(sources: &BTreeMap<NodeId, u64>) -> Vec<SourceJson> {
+    sources
+        .iter()
+        .map(|(node_id, bytes)| SourceJson {
+            node_id: node_id.to_string(),
+            bytes: *bytes,
+        })
+        .collect()
+}

@@ -1,0 +1,18 @@
+//! `superpeer`: one program for every role of the network (leaf, supernode, list server)
+//! and the client commands that talk to the network or to a running daemon.
+//!
+//! The binary (`main.rs`) stays thin: clap parses flags (`cli`), each command turns them
+//! into the settings of a role and runs it (`cmd/`). The library exposes the parts that
+//! integration tests, benchmarks and the simulator drive directly: the leaf's state
+//! machines, the transfer engine, the control client.
+
+pub mod cli;
+pub mod cmd;
+mod config_file;
+pub mod control;
+pub mod downloads;
+pub mod leaf;
+pub mod names;
+pub mod runtime;
+pub mod share;
+pub mod transfer;
