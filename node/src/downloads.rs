@@ -333,8 +333,9 @@ impl Downloads {
             Progress::Piece {
                 bytes_done, from, ..
             } => {
+                // Reports of pieces stored at the same time may arrive out of order.
                 let piece = bytes_done.saturating_sub(state.bytes_done);
-                state.bytes_done = bytes_done;
+                state.bytes_done = state.bytes_done.max(bytes_done);
                 *state.sources.entry(from).or_insert(0) += piece;
             }
             Progress::HolderDropped { node_id, reason } => {

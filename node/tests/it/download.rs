@@ -191,7 +191,7 @@ async fn a_leaf_downloads_50_mb_from_a_leaf_on_another_supernode_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_holders_each_give_pieces_found_by_content_id_alone() {
     let net = network(21, 2);
-    let data = random_bytes(24 * 1024 * 1024, 2);
+    let data = random_bytes(48 * 1024 * 1024, 2);
     let id = ContentId::of_bytes(&data).to_string();
     let mut holders = Vec::new();
     let mut holder_dirs = Vec::new();
@@ -231,7 +231,7 @@ async fn three_holders_each_give_pieces_found_by_content_id_alone() {
         let bytes = from.iter().find(|(n, _)| n == holder).map(|(_, b)| *b);
         assert!(
             bytes.is_some_and(|b| b > 0),
-            "holder {holder} gave nothing: {from:?}"
+            "holder {holder} gave nothing: {from:?} {events:#?}"
         );
     }
     assert_eq!(from.iter().map(|(_, b)| b).sum::<u64>(), data.len() as u64);
@@ -494,6 +494,21 @@ async fn a_killed_download_resumes_without_fetching_verified_ranges_again() {
         let id = id.clone();
         tokio::spawn(async move { get(&state, &id, &[]).await })
     };
+    // While it runs, status shows it: bytes, rate, the holder it comes from.
+    let running = wait_for(
+        "the download in status",
+        Duration::from_secs(20),
+        || async {
+            let s = status(state.path()).await;
+            let d = s["downloads"].as_array()?.first()?.clone();
+            (d["state"] == "running" && d["bytes_done"].as_u64()? > 0).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(running["size"], size);
+    assert_eq!(running["name"], "slow lecture.mkv");
+    assert_eq!(running["sources"][0]["node_id"], holder.node_id.to_string());
+    assert!(running["rate"].as_f64().unwrap() > 0.0, "{running}");
     // Kill the daemon once it has saved some verified pieces, well before the end.
     let saved = wait_for("verified pieces saved", Duration::from_secs(20), || async {
         let state_file = std::fs::read_dir(downloads.path())
@@ -564,4 +579,55 @@ async fn a_hostile_name_lands_inside_the_downloads_folder() {
     assert_eq!(std::fs::read(&path).unwrap(), *data);
     assert!(!root.path().join("etc").exists());
     assert!(!root.path().join("a").join("etc").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supernode_serves_its_own_share_and_a_bad_downloads_folder_is_a_clear_error() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let list = Daemon::list_server("127.0.25.1", dirs[0].path(), &[]);
+    let share = tempfile::tempdir().unwrap();
+    let data = random_bytes(3 * 1024 * 1024 + 5, 6);
+    std::fs::write(share.path().join("supernode notes.txt"), &data).unwrap();
+    let id = ContentId::of_bytes(&data).to_string();
+    let sn = crate::supernode::supernode(
+        "127.0.25.2",
+        &list,
+        dirs[1].path(),
+        &["--share", share.path().to_str().unwrap()],
+    );
+    // The downloads folder is a file: nothing can be created in it.
+    let not_a_folder = dirs[2].path().join("downloads");
+    std::fs::write(&not_a_folder, b"user data").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let downloader = downloading_leaf("127.0.25.20", state.path(), &not_a_folder, &sn);
+    attached(state.path()).await;
+    let (ok, events, stderr) = get(state.path(), &id, &[]).await;
+    assert!(!ok, "{events:#?}");
+    assert!(
+        stderr.contains("cannot create a partial file in") && stderr.contains("downloads"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&not_a_folder).unwrap(), b"user data");
+    let failed = &status(state.path()).await["downloads"][0];
+    assert_eq!(failed["state"], "failed");
+    drop(downloader);
+    // A good folder: the supernode serves its own file.
+    let downloads = tempfile::tempdir().unwrap();
+    let _downloader = downloading_leaf("127.0.25.20", state.path(), downloads.path(), &sn);
+    attached(state.path()).await;
+    let (ok, events, stderr) = get(state.path(), &id, &[]).await;
+    assert!(ok, "get failed: {stderr} {events:#?}");
+    let done = finished(&events);
+    assert_eq!(
+        done["sources"][0]["node_id"],
+        sn.pinned.node_id.unwrap().to_string()
+    );
+    let path = PathBuf::from(done["path"].as_str().unwrap());
+    assert_eq!(std::fs::read(path).unwrap(), data);
+    let sn_status = status(dirs[1].path()).await;
+    assert_eq!(sn_status["uploaded_bytes"], data.len() as u64);
+    // Bad content ids are refused before anything starts.
+    let (ok, _, stderr) = get(state.path(), "not-a-content-id", &[]).await;
+    assert!(!ok);
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
 }
