@@ -29,6 +29,8 @@ pub enum Command {
     Get(GetArgs),
     /// Show the running daemon's state.
     Status(StatusArgs),
+    /// Turn the running leaf into a supernode, without a restart.
+    Promote(PromoteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,9 +59,19 @@ pub struct LeafArgs {
     /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
     #[arg(long, value_name = "ADDR")]
     pub control: Option<std::net::SocketAddr>,
+    /// Leaves to admit once promoted to supernode [default: 500].
+    #[arg(long, value_name = "N")]
+    pub max_leaves: Option<usize>,
     /// A TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The running daemon's state dir [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

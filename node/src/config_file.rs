@@ -73,6 +73,7 @@ impl LeafArgs {
             self.downloads = self.downloads.or(file.downloads);
             self.state_dir = self.state_dir.or(file.state_dir);
             self.control = self.control.or(file.control);
+            self.max_leaves = self.max_leaves.or(file.max_leaves);
         }
         let listen = required_listen(self.listen)?;
         Ok((self, listen))

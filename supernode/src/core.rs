@@ -305,6 +305,13 @@ impl SupernodeCore {
         self.start_query(now, query, Asker::Leaf(session), ttl);
     }
 
+    /// A query of the supernode's own user ([`SessionId::LOCAL`]): routed like a leaf's,
+    /// answered with `Action::ToLeaf(SessionId::LOCAL, ..)`. Not rate-limited: the user is
+    /// local.
+    pub fn local_query(&mut self, now: Instant, query: Query) {
+        self.leaf_query(now, SessionId::LOCAL, query, true);
+    }
+
     /// Keywords through the common tokenizer (lower case, no punctuation); `want` capped.
     /// Refused when nothing searchable is left, or when splitting made more words than a
     /// query may carry (forwarded, it would break the neighbours' limit).

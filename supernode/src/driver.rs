@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use superpeer_bootstrap_list::{RegistrationStatus, fetch_supernodes, keep_registered, unix_ms};
 use superpeer_common::wire::{
-    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, Role, SupernodeInfo,
+    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, Query, Role, SupernodeInfo,
     SupernodeToLeaf, SupernodeToSupernode, encode,
 };
 use superpeer_common::{
@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::SessionId;
 use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
+use crate::local::LocalSearches;
 use crate::sessions::{self, Outbox};
 
 /// How often the list servers are asked during the first [`STARTUP_PERIOD`].
@@ -156,6 +157,11 @@ pub enum Event {
         add: Vec<FileEntry>,
         remove: Vec<ContentId>,
     },
+    /// Our own user searches; answers go to `answers` until its `QueryDone`.
+    Search {
+        query: Query,
+        answers: mpsc::Sender<SupernodeToLeaf>,
+    },
 }
 
 /// A handle to a running supernode.
@@ -182,6 +188,18 @@ impl SupernodeHandle {
     pub async fn share(&self, add: Vec<FileEntry>, remove: Vec<ContentId>) {
         let _ = self.events.send(Event::Share { add, remove }).await;
     }
+
+    /// Searches the network for our own user, as a leaf's query would: hits and the final
+    /// `QueryDone` (or a `Refused` then `QueryDone`) arrive on the returned channel. `None`
+    /// once the supernode has stopped.
+    pub async fn search(&self, query: Query) -> Option<mpsc::Receiver<SupernodeToLeaf>> {
+        let (answers, rx) = mpsc::channel(256);
+        self.events
+            .send(Event::Search { query, answers })
+            .await
+            .ok()?;
+        Some(rx)
+    }
 }
 
 struct Live {
@@ -193,6 +211,8 @@ struct Live {
 /// A bound supernode, ready to [`run`](Supernode::run).
 pub struct Supernode {
     endpoint: Endpoint,
+    /// Whether the endpoint is ours to shut down (not when a promoted leaf lends it).
+    owns_endpoint: bool,
     advertise: SocketAddr,
     config: SupernodeConfig,
     events_tx: mpsc::Sender<Event>,
@@ -208,6 +228,28 @@ impl Supernode {
         let (events_tx, events_rx) = mpsc::channel(4096);
         Ok(Self {
             endpoint,
+            owns_endpoint: true,
+            advertise,
+            config,
+            events_tx,
+            events_rx,
+        })
+    }
+
+    /// A supernode on an endpoint that is already bound (a leaf being promoted keeps its
+    /// address and identity). The caller must have stopped accepting on it: this supernode
+    /// accepts every incoming connection while it runs, and leaves the endpoint open when
+    /// it stops, so its owner can go on (as a leaf again).
+    pub fn on_endpoint(
+        endpoint: Endpoint,
+        config: SupernodeConfig,
+    ) -> Result<Self, SupernodeError> {
+        let bound = endpoint.local_addr().map_err(SupernodeError::LocalAddr)?;
+        let advertise = config.advertise.unwrap_or(bound);
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        Ok(Self {
+            endpoint,
+            owns_endpoint: false,
             advertise,
             config,
             events_tx,
@@ -244,6 +286,7 @@ impl Supernode {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Supernode {
             endpoint,
+            owns_endpoint,
             advertise,
             config,
             events_tx,
@@ -276,6 +319,8 @@ impl Supernode {
         ));
         let permits = Arc::new(Semaphore::new(config.max_connections));
         let mut sessions: HashMap<SessionId, Live> = HashMap::new();
+        let mut local_searches = LocalSearches::default();
+        // Real sessions are numbered from 1: 0 is `SessionId::LOCAL`.
         let mut next_session = 0u64;
         // Ask the list servers often while the mesh forms, then at the configured pace.
         let started = Instant::now();
@@ -304,7 +349,13 @@ impl Supernode {
                 }
                 Some(event) = events_rx.recv() => {
                     let now = Instant::now();
-                    handle_event(&mut core, &mut sessions, &mut next_session, &registrations, advertise, now, event);
+                    match event {
+                        Event::Search { query, answers } => {
+                            local_searches.start(query.id, answers);
+                            core.local_query(now, query);
+                        }
+                        event => handle_event(&mut core, &mut sessions, &mut next_session, &registrations, advertise, now, event),
+                    }
                 }
                 _ = tick.tick() => core.handle_timeout(Instant::now(), unix_ms()),
                 _ = refresh.tick() => {
@@ -319,7 +370,14 @@ impl Supernode {
                     }
                 }
             }
-            carry_out(&mut core, &mut sessions, &endpoint, advertise, &events_tx);
+            carry_out(
+                &mut core,
+                &mut sessions,
+                &mut local_searches,
+                &endpoint,
+                advertise,
+                &events_tx,
+            );
             load_tx.send_if_modified(|load| {
                 let now = core.load();
                 std::mem::replace(load, now) != now
@@ -337,7 +395,14 @@ impl Supernode {
         }
         let _ = stop_tx.send(true);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        endpoint.shutdown().await;
+        if owns_endpoint {
+            endpoint.shutdown().await;
+        } else {
+            // The endpoint lives on (a leaf again): close what was ours on it.
+            for live in sessions.values() {
+                live.conn.close(CloseCode::Normal, "stepping down");
+            }
+        }
     }
 }
 
@@ -432,6 +497,8 @@ fn handle_event(
                 warn!("cannot index our own shares: {e}");
             }
         }
+        // Taken by the run loop before this is called.
+        Event::Search { .. } => {}
     }
 }
 
@@ -439,12 +506,17 @@ fn handle_event(
 fn carry_out(
     core: &mut SupernodeCore,
     sessions: &mut HashMap<SessionId, Live>,
+    local_searches: &mut LocalSearches,
     endpoint: &Endpoint,
     advertise: SocketAddr,
     events: &mpsc::Sender<Event>,
 ) {
     while let Some(action) = core.poll_action() {
         let (session, frame) = match action {
+            Action::ToLeaf(SessionId::LOCAL, msg) => {
+                local_searches.deliver(msg);
+                continue;
+            }
             Action::ToLeaf(session, msg) => (session, encode(&msg)),
             Action::ToNeighbor(session, msg) => (session, encode(&msg)),
             Action::Close {

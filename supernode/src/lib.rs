@@ -21,12 +21,14 @@
 //! - `seen`: duplicate query ids.
 //! - `mesh`: [`Mesh`], known supernodes, links, dials.
 //! - `driver`: [`Supernode`], the tokio actor around the core.
+//! - `local`: the supernode's own user's searches.
 //! - `sessions`: connection tasks (accept by intent, dial, frame pumps).
 
 mod core;
 mod driver;
 mod index;
 mod leaves;
+mod local;
 mod mesh;
 mod router;
 mod seen;
@@ -36,6 +38,13 @@ mod summary;
 /// A connection's conversation, as the core names it. The driver hands them out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
+
+impl SessionId {
+    /// The supernode itself, searching on behalf of its own user: its queries are routed
+    /// like a leaf's and their answers come back to the driver, never onto a connection.
+    /// The driver numbers real sessions from 1.
+    pub const LOCAL: SessionId = SessionId(0);
+}
 
 pub use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
 pub use driver::{

@@ -3,16 +3,17 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use superpeer_bootstrap_list::RegistrationStatus;
 use superpeer_common::Identity;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::LeafArgs;
 use crate::control::{
-    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, SearchRequest,
-    SearchResultJson, StatusJson, SupernodeJson,
+    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, PromoteJson,
+    SearchRequest, SearchResultJson, StatusJson, SupernodeJson,
 };
 use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, JoinConfig, Leaf, LeafConfig, LeafHandle};
@@ -48,6 +49,7 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
         join: JoinConfig::default(),
         reprobe_interval: Duration::from_secs(30),
         refresh_interval: Duration::from_secs(30),
+        max_leaves: args.max_leaves.unwrap_or(500),
     };
     let control_addr = args
         .control
@@ -110,15 +112,20 @@ impl ControlHandler for LeafControl {
         match self.leaf.status().await {
             Some(s) => StatusJson {
                 node_id: s.node_id.to_string(),
-                role: "leaf".into(),
+                role: if s.promoted.is_some() {
+                    "supernode"
+                } else {
+                    "leaf"
+                }
+                .into(),
                 supernode: s.supernode.map(|(id, addr, rtt)| SupernodeJson {
                     node_id: id.to_string(),
                     addr: addr.to_string(),
                     rtt_ms: rtt.as_secs_f64() * 1000.0,
                 }),
                 shared_files: s.shared_files,
-                leaves: None,
-                neighbors: None,
+                leaves: s.promoted.as_ref().map(|p| p.core.leaves),
+                neighbors: s.promoted.as_ref().map(|p| p.core.neighbors.len()),
                 listen: s.listen.to_string(),
                 advertise: s.advertise.to_string(),
                 downloads,
@@ -177,5 +184,70 @@ impl ControlHandler for LeafControl {
 
     async fn downloads(&self) -> Vec<DownloadJson> {
         self.downloads.list()
+    }
+
+    async fn promote(&self) -> Result<PromoteJson, String> {
+        self.leaf.promote().await?;
+        confirm_promotion(&self.leaf).await
+    }
+}
+
+/// How long `promote` waits for the list servers' dial-back.
+const PROMOTE_CONFIRM: Duration = Duration::from_secs(10);
+
+/// Waits until a list server lists the new supernode. If every list server refuses it
+/// (most often: it cannot dial us back at our advertised address), the node steps back
+/// down: a supernode nobody can reach would only lose its leaves.
+async fn confirm_promotion(leaf: &LeafHandle) -> Result<PromoteJson, String> {
+    let answer = |listed_by: Vec<String>, note: Option<&str>| PromoteJson {
+        role: "supernode".into(),
+        listed_by,
+        note: note.map(str::to_string),
+    };
+    let deadline = Instant::now() + PROMOTE_CONFIRM;
+    loop {
+        let registrations = leaf
+            .status()
+            .await
+            .and_then(|s| s.promoted)
+            .map(|p| p.registrations)
+            .ok_or("the daemon is stopping")?;
+        if registrations.is_empty() {
+            return Ok(answer(
+                Vec::new(),
+                Some(
+                    "no list server configured: others find this supernode through --peer or gossip",
+                ),
+            ));
+        }
+        let listed_by: Vec<String> = registrations
+            .iter()
+            .filter(|(_, r)| matches!(r, RegistrationStatus::Registered { listed: true }))
+            .map(|(addr, _)| addr.to_string())
+            .collect();
+        if !listed_by.is_empty() {
+            return Ok(answer(listed_by, None));
+        }
+        let refusals: Vec<String> = registrations
+            .iter()
+            .filter_map(|(addr, r)| match r {
+                RegistrationStatus::Refused(reason) => Some(format!("{addr}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if refusals.len() == registrations.len() {
+            leaf.demote().await?;
+            return Err(format!(
+                "the list server will not list this node ({}); it stays a leaf",
+                refusals.join("; ")
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Ok(answer(
+                Vec::new(),
+                Some("promoted; no list server has confirmed it yet"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

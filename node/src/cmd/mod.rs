@@ -3,6 +3,7 @@
 mod get;
 mod leaf;
 mod list_server;
+mod promote;
 mod search;
 mod status;
 mod supernode;
@@ -20,5 +21,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Get(args) => get::run(args),
         Command::Status(args) => status::run(args),
+        Command::Promote(args) => promote::run(args),
     }
 }

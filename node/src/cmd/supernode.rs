@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use superpeer_common::Identity;
-use superpeer_common::wire::Role;
 use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle};
 use tokio::sync::{mpsc, watch};
 
 use super::leaf::stopped;
 use crate::cli::SupernodeArgs;
 use crate::control::{
-    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, SearchRequest, SearchResultJson,
-    StatusJson,
+    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, PromoteJson, SearchRequest,
+    SearchResultJson, StatusJson,
 };
-use crate::transfer::{ServedFiles, Uploads, serve_connection};
+use crate::leaf::transfer_service;
+use crate::transfer::{ServedFiles, Uploads};
 use crate::{runtime, share};
 
 pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
@@ -43,17 +43,7 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
             .collect(),
     );
     let uploads = Arc::new(Uploads::default());
-    let transfer_uploads = uploads.clone();
-    config.transfer = Some(Arc::new(move |conn, session| {
-        let (served, uploads) = (served.clone(), transfer_uploads.clone());
-        Box::pin(serve_connection(
-            conn,
-            session,
-            Role::Supernode,
-            served,
-            uploads,
-        ))
-    }));
+    config.transfer = Some(transfer_service(served, uploads.clone()));
     let control_addr = args
         .control
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -143,5 +133,9 @@ impl ControlHandler for SupernodeControl {
 
     async fn downloads(&self) -> Vec<DownloadJson> {
         Vec::new()
+    }
+
+    async fn promote(&self) -> Result<PromoteJson, String> {
+        Err("this node is a supernode already".into())
     }
 }

@@ -15,8 +15,8 @@ use ureq::http::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CONTROL_FILE, ControlFile, DownloadJson, ErrorJson, GetEventJson, GetRequest, SearchRequest,
-    SearchResultJson, StatusJson,
+    CONTROL_FILE, ControlFile, DownloadJson, ErrorJson, GetEventJson, GetRequest, PromoteJson,
+    SearchRequest, SearchResultJson, StatusJson,
 };
 
 /// Longest line of a search answer the client accepts.
@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a status request may take in all.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a promotion may take (it waits for the list server's dial-back).
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a search may take in all; the daemon's own deadline is far shorter.
 const SEARCH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -140,6 +143,24 @@ impl ControlClient {
             .body_mut()
             .read_json()
             .context("the daemon's downloads answer is not valid")
+    }
+
+    /// `POST /promote`.
+    pub fn promote(&self) -> anyhow::Result<PromoteJson> {
+        let mut response = self
+            .agent
+            .post(self.url("promote"))
+            .config()
+            .timeout_global(Some(PROMOTE_TIMEOUT))
+            .build()
+            .header("Authorization", self.bearer())
+            .send_empty()
+            .map_err(|e| self.unreachable(e))?;
+        self.check(&mut response)?;
+        response
+            .body_mut()
+            .read_json()
+            .context("the daemon's promote answer is not valid")
     }
 
     /// POSTs `request` to `route` and calls `on_item` for each line of the NDJSON answer.

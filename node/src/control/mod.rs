@@ -15,7 +15,10 @@
 //!    download belongs to the daemon: a client that hangs up does not stop it, and a second
 //!    `get` of the same content follows the running download.
 //! 4. `GET /downloads` → a list of [`DownloadJson`] (running ones, then recent ones).
-//! 5. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
+//! 5. `POST /promote` → a [`PromoteJson`] once the node runs as a supernode (and a list
+//!    server has confirmed it can dial it back, when it has one); 400 if it cannot be
+//!    promoted, with the reason (it stays what it was).
+//! 6. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
 //!    refused or busy) carry an [`ErrorJson`].
 //!
 //! This module does not run searches or know about connections: the daemon implements
@@ -77,6 +80,9 @@ pub trait ControlHandler: Send + Sync + 'static {
 
     /// Downloads running and recently ended.
     fn downloads(&self) -> impl Future<Output = Vec<DownloadJson>> + Send;
+
+    /// Turns the node into a supernode.
+    fn promote(&self) -> impl Future<Output = Result<PromoteJson, String>> + Send;
 }
 
 /// The contents of `control.json`.
@@ -267,6 +273,18 @@ pub struct DownloadJson {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// `POST /promote` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoteJson {
+    /// `"supernode"`.
+    pub role: String,
+    /// List servers that dialled it back and list it.
+    pub listed_by: Vec<String>,
+    /// Anything the user should know (no list server, not confirmed yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The body of every error answer.

@@ -181,6 +181,7 @@ fn router<H: ControlHandler>(handler: Arc<H>, token: Arc<str>) -> Router {
         .route("/search", post(search::<H>))
         .route("/get", post(get_content::<H>))
         .route("/downloads", get(downloads::<H>))
+        .route("/promote", post(promote::<H>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         // Outermost, so that nothing (not even a 404) answers without the token.
@@ -259,6 +260,13 @@ async fn get_content<H: ControlHandler>(
 
 async fn downloads<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
     Json(state.handler.downloads().await).into_response()
+}
+
+async fn promote<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
+    match state.handler.promote().await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 /// A streamed answer: one JSON object per line, sent as each arrives, until the handler

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::server::ControlServer;
 use super::{
-    ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, SearchRequest,
+    ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, PromoteJson, SearchRequest,
     SearchResultJson, StatusJson, SupernodeJson, serve,
 };
 
@@ -104,6 +104,10 @@ impl ControlHandler for FakeHandler {
 
     async fn downloads(&self) -> Vec<DownloadJson> {
         Vec::new()
+    }
+
+    async fn promote(&self) -> Result<PromoteJson, String> {
+        Err(REFUSAL.into())
     }
 }
 

@@ -13,21 +13,28 @@ use std::time::{Duration, Instant};
 
 use superpeer_bootstrap_list::fetch_supernodes;
 use superpeer_common::wire::{
-    CloseCode, FileEntry, FrameWriter, HelloReply, Holder, Intent, LeafToSupernode, Load,
-    MAX_ENTRIES_PER_MESSAGE, MAX_HOLDERS_PER_HIT, Query, QueryHit, QueryId, Role, SupernodeInfo,
-    SupernodeToLeaf,
+    CloseCode, FileEntry, FrameWriter, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
+    MAX_HOLDERS_PER_HIT, Query, QueryHit, QueryId, Role, SupernodeInfo, SupernodeToLeaf,
 };
 use superpeer_common::{
     Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, TransportLimits, keywords,
 };
-use tokio::sync::{mpsc, oneshot};
+use superpeer_supernode::SupernodeStatus;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+mod incoming;
+mod promote;
+
+use promote::Promoted;
+pub use promote::transfer_service;
 
 use super::attach::{self, Attached};
 use super::cache;
 use super::join::{JoinConfig, Joiner};
 use crate::share::{ShareDelta, SharedFolder};
-use crate::transfer::{ServedFiles, Uploads, serve_connection};
+use crate::transfer::{ServedFiles, Uploads};
 
 /// Everything a leaf needs to start.
 #[derive(Clone, Debug)]
@@ -50,6 +57,8 @@ pub struct LeafConfig {
     pub reprobe_interval: Duration,
     /// How often lists are fetched again.
     pub refresh_interval: Duration,
+    /// Leaves admitted once promoted to supernode.
+    pub max_leaves: usize,
 }
 
 /// QUIC limits for a leaf: a short idle timeout, so a dead supernode is noticed fast (the
@@ -71,6 +80,8 @@ pub struct LeafStatus {
     /// The supernode we are attached to, its address and measured RTT.
     pub supernode: Option<(NodeId, SocketAddr, Duration)>,
     pub shared_files: usize,
+    /// Once promoted: the supernode's own status.
+    pub promoted: Option<SupernodeStatus>,
 }
 
 /// What the daemon hears.
@@ -107,6 +118,12 @@ pub enum Event {
         results: mpsc::Sender<QueryHit>,
         started: oneshot::Sender<Result<(), String>>,
     },
+    /// Become a supernode.
+    Promote(oneshot::Sender<Result<(), String>>),
+    /// Step back down to leaf.
+    Demote(oneshot::Sender<Result<(), String>>),
+    /// An answer to one of our searches from our own supernode (once promoted).
+    OwnSupernode(SupernodeToLeaf),
 }
 
 /// A handle to a running leaf.
@@ -145,6 +162,26 @@ impl LeafHandle {
             .await
             .map_err(|_| "the daemon is stopping".to_string())??;
         Ok(rx)
+    }
+
+    /// Turns the leaf into a supernode; an error says why it stays what it is.
+    pub async fn promote(&self) -> Result<(), String> {
+        self.ask(Event::Promote).await
+    }
+
+    /// Turns a promoted node back into a leaf.
+    pub async fn demote(&self) -> Result<(), String> {
+        self.ask(Event::Demote).await
+    }
+
+    async fn ask(
+        &self,
+        event: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Event,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let stopping = || "the daemon is stopping".to_string();
+        self.events.send(event(tx)).await.map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
     }
 }
 
@@ -279,6 +316,8 @@ impl Leaf {
             ended_early: None,
             probing_since: None,
             ever_attached: false,
+            promoted: None,
+            accepting: None,
             _watcher: None,
         };
         actor.start_background();
@@ -312,6 +351,10 @@ struct Actor {
     probing_since: Option<Instant>,
     /// Attached at least once in this run.
     ever_attached: bool,
+    /// The supernode we run since we were promoted.
+    promoted: Option<Promoted>,
+    /// The leaf's own accept loop (stopped while promoted: the supernode accepts).
+    accepting: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -321,12 +364,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Actor {
     fn start_background(&mut self) {
-        // Incoming connections: probes (dial-back checks) and downloads of our files.
-        tokio::spawn(serve_incoming(
-            self.endpoint.clone(),
-            self.served.clone(),
-            self.uploads.clone(),
-        ));
+        self.start_accepting();
         // --peer addresses (learning the ids of unpinned ones).
         let (endpoint, peers, events) = (
             self.endpoint.clone(),
@@ -399,24 +437,53 @@ impl Actor {
                 Some(event) = events.recv() => self.handle(event).await,
                 _ = tick.tick() => self.drive(Instant::now()),
                 _ = reprobe.tick() => self.joiner.reprobe_all(Instant::now()),
-                _ = refresh.tick() => {
+                _ = refresh.tick(), if self.promoted.is_none() => {
                     self.refresh_lists();
                     self.send(LeafToSupernode::GetSupernodes { max: 50 }).await;
                 }
             }
         }
-        if let Some(mut current) = self.current.take() {
-            // The supernode drops our files at once instead of after a timeout.
-            let _ = tokio::time::timeout(
-                WRITE_TIMEOUT,
-                current.writer.send(&LeafToSupernode::Leaving),
-            )
-            .await;
-            let _ = current.writer.inner_mut().finish();
-            let _ = tokio::time::timeout(Duration::from_millis(500), current.conn.closed()).await;
-            current.conn.close(CloseCode::Normal, "leaving");
-        }
+        self.stop_supernode().await;
+        self.leave_supernode("leaving").await;
         self.endpoint.shutdown().await;
+    }
+
+    /// Leaves the current supernode cleanly: it drops our files at once instead of after
+    /// a timeout.
+    async fn leave_supernode(&mut self, reason: &str) {
+        let Some(mut current) = self.current.take() else {
+            return;
+        };
+        let _ = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            current.writer.send(&LeafToSupernode::Leaving),
+        )
+        .await;
+        let _ = current.writer.inner_mut().finish();
+        let _ = tokio::time::timeout(Duration::from_millis(500), current.conn.closed()).await;
+        current.conn.close(CloseCode::Normal, reason);
+    }
+
+    /// Starts answering incoming connections as a leaf: probes (dial-back checks) and
+    /// downloads of our files.
+    fn start_accepting(&mut self) {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(incoming::serve(
+            self.endpoint.clone(),
+            self.served.clone(),
+            self.uploads.clone(),
+            stopped,
+        ));
+        self.accepting = Some((stop, task));
+    }
+
+    /// Stops the leaf's accept loop and waits until it has stopped (connections it took
+    /// are served to their end).
+    async fn stop_accepting(&mut self) {
+        if let Some((stop, task)) = self.accepting.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 
     /// Starts probes and an attach when one is due.
@@ -429,7 +496,7 @@ impl Actor {
             ));
         }
         self.searches.retain(|_, s| now < s.deadline);
-        if self.attaching.is_some() {
+        if self.attaching.is_some() || self.promoted.is_some() {
             return;
         }
         if !self.joiner.probing() {
@@ -526,6 +593,13 @@ impl Actor {
                 result,
             } => {
                 self.attaching = None;
+                if self.promoted.is_some() {
+                    // Promoted while this attach ran.
+                    if let Attached::Yes { conn, .. } = result {
+                        conn.close(CloseCode::Normal, "promoted to supernode");
+                    }
+                    return;
+                }
                 match result {
                     Attached::Yes { conn, .. } if self.ended_early == Some(generation) => {
                         info!(supernode = %node_id.short(), "the session ended as soon as it opened");
@@ -621,6 +695,10 @@ impl Actor {
                     removed = delta.removed.len(),
                     "shared folder changed"
                 );
+                if let Some(promoted) = &self.promoted {
+                    promoted.handle.share(delta.added, delta.removed).await;
+                    return;
+                }
                 if !delta.removed.is_empty() {
                     for chunk in delta.removed.chunks(MAX_ENTRIES_PER_MESSAGE) {
                         self.send(LeafToSupernode::Unpublish {
@@ -646,9 +724,20 @@ impl Actor {
                         )
                     }),
                     shared_files,
+                    promoted: match &self.promoted {
+                        Some(promoted) => promoted.handle.status().await,
+                        None => None,
+                    },
                 };
                 let _ = reply.send(status);
             }
+            Event::Promote(reply) => {
+                let _ = reply.send(self.promote().await);
+            }
+            Event::Demote(reply) => {
+                let _ = reply.send(self.demote().await);
+            }
+            Event::OwnSupernode(msg) => self.supernode_message(now, msg),
             Event::Search {
                 keywords: words,
                 want,
@@ -671,7 +760,7 @@ impl Actor {
         if words.is_empty() {
             return Err("no searchable words in the query".into());
         }
-        if self.current.is_none() {
+        if self.current.is_none() && self.promoted.is_none() {
             return Err("not attached to a supernode yet; try again in a moment".into());
         }
         let id = QueryId(rand::random());
@@ -689,6 +778,9 @@ impl Actor {
                 deadline: now + SEARCH_DEADLINE,
             },
         );
+        if self.promoted.is_some() {
+            return self.search_as_supernode(query).await;
+        }
         self.send(LeafToSupernode::Query(query)).await;
         Ok(())
     }
@@ -779,44 +871,5 @@ impl Actor {
             debug!("write to the supernode failed: {e}");
             current.conn.close_for(&e);
         }
-    }
-}
-
-/// Answers probes (dial-back checks, RTT measurements) and serves downloads of our shared
-/// files on the leaf's own address.
-async fn serve_incoming(endpoint: Endpoint, served: ServedFiles, uploads: Arc<Uploads>) {
-    while let Some(incoming) = endpoint.incoming().await {
-        let (served, uploads) = (served.clone(), uploads.clone());
-        tokio::spawn(async move {
-            let Ok(conn) = superpeer_common::accept(incoming, Duration::from_secs(5)).await else {
-                return;
-            };
-            let Ok((mut session, hello)) = conn.accept_session().await else {
-                return;
-            };
-            match hello.intent {
-                Intent::Probe => {
-                    if let Err(e) =
-                        superpeer_common::answer_probe(&mut session, Role::Leaf, || None).await
-                    {
-                        conn.close_for(&e);
-                    }
-                }
-                Intent::Transfer => {
-                    serve_connection(conn, session, Role::Leaf, served, uploads).await;
-                }
-                other => {
-                    let reason = format!("a leaf does not serve {other:?}");
-                    let _ = session
-                        .reply(&HelloReply::Refused {
-                            reason,
-                            try_instead: Vec::new(),
-                        })
-                        .await;
-                    conn.finish_and_close(&mut session, CloseCode::Refused, "intent not served")
-                        .await;
-                }
-            }
-        });
     }
 }

@@ -244,6 +244,12 @@ impl Joiner {
         }
     }
 
+    /// We left the current supernode of our own accord (promoted): no fault of its own,
+    /// so it stays a good candidate for later.
+    pub fn detached(&mut self) {
+        self.current = None;
+    }
+
     /// The current supernode went away (closed, silent, or told us to move).
     pub fn lost(&mut self, now: Instant, node_id: NodeId) {
         if self.current == Some(node_id) {

@@ -12,5 +12,5 @@ mod daemon;
 mod join;
 
 pub use cache::CACHE_FILE;
-pub use daemon::{Leaf, LeafConfig, LeafHandle};
+pub use daemon::{Leaf, LeafConfig, LeafHandle, LeafStatus, transfer_service};
 pub use join::JoinConfig;

@@ -10,5 +10,6 @@
 mod download;
 mod leaf;
 mod list_server;
+mod promote;
 mod supernode;
 mod support;
