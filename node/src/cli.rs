@@ -62,6 +62,12 @@ pub struct LeafArgs {
     /// Leaves to admit once promoted to supernode [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
+    /// Never promote this leaf to supernode by itself (`superpeer promote` still works).
+    #[arg(long)]
+    pub no_election: bool,
+    /// Seconds up before this leaf may elect itself supernode when the network is short.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub promote_after: u64,
     /// A TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

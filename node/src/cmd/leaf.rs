@@ -16,7 +16,7 @@ use crate::control::{
     SearchRequest, SearchResultJson, StatusJson, SupernodeJson,
 };
 use crate::downloads::Downloads;
-use crate::leaf::{CACHE_FILE, JoinConfig, Leaf, LeafConfig, LeafHandle};
+use crate::leaf::{CACHE_FILE, ElectionConfig, JoinConfig, Leaf, LeafConfig, LeafHandle};
 use crate::share::SharedFolder;
 use crate::transfer::Uploads;
 use crate::{names, runtime};
@@ -50,6 +50,10 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
         reprobe_interval: Duration::from_secs(30),
         refresh_interval: Duration::from_secs(30),
         max_leaves: args.max_leaves.unwrap_or(500),
+        election: ElectionConfig {
+            enabled: !args.no_election,
+            ..ElectionConfig::with_min_uptime(Duration::from_secs(args.promote_after))
+        },
     };
     let control_addr = args
         .control

@@ -32,6 +32,7 @@ pub use promote::transfer_service;
 
 use super::attach::{self, Attached};
 use super::cache;
+use super::election::{Election, ElectionConfig};
 use super::join::{JoinConfig, Joiner};
 use crate::share::{ShareDelta, SharedFolder};
 use crate::transfer::{ServedFiles, Uploads};
@@ -59,6 +60,8 @@ pub struct LeafConfig {
     pub refresh_interval: Duration,
     /// Leaves admitted once promoted to supernode.
     pub max_leaves: usize,
+    /// When to promote ourselves (and step back down).
+    pub election: ElectionConfig,
 }
 
 /// QUIC limits for a leaf: a short idle timeout, so a dead supernode is noticed fast (the
@@ -108,6 +111,8 @@ pub enum Event {
     Learned {
         infos: Vec<SupernodeInfo>,
         save: bool,
+        /// From a list server: whether it says the network is short of supernodes.
+        short: Option<bool>,
     },
     ShareChanged,
     ShareDelta(ShareDelta),
@@ -296,6 +301,12 @@ impl Leaf {
             .unwrap_or_default();
         let mut joiner = Joiner::new(endpoint.node_id(), config.join.clone());
         joiner.add(&cache::load(&config.state_dir));
+        let election = Election::new(
+            Instant::now(),
+            config.election.clone(),
+            config.max_leaves,
+            rand::random(),
+        );
         let mut actor = Actor {
             endpoint,
             advertise,
@@ -318,6 +329,7 @@ impl Leaf {
             ever_attached: false,
             promoted: None,
             accepting: None,
+            election,
             _watcher: None,
         };
         actor.start_background();
@@ -355,6 +367,8 @@ struct Actor {
     promoted: Option<Promoted>,
     /// The leaf's own accept loop (stopped while promoted: the supernode accepts).
     accepting: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// Whether to promote ourselves, or step back down.
+    election: Election,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -388,7 +402,13 @@ impl Actor {
                     None => warn!(peer = %peer.addr, "no supernode answers at this --peer address"),
                 }
             }
-            let _ = events.send(Event::Learned { infos, save: false }).await;
+            let _ = events
+                .send(Event::Learned {
+                    infos,
+                    save: false,
+                    short: None,
+                })
+                .await;
         });
         self.refresh_lists();
         if let (Some(_), Some(dir)) = (&self.folder, self.config.share.clone()) {
@@ -435,9 +455,13 @@ impl Actor {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(event) = events.recv() => self.handle(event).await,
-                _ = tick.tick() => self.drive(Instant::now()),
+                _ = tick.tick() => {
+                    self.drive(Instant::now());
+                    self.elect(Instant::now()).await;
+                }
                 _ = reprobe.tick() => self.joiner.reprobe_all(Instant::now()),
-                _ = refresh.tick(), if self.promoted.is_none() => {
+                // Promoted, the lists still bring the list server's shortage signal.
+                _ = refresh.tick() => {
                     self.refresh_lists();
                     self.send(LeafToSupernode::GetSupernodes { max: 50 }).await;
                 }
@@ -569,6 +593,7 @@ impl Actor {
                             .send(Event::Learned {
                                 infos: list.supernodes,
                                 save: true,
+                                short: Some(list.short_of_supernodes),
                             })
                             .await;
                     }
@@ -629,6 +654,7 @@ impl Actor {
                         self.send(LeafToSupernode::GetSupernodes { max: 50 }).await;
                     }
                     Attached::Full(try_instead) => {
+                        self.election.refused_full(now);
                         info!(supernode = %node_id.short(), "full; trying its suggestions");
                         self.joiner.refused(now, node_id, &try_instead);
                     }
@@ -658,7 +684,11 @@ impl Actor {
                 self.refresh_lists();
                 self.drive(now);
             }
-            Event::Learned { infos, save } => {
+            Event::Learned { infos, save, short } => {
+                if let Some(short) = short {
+                    let listed = infos.iter().filter(|i| !i.stale).count();
+                    self.election.list_answer(now, short, listed);
+                }
                 self.joiner.add(&infos);
                 if save {
                     cache::save(&self.config.state_dir, &self.joiner.known());
@@ -732,10 +762,18 @@ impl Actor {
                 let _ = reply.send(status);
             }
             Event::Promote(reply) => {
-                let _ = reply.send(self.promote().await);
+                let result = self.promote(false).await;
+                if result.is_ok() {
+                    self.election.promoted(true);
+                }
+                let _ = reply.send(result);
             }
             Event::Demote(reply) => {
-                let _ = reply.send(self.demote().await);
+                let result = self.demote().await;
+                if result.is_ok() {
+                    self.election.demoted(now);
+                }
+                let _ = reply.send(result);
             }
             Event::OwnSupernode(msg) => self.supernode_message(now, msg),
             Event::Search {

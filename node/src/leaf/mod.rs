@@ -9,8 +9,10 @@
 mod attach;
 mod cache;
 mod daemon;
+mod election;
 mod join;
 
 pub use cache::CACHE_FILE;
 pub use daemon::{Leaf, LeafConfig, LeafHandle, LeafStatus, transfer_service};
+pub use election::{Decision, Election, ElectionConfig};
 pub use join::JoinConfig;

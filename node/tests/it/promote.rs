@@ -158,3 +158,108 @@ async fn a_leaf_that_cannot_be_dialled_back_stays_a_leaf() {
     assert_eq!(s["role"], "leaf");
     assert_eq!(supernodes(&list.pinned).await.len(), 1);
 }
+
+/// Whether the list server says the network is short of supernodes, asked as a leaf would.
+async fn short_of_supernodes(list: &Daemon) -> bool {
+    let endpoint = bind("127.0.28.100");
+    let list = superpeer_bootstrap_list::fetch_supernodes(
+        &endpoint,
+        &list.pinned,
+        superpeer_common::wire::Role::Leaf,
+        50,
+    )
+    .await
+    .unwrap();
+    list.short_of_supernodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_elect_supernodes_until_everyone_is_placed() {
+    let dirs: Vec<_> = (0..8).map(|_| tempfile::tempdir().unwrap()).collect();
+    let list = Daemon::list_server("127.0.28.1", dirs[0].path(), &["--heartbeat-ms", "500"]);
+    let _sn =
+        crate::supernode::supernode("127.0.28.2", &list, dirs[1].path(), &["--max-leaves", "2"]);
+    let list_addr = list.pinned.to_string();
+    let leaves: Vec<Daemon> = (0..6)
+        .map(|i| {
+            leaf(
+                &format!("127.0.28.{}", 10 + i),
+                dirs[2 + i].path(),
+                &["--list-server", &list_addr, "--promote-after", "2"],
+            )
+        })
+        .collect();
+    let roles = wait_for(
+        "every leaf placed and no shortage",
+        Duration::from_secs(45),
+        || async {
+            let mut roles = Vec::new();
+            for dir in &dirs[2..] {
+                let s = status(dir.path()).await;
+                let placed = s["role"] == "supernode" || !s["supernode"].is_null();
+                if !placed {
+                    return None;
+                }
+                roles.push(s["role"].as_str().unwrap().to_string());
+            }
+            (!short_of_supernodes(&list).await).then_some(roles)
+        },
+    )
+    .await;
+    let promoted = roles.iter().filter(|r| *r == "supernode").count();
+    println!("elected {promoted} of 6 leaves: {roles:?}");
+    assert!(promoted >= 1, "{roles:?}");
+    assert!(promoted < 6, "everyone promoted: {roles:?}");
+    // The elected supernodes are listed.
+    let listed = supernodes(&list.pinned).await;
+    assert_eq!(listed.len(), 1 + promoted, "{listed:?}");
+    drop(leaves);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supernode_that_shuts_down_cleanly_moves_its_leaves_within_2_s() {
+    let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    let list = Daemon::list_server("127.0.29.1", dirs[0].path(), &["--heartbeat-ms", "500"]);
+    let a = crate::supernode::supernode("127.0.29.2", &list, dirs[1].path(), &[]);
+    let b = crate::supernode::supernode("127.0.29.3", &list, dirs[2].path(), &[]);
+    let a_id = a.pinned.node_id.unwrap().to_string();
+    let _leaves: Vec<Daemon> = (0..3)
+        .map(|i| {
+            leaf(
+                &format!("127.0.29.{}", 10 + i),
+                dirs[3 + i].path(),
+                &["--peer", &a.pinned.to_string(), "--no-election"],
+            )
+        })
+        .collect();
+    for dir in &dirs[3..] {
+        wait_for("the leaf on A", Duration::from_secs(20), || async {
+            (status(dir.path()).await["supernode"]["node_id"] == a_id.as_str()).then_some(())
+        })
+        .await;
+    }
+    // A and B are linked before A goes, so A can tell its leaves about B.
+    wait_for("A linked to B", Duration::from_secs(20), || async {
+        (status(dirs[1].path()).await["neighbors"] == 1).then_some(())
+    })
+    .await;
+    let b_id = b.pinned.node_id.unwrap().to_string();
+    let stopped = std::time::Instant::now();
+    assert!(a.terminate().success());
+    for dir in &dirs[3..] {
+        loop {
+            let s = status(dir.path()).await;
+            if s["supernode"]["node_id"] == b_id.as_str() {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(2),
+                "a leaf still not on B after 2 s: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let moved = stopped.elapsed();
+    println!("leaves moved {moved:?} after SIGTERM");
+    assert!(moved < Duration::from_secs(2));
+}

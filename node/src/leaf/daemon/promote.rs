@@ -14,20 +14,25 @@
 //! closes its sessions; the leaf accepts again and joins the best supernode it knows.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use superpeer_bootstrap_list::RegistrationStatus;
 use superpeer_common::PeerAddr;
 use superpeer_common::wire::{Query, Role};
 use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle, TransferService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Actor, Event, lock};
+use crate::leaf::election::Decision;
 use crate::transfer::{ServedFiles, Uploads, serve_connection};
 
 /// The supernode a promoted leaf runs.
 pub(super) struct Promoted {
     pub(super) handle: SupernodeHandle,
+    /// Promoted by the election (undone at once if no list server will list us).
+    elected: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -56,7 +61,7 @@ pub fn transfer_service(served: ServedFiles, uploads: Arc<Uploads>) -> TransferS
 
 impl Actor {
     /// Becomes a supernode (see the module docs).
-    pub(super) async fn promote(&mut self) -> Result<(), String> {
+    pub(super) async fn promote(&mut self, elected: bool) -> Result<(), String> {
         if self.promoted.is_some() {
             return Err("this node is a supernode already".into());
         }
@@ -89,9 +94,58 @@ impl Actor {
         }));
         let entries = lock(&self.entries).clone();
         handle.share(entries, Vec::new()).await;
-        info!(advertise = %self.advertise, "promoted to supernode");
-        self.promoted = Some(Promoted { handle, stop, task });
+        info!(advertise = %self.advertise, elected, "promoted to supernode");
+        self.promoted = Some(Promoted {
+            handle,
+            elected,
+            stop,
+            task,
+        });
         Ok(())
+    }
+
+    /// Runs the election: promotes, steps down, or asks the list servers, as it decides.
+    /// Promoted, it watches our leaves and, for an elected promotion, whether any list
+    /// server lists us.
+    pub(super) async fn elect(&mut self, now: Instant) {
+        self.election.set_attached(self.current.is_some());
+        if let Some(promoted) = &self.promoted {
+            let Some(status) = promoted.handle.status().await else {
+                return;
+            };
+            let refused_everywhere = !status.registrations.is_empty()
+                && status
+                    .registrations
+                    .iter()
+                    .all(|(_, r)| matches!(r, RegistrationStatus::Refused(_)));
+            if promoted.elected && refused_everywhere {
+                warn!(
+                    registrations = ?status.registrations,
+                    "no list server will list us as a supernode; back to leaf"
+                );
+                let _ = self.demote().await;
+                self.election.promotion_failed(now);
+                return;
+            }
+            self.election.own_leaves(now, status.core.leaves as u32);
+        }
+        match self.election.poll(now) {
+            None => {}
+            Some(Decision::AskListServers) => self.refresh_lists(),
+            Some(Decision::Promote) => match self.promote(true).await {
+                Ok(()) => self.election.promoted(false),
+                Err(e) => {
+                    warn!("cannot promote: {e}");
+                    self.election.promotion_failed(now);
+                }
+            },
+            Some(Decision::Demote) => {
+                info!("few leaves here while others have room: stepping down");
+                if self.demote().await.is_ok() {
+                    self.election.demoted(now);
+                }
+            }
+        }
     }
 
     /// Steps back down to leaf (see the module docs).
