@@ -224,7 +224,7 @@ impl Election {
             return None;
         }
         // The final check: a list-server answer newer than the end of the wait.
-        if self.answer.is_some() && !self.answer.is_some_and(|(at, _, _)| at >= fire_at) {
+        if self.answer.is_some_and(|(at, _, _)| at < fire_at) {
             let asked_recently = self
                 .asked
                 .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
