@@ -31,6 +31,22 @@ pub enum Command {
     Status(StatusArgs),
     /// Turn the running leaf into a supernode, without a restart.
     Promote(PromoteArgs),
+    /// Run a whole network on this machine and show it at work: joins, an election, a
+    /// search, a verified download, a supernode failing.
+    Testnet(TestnetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestnetArgs {
+    /// Supernodes to start with.
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=20))]
+    pub supernodes: usize,
+    /// Leaves to start.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
+    pub leaves: usize,
+    /// Keep the network running after the demo (Ctrl-C stops it).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

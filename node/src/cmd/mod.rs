@@ -8,6 +8,7 @@ mod search;
 mod status;
 mod supernode;
 mod supernodes;
+mod testnet;
 
 use crate::cli::{Cli, Command};
 
@@ -22,5 +23,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(args),
         Command::Status(args) => status::run(args),
         Command::Promote(args) => promote::run(args),
+        Command::Testnet(args) => testnet::run(args),
     }
 }

@@ -13,3 +13,4 @@ mod list_server;
 mod promote;
 mod supernode;
 mod support;
+mod testnet;
