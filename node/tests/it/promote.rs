@@ -72,6 +72,13 @@ async fn a_promoted_leaf_is_listed_admits_leaves_and_keeps_its_files() {
         "{}",
         again.stderr
     );
+    let on_a_supernode = promote(dirs[1].path()).await;
+    assert!(!on_a_supernode.ok);
+    assert!(
+        on_a_supernode.stderr.contains("supernode already"),
+        "{}",
+        on_a_supernode.stderr
+    );
 
     // It admits leaves.
     let _r = leaf(
