@@ -13,6 +13,23 @@ pub mod control;
 pub mod downloads;
 pub mod leaf;
 pub mod names;
+pub mod procs;
 pub mod runtime;
 pub mod share;
 pub mod transfer;
+
+/// The `superpeer` command line: parses the arguments, runs the command, and turns an error
+/// into one clear line on stderr and a non-zero exit status. `main.rs` is only this, and
+/// the test harness's own copy of the binary (`integration/`) too.
+pub fn main_entry() -> std::process::ExitCode {
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    runtime::init_logging();
+    match cmd::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("superpeer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

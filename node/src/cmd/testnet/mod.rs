@@ -11,7 +11,6 @@
 //! 5. a summary. With `--keep` it stays up and prints how to reach each daemon.
 
 mod files;
-mod procs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,8 +21,8 @@ use superpeer_common::ContentId;
 
 use crate::cli::TestnetArgs;
 use crate::control::{GetEventJson, GetRequest, SearchRequest, SearchResultJson};
+use crate::procs::{self, Proc};
 use crate::runtime;
-use procs::Proc;
 
 /// Longest wait for any one step of the demo.
 const STEP_TIMEOUT: Duration = Duration::from_secs(45);
@@ -75,7 +74,8 @@ impl Testnet {
     }
 
     fn start(&mut self, label: &str, args: Vec<String>) -> anyhow::Result<Proc> {
-        let proc = Proc::start(label, &self.root.join(label), &args)?;
+        let exe = std::env::current_exe().context("cannot find the superpeer executable")?;
+        let proc = Proc::start(&exe, label, &self.root.join(label), &args)?;
         if let Some(id) = proc.pinned.node_id {
             self.labels.insert(id.to_string(), label.to_string());
         }
