@@ -125,10 +125,20 @@ pub async fn keep_registered(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(250);
+    // The heartbeat interval the server asked for: a restarted server hears from us again
+    // within one, as it would from a live supernode, so its list is right within its expiry.
+    let mut heartbeat = None;
     loop {
         let _ = status.send(RegistrationStatus::Connecting);
-        let session =
-            registration_session(&endpoint, &server, advertise, &load, &status, &mut shutdown);
+        let session = registration_session(
+            &endpoint,
+            &server,
+            advertise,
+            &load,
+            &status,
+            &mut shutdown,
+            &mut heartbeat,
+        );
         match session.await {
             Ok(()) => return,
             Err(e) => {
@@ -144,7 +154,8 @@ pub async fn keep_registered(
             _ = tokio::time::sleep(backoff) => {}
             () = stopped(&mut shutdown) => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let longest = heartbeat.unwrap_or(Duration::from_secs(5));
+        backoff = (backoff * 2).min(longest).max(Duration::from_millis(250));
     }
 }
 
@@ -156,6 +167,7 @@ async fn registration_session(
     load: &watch::Receiver<Load>,
     status: &watch::Sender<RegistrationStatus>,
     shutdown: &mut watch::Receiver<bool>,
+    heartbeat: &mut Option<Duration>,
 ) -> Result<(), ClientError> {
     let addr = server.addr;
     let wire = |source| ClientError::Wire { addr, source };
@@ -170,9 +182,13 @@ async fn registration_session(
         .await
         .map_err(wire)?;
     let mut interval = Duration::from_secs(5);
+    // A registration may wait for a dial-back; a heartbeat's answer comes at once, and a
+    // server that does not give it (killed, restarted) is dropped before the transport's
+    // idle timeout would notice, so we register again with its successor quickly.
+    let mut reply_timeout = REQUEST_TIMEOUT;
     loop {
         let reply = tokio::time::timeout(
-            REQUEST_TIMEOUT,
+            reply_timeout,
             session.reader.recv_required::<ListServerToNode>(),
         )
         .await
@@ -186,6 +202,7 @@ async fn registration_session(
             } => {
                 interval =
                     Duration::from_millis(u64::from(heartbeat_interval_ms.clamp(100, 60_000)));
+                *heartbeat = Some(interval);
                 register_again = !listed;
                 if status.send_replace(RegistrationStatus::Registered { listed })
                     != (RegistrationStatus::Registered { listed })
@@ -212,11 +229,15 @@ async fn registration_session(
         }
         let current = *load.borrow();
         let next = if register_again {
+            reply_timeout = REQUEST_TIMEOUT;
             ToListServer::Register {
                 advertise,
                 load: current,
             }
         } else {
+            reply_timeout = (interval * 2)
+                .max(Duration::from_secs(1))
+                .min(REQUEST_TIMEOUT);
             ToListServer::Heartbeat { load: current }
         };
         session.writer.send(&next).await.map_err(wire)?;

@@ -3,6 +3,7 @@
 //! Used by `superpeer testnet` and by the multi-process test harness (`integration/`).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -20,8 +21,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Proc {
     /// A name for people: `sn-2`, `leaf-5`.
     pub label: String,
-    /// Its `NODEID@HOST:PORT`.
+    /// Its `NODEID@HOST:PORT` (the advertised address).
     pub pinned: PeerAddr,
+    /// The address it listens on.
+    pub listening: Option<SocketAddr>,
     pub state_dir: PathBuf,
     exe: PathBuf,
     args: Vec<String>,
@@ -39,10 +42,11 @@ impl Proc {
     ) -> anyhow::Result<Proc> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create {}", state_dir.display()))?;
-        let (child, pinned) = spawn(exe, label, state_dir, args)?;
+        let (child, pinned, listening) = spawn(exe, label, state_dir, args)?;
         Ok(Proc {
             label: label.to_string(),
             pinned,
+            listening,
             state_dir: state_dir.to_path_buf(),
             exe: exe.to_path_buf(),
             args: args.to_vec(),
@@ -50,13 +54,22 @@ impl Proc {
         })
     }
 
-    /// Starts it again with the same arguments and state dir (killing it first if it
-    /// runs), and waits for its address (a new port if it listened on port 0).
+    /// Starts it again with the same arguments and state dir, on the same address (the
+    /// port it got the first time, when it asked for port 0), killing it first if it runs;
+    /// waits for its address. Others that knew it reach it where they knew it.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let (child, pinned) = spawn(&self.exe, &self.label, &self.state_dir, &self.args)?;
+        let mut args = self.args.clone();
+        if let Some(listening) = self.listening {
+            let listen = args.iter().position(|a| a == "--listen");
+            if let Some(value) = listen.and_then(|i| args.get_mut(i + 1)) {
+                *value = listening.to_string();
+            }
+        }
+        let (child, pinned, listening) = spawn(&self.exe, &self.label, &self.state_dir, &args)?;
         self.child = child;
         self.pinned = pinned;
+        self.listening = listening.or(self.listening);
         Ok(())
     }
 
@@ -97,13 +110,14 @@ impl Proc {
     }
 }
 
-/// Starts the process and reads its address from its output.
+/// Starts the process and reads its addresses from its output: the pinned (advertised)
+/// one, and the one it listens on if it says.
 fn spawn(
     exe: &Path,
     label: &str,
     state_dir: &Path,
     args: &[String],
-) -> anyhow::Result<(Child, PeerAddr)> {
+) -> anyhow::Result<(Child, PeerAddr, Option<SocketAddr>)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -124,17 +138,21 @@ fn spawn(
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut listening = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on: ") {
+                listening = addr.parse().ok();
+            }
             if let Some(pinned) = line.strip_prefix("pinned address: ") {
-                let _ = tx.send(pinned.to_string());
+                let _ = tx.send((pinned.to_string(), listening));
             }
         }
     });
     match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) => Ok((
-            child,
-            line.parse().context("a daemon printed a bad address")?,
-        )),
+        Ok((line, listening)) => {
+            let pinned = line.parse().context("a daemon printed a bad address")?;
+            Ok((child, pinned, listening))
+        }
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
