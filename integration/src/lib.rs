@@ -1,6 +1,17 @@
 //! Multi-process tests, the latency/loss proxy, benchmarks and the overlay simulator.
 //!
-//! Tests here start real `superpeer` processes on 127.0.0.x addresses; nothing here is
+//! Tests here start real `superpeer` processes on 127.0.x.y addresses; nothing here is
 //! linked into the product.
 //!
-//! Layout: filled in by the integration and benchmark issues.
+//! Layout:
+//! - `harness`: [`harness::Cluster`], real daemons on their own addresses and state dirs,
+//!   waits with bounds, generated shares.
+//! - `proxy`: [`proxy::Proxy`], a userspace UDP proxy adding delay, jitter and loss.
+//! - `sim`: the overlay simulator: the production state machines over a simulated network.
+//! - `workload`: seeded catalogs, shares and queries with Zipf popularity, and the ground
+//!   truth a search must match.
+
+pub mod harness;
+pub mod proxy;
+pub mod sim;
+pub mod workload;
