@@ -4,6 +4,7 @@
 //! linked into the product.
 //!
 //! Layout:
+//! - `bench`: the `bench` binary's measurements of a real network, with baselines.
 //! - `harness`: [`harness::Cluster`], real daemons on their own addresses and state dirs,
 //!   waits with bounds, generated shares.
 //! - `proxy`: [`proxy::Proxy`], a userspace UDP proxy adding delay, jitter and loss.
@@ -11,6 +12,7 @@
 //! - `workload`: seeded catalogs, shares and queries with Zipf popularity, and the ground
 //!   truth a search must match.
 
+pub mod bench;
 pub mod harness;
 pub mod proxy;
 pub mod sim;

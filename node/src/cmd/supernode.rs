@@ -107,6 +107,9 @@ impl ControlHandler for SupernodeControl {
             shared_files: self.shared_files,
             leaves: Some(status.as_ref().map_or(0, |s| s.core.leaves)),
             neighbors: Some(status.as_ref().map_or(0, |s| s.core.neighbors.len())),
+            indexed: status.as_ref().map(|s| s.core.indexed),
+            queries_forwarded: status.as_ref().map(|s| s.core.router.forwarded),
+            queries_received: status.as_ref().map(|s| s.core.queries_from_neighbors),
             listen: status
                 .as_ref()
                 .map(|s| s.advertise.to_string())

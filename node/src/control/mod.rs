@@ -111,6 +111,15 @@ pub struct StatusJson {
     /// Supernode neighbours linked (supernode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neighbors: Option<usize>,
+    /// Entries in the supernode's index (supernode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed: Option<usize>,
+    /// Query messages this supernode sent to neighbours, and received from them, since it
+    /// started (supernode only): what a query costs the overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries_forwarded: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries_received: Option<u64>,
     /// The address the daemon listens on.
     pub listen: String,
     /// The address others are told to dial.
@@ -305,6 +314,9 @@ mod tests {
             shared_files: 3,
             leaves: None,
             neighbors: None,
+            indexed: None,
+            queries_forwarded: None,
+            queries_received: None,
             listen: "127.0.0.1:1".into(),
             advertise: "127.0.0.1:1".into(),
             downloads: Vec::new(),
