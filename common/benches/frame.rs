@@ -1,7 +1,12 @@
 //! Frame encode/decode: what every message costs before it reaches the network, for the
 //! messages that dominate traffic (a publish of a full batch of entries, a query, a batch
 //! of hits). `cargo bench -p superpeer-common --bench frame`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::net::SocketAddr;
