@@ -58,7 +58,26 @@ impl Default for TransportLimits {
     }
 }
 
+/// What an incoming connection may make us hold before its hello is accepted: the whole
+/// connection's unread bytes (a hello is at most [`MAX_HELLO_FRAME`]). Credit granted
+/// in the handshake cannot be taken back, so incoming connections start here and get the
+/// full [`TransportLimits::receive_window`] only once admitted
+/// ([`Connection::admit`]): a crowd of peers that never finish their hello, or stuff
+/// streams nobody reads, cost at most this much each.
+pub const UNADMITTED_RECEIVE_WINDOW: u32 = 64 * 1024;
+
 impl TransportLimits {
+    /// Incoming connections: one stream each (every conversation of ours is one session
+    /// per connection), and the small window until admitted.
+    fn quinn_server_config(&self) -> Result<quinn::TransportConfig, TransportError> {
+        let mut config = self.quinn_config()?;
+        config
+            .max_concurrent_bidi_streams(1u32.into())
+            .max_concurrent_uni_streams(self.max_uni_streams.min(1).into())
+            .receive_window(UNADMITTED_RECEIVE_WINDOW.into());
+        Ok(config)
+    }
+
     fn quinn_config(&self) -> Result<quinn::TransportConfig, TransportError> {
         let mut config = quinn::TransportConfig::default();
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
@@ -137,7 +156,7 @@ impl Endpoint {
         let crypto = QuicServerConfig::try_from(tls::server_config(&identity)?)
             .map_err(|e| TransportError::Config(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(transport.clone());
+        server.transport_config(Arc::new(limits.quinn_server_config()?));
         let inner = quinn::Endpoint::server(server, addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
         Ok(Self {
@@ -305,6 +324,12 @@ impl Connection {
             .ok()?;
         let peer = tls::node_id_from_spki(certs.first()?)?;
         Some(Self { inner, peer })
+    }
+
+    /// Gives an incoming connection whose session was accepted (a leaf attached, a link
+    /// taken) the full receive window: until then it has [`UNADMITTED_RECEIVE_WINDOW`].
+    pub fn admit(&self, receive_window: u32) {
+        self.inner.set_receive_window(receive_window.into());
     }
 
     /// The peer's node id, proven in the handshake.

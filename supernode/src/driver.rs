@@ -342,8 +342,9 @@ impl Supernode {
                     let (events, load) = (events_tx.clone(), load_rx.clone());
                     let timeout = config.limits.handshake_timeout;
                     let transfer = config.transfer.clone();
+                    let window = config.limits.receive_window;
                     tokio::spawn(async move {
-                        sessions::serve_incoming(incoming, timeout, events, load, transfer).await;
+                        sessions::serve_incoming(incoming, timeout, events, load, transfer, window).await;
                         drop(permit);
                     }.instrument(info_span!("conn", %source)));
                 }

@@ -32,6 +32,7 @@ pub async fn serve_incoming(
     events: mpsc::Sender<Event>,
     load: watch::Receiver<Load>,
     transfer: Option<TransferService>,
+    receive_window: u32,
 ) {
     let conn = match superpeer_common::accept(incoming, handshake_timeout).await {
         Ok(conn) => conn,
@@ -65,6 +66,10 @@ pub async fn serve_incoming(
                 return;
             };
             let admitted = matches!(reply, HelloReply::Welcome { .. });
+            if admitted {
+                // Publishes come in frames of up to 1 MiB.
+                conn.admit(receive_window);
+            }
             if session.reply(&reply).await.is_err() || !admitted {
                 refuse(&conn, &mut session).await;
                 if admitted {
@@ -91,6 +96,7 @@ pub async fn serve_incoming(
             }
             match reply_rx.await {
                 Ok(Some(session_id)) => {
+                    conn.admit(receive_window);
                     if session
                         .reply(&HelloReply::Welcome {
                             role: Role::Supernode,

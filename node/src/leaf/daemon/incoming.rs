@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use superpeer_common::Endpoint;
 use superpeer_common::wire::{CloseCode, HelloReply, Intent, Role};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::transfer::{ServedFiles, Uploads, serve_connection};
+
+/// Connections a leaf serves at once (probes and downloads of its files); more are refused
+/// before their handshake, so a crowd cannot make a leaf hold more than this many.
+pub const MAX_INCOMING: usize = 256;
 
 /// Answers probes (dial-back checks, RTT measurements) and serves downloads of our shared
 /// files, until `stop` turns true (promotion hands the endpoint to a supernode). Refuses
@@ -18,14 +22,20 @@ pub async fn serve(
     uploads: Arc<Uploads>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_INCOMING));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.incoming() => incoming,
             _ = stop.wait_for(|s| *s) => return,
         };
         let Some(incoming) = incoming else { return };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
         let (served, uploads) = (served.clone(), uploads.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let Ok(conn) = superpeer_common::accept(incoming, Duration::from_secs(5)).await else {
                 return;
             };
