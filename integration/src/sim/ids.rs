@@ -1,0 +1,85 @@
+//! Names of simulated nodes and queries: node ids, addresses and query ids that carry the
+//! simulator's own numbering, so an id seen in a message (a dial target, a query id) maps
+//! back to a node or a query without a lookup table.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use rand::Rng;
+use superpeer_common::NodeId;
+use superpeer_common::wire::QueryId;
+
+const SUPERNODE_TAG: u8 = b'S';
+const LEAF_TAG: u8 = b'L';
+
+fn node_id(tag: u8, n: u32) -> NodeId {
+    let mut bytes = [0u8; 32];
+    bytes[0] = tag;
+    bytes[1..5].copy_from_slice(&n.to_le_bytes());
+    NodeId::from_bytes(bytes)
+}
+
+fn number(tag: u8, id: &NodeId) -> Option<u32> {
+    let bytes = id.as_bytes();
+    if bytes.first() != Some(&tag) {
+        return None;
+    }
+    let n: [u8; 4] = bytes.get(1..5)?.try_into().ok()?;
+    Some(u32::from_le_bytes(n))
+}
+
+/// The node id of supernode `n`.
+pub fn supernode_id(n: u32) -> NodeId {
+    node_id(SUPERNODE_TAG, n)
+}
+
+/// The supernode number a node id names, if it names one.
+pub fn supernode_number(id: &NodeId) -> Option<u32> {
+    number(SUPERNODE_TAG, id)
+}
+
+/// The node id of leaf `n`.
+pub fn leaf_id(n: u32) -> NodeId {
+    node_id(LEAF_TAG, n)
+}
+
+/// Supernode `n`'s address: one host each (the list server allows only a few entries per
+/// source address).
+pub fn supernode_addr(n: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0x0A00_0000 + n), 7000))
+}
+
+/// Leaf `n`'s address.
+pub fn leaf_addr(n: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0x4000_0000 + n), 6000))
+}
+
+/// A query id whose first four bytes number the query; the rest is random, as a leaf's is.
+pub fn query_id(n: u32, rng: &mut impl Rng) -> QueryId {
+    let mut bytes: [u8; 16] = rng.random();
+    bytes[..4].copy_from_slice(&n.to_le_bytes());
+    QueryId(bytes)
+}
+
+/// The query number in a query id.
+pub fn query_number(id: &QueryId) -> u32 {
+    let [a, b, c, d, ..] = id.0;
+    u32::from_le_bytes([a, b, c, d])
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn ids_map_back_to_their_numbers() {
+        assert_eq!(supernode_number(&supernode_id(9_999)), Some(9_999));
+        assert_eq!(number(LEAF_TAG, &leaf_id(2_999_999)), Some(2_999_999));
+        assert_eq!(supernode_number(&leaf_id(3)), None);
+        assert_ne!(supernode_addr(1), supernode_addr(2));
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(query_number(&query_id(12_345, &mut rng)), 12_345);
+    }
+}

@@ -1,0 +1,435 @@
+//! What a run found: routing and flooding figures per query, summed up; the ratio of
+//! messages per query at equal success; run time and memory. Printed as a table or JSON.
+//!
+//! A query succeeds when it got at least `min(want, truth)` distinct results, `truth` being
+//! the contents matching it among the files indexed when it was sent.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use superpeer_common::ContentId;
+
+use super::flood::FloodOutcome;
+use super::queries::QueryRecord;
+use super::world::{Peer, World};
+
+/// Mean and percentiles of one figure over the queries.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Stats {
+    /// Values counted.
+    pub count: usize,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// Over `values` (any order).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+            values.get(i).copied().unwrap_or_default()
+        };
+        Self {
+            count: values.len(),
+            min: at(0.0),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+/// Our routing's figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RoutingFigures {
+    /// Share of queries that got `min(want, truth)` results.
+    pub success: f64,
+    /// Supernode-to-supernode messages per query (queries, hits and done).
+    pub messages: Stats,
+    /// Of those, the query messages.
+    pub query_messages: Stats,
+    /// Distinct supernodes that got the query (the asker's included).
+    pub visited: Stats,
+    /// Distinct results.
+    pub found: Stats,
+    /// Milliseconds to the first result (queries that got one).
+    pub first_ms: Stats,
+    /// Milliseconds to the `want`-th result (queries that got that many).
+    pub wanted_ms: Stats,
+    /// Queries that had not ended when the run did.
+    pub unfinished: usize,
+    /// Results that match nothing in the catalog (must be 0).
+    pub wrong_results: usize,
+}
+
+/// The flooding baseline's figures at one TTL.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FloodFigures {
+    pub ttl: u8,
+    pub success: f64,
+    /// Query and hit messages per query, per hop.
+    pub messages: Stats,
+    pub query_messages: Stats,
+    pub visited: Stats,
+    /// Distinct results, capped at `want` (the asker wants no more).
+    pub found: Stats,
+    pub first_ms: Stats,
+    pub wanted_ms: Stats,
+}
+
+/// One query, for tests and JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueryOutcome {
+    pub keywords: Vec<String>,
+    pub sent: bool,
+    pub truth: usize,
+    /// The contents routing found.
+    #[serde(skip)]
+    pub found: BTreeSet<ContentId>,
+    pub messages: u64,
+    pub visited: usize,
+    pub success: bool,
+    /// How routing ended it, and after how many milliseconds.
+    pub end: Option<(String, f64)>,
+}
+
+/// A run's results.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub supernodes: usize,
+    pub leaves: usize,
+    /// Leaves attached at the end of the run.
+    pub attached: usize,
+    pub queries: usize,
+    pub want: u32,
+    pub seed: u64,
+    pub max_neighbors: usize,
+    /// Links per supernode at the end of the run.
+    pub degree: Stats,
+    /// Per query sent, over every core's router: copies that arrived at a supernode which
+    /// had already seen the query id (and so answered `QueryDone` without relaying).
+    pub duplicates_per_query: f64,
+    /// Supernodes whose core counts other links than the simulator's session table
+    /// (must be 0: the simulator carries out every link decision).
+    pub link_mismatches: usize,
+    pub routing: RoutingFigures,
+    /// Per TTL from 1.
+    pub flooding: Vec<FloodFigures>,
+    /// The smallest flooding TTL at least as successful as routing.
+    pub equal_success_ttl: Option<u8>,
+    /// Flooding's messages per query at that TTL over routing's.
+    pub ratio_at_equal_success: Option<f64>,
+    /// Flooding's messages per query at the largest TTL over routing's.
+    pub ratio_at_max_ttl: Option<f64>,
+    /// From the first query to the end of the run, per supernode and second: keyword
+    /// summaries sent, their bytes, and gossip messages. Routing pays these to keep its
+    /// summaries fresh (leaves come and go); flooding has no such cost.
+    pub summaries_per_supernode_sec: f64,
+    pub summary_bytes_per_supernode_sec: f64,
+    pub gossip_per_supernode_sec: f64,
+    pub virtual_secs: f64,
+    pub events: u64,
+    pub wall_secs: f64,
+    /// Peak resident memory of the process (VmHWM), MiB.
+    pub peak_rss_mib: Option<f64>,
+    pub per_query: Vec<QueryOutcome>,
+}
+
+impl Report {
+    /// Sums up `world` after a run that took `wall`.
+    pub fn new(world: &World<'_>, wall: Duration) -> Self {
+        let want = world.config.want as usize;
+        let sent: Vec<&QueryRecord> = world.queries.records.iter().filter(|r| r.sent).collect();
+        let succeeded = |found: usize, truth: usize| found >= want.min(truth);
+        let share = |n: usize| n as f64 / sent.len().max(1) as f64;
+        let per_query: Vec<QueryOutcome> = world
+            .queries
+            .records
+            .iter()
+            .zip(&world.workload.queries)
+            .map(|(r, words)| QueryOutcome {
+                keywords: words.clone(),
+                sent: r.sent,
+                truth: r.truth,
+                found: r.found.clone(),
+                messages: r.messages,
+                visited: distinct(&r.visited),
+                success: r.sent && succeeded(r.found.len(), r.truth),
+                end: r.done.map(|(at, end)| (format!("{end:?}"), ms(at))),
+            })
+            .collect();
+        let wrong_results = world
+            .queries
+            .records
+            .iter()
+            .zip(&world.workload.queries)
+            .map(|(r, words)| {
+                let matching: BTreeSet<ContentId> = world
+                    .content
+                    .matching(words)
+                    .into_iter()
+                    .filter_map(|f| world.content.content_id(f))
+                    .collect();
+                r.found.difference(&matching).count()
+            })
+            .sum();
+        let stat = |f: &dyn Fn(&QueryRecord) -> Option<f64>| {
+            Stats::of(sent.iter().filter_map(|r| f(r)).collect())
+        };
+        let routing = RoutingFigures {
+            success: share(per_query.iter().filter(|q| q.success).count()),
+            messages: stat(&|r| Some(r.messages as f64)),
+            query_messages: stat(&|r| Some(r.query_messages as f64)),
+            visited: stat(&|r| Some(distinct(&r.visited) as f64)),
+            found: stat(&|r| Some(r.found.len() as f64)),
+            first_ms: stat(&|r| r.first.map(ms)),
+            wanted_ms: stat(&|r| r.wanted.map(ms)),
+            unfinished: sent.iter().filter(|r| r.done.is_none()).count(),
+            wrong_results,
+        };
+        let ttls = sent.iter().map(|r| r.flood.len()).max().unwrap_or(0);
+        let flooding: Vec<FloodFigures> = (0..ttls)
+            .map(|i| {
+                let at = |r: &QueryRecord| r.flood.get(i).copied().unwrap_or_default();
+                let fstat = |f: &dyn Fn(&FloodOutcome) -> Option<f64>| {
+                    Stats::of(sent.iter().filter_map(|r| f(&at(r))).collect())
+                };
+                let ok = sent
+                    .iter()
+                    .filter(|r| succeeded(at(r).found, r.truth))
+                    .count();
+                FloodFigures {
+                    ttl: u8::try_from(i + 1).unwrap_or(u8::MAX),
+                    success: share(ok),
+                    messages: fstat(&|f| Some(f.messages as f64)),
+                    query_messages: fstat(&|f| Some(f.query_messages as f64)),
+                    visited: fstat(&|f| Some(f.visited as f64)),
+                    found: fstat(&|f| Some(f.found.min(want) as f64)),
+                    first_ms: fstat(&|f| f.first.map(ms)),
+                    wanted_ms: fstat(&|f| f.wanted.map(ms)),
+                }
+            })
+            .collect();
+        let ratio = |f: &FloodFigures| {
+            (routing.messages.mean > 0.0).then(|| f.messages.mean / routing.messages.mean)
+        };
+        let equal = flooding.iter().find(|f| f.success >= routing.success);
+        let degree = Stats::of({
+            let mut topology = super::flood::Topology::default();
+            topology.refresh(&world.nodes);
+            topology.degrees().map(|d| d as f64).collect()
+        });
+        let link_mismatches = world
+            .nodes
+            .iter()
+            .filter(|node| {
+                let sessions = node
+                    .sessions
+                    .values()
+                    .filter(|p| matches!(p, Peer::Neighbor { .. }))
+                    .count();
+                sessions != node.core.status().neighbors.len()
+            })
+            .count();
+        let upkeep = world.upkeep;
+        let span = world
+            .queue
+            .now()
+            .saturating_sub(world.timeline.queries)
+            .as_secs_f64()
+            .max(f64::MIN_POSITIVE)
+            * world.nodes.len().max(1) as f64;
+        let duplicates: u64 = world
+            .nodes
+            .iter()
+            .map(|node| node.core.status().router.duplicates)
+            .sum();
+        Self {
+            duplicates_per_query: duplicates as f64 / sent.len().max(1) as f64,
+            summaries_per_supernode_sec: upkeep.summaries as f64 / span,
+            summary_bytes_per_supernode_sec: upkeep.summary_bytes as f64 / span,
+            gossip_per_supernode_sec: upkeep.gossip as f64 / span,
+            link_mismatches,
+            supernodes: world.nodes.len(),
+            leaves: world.leaves.len(),
+            attached: world.leaves.attached_count(),
+            queries: sent.len(),
+            want: world.config.want,
+            seed: world.config.seed,
+            max_neighbors: world.config.core.max_neighbors,
+            degree,
+            equal_success_ttl: equal.map(|f| f.ttl),
+            ratio_at_equal_success: equal.and_then(ratio),
+            ratio_at_max_ttl: flooding.last().and_then(ratio),
+            routing,
+            flooding,
+            virtual_secs: world.queue.now().as_secs_f64(),
+            events: world.queue.processed(),
+            wall_secs: wall.as_secs_f64(),
+            peak_rss_mib: peak_rss_mib(),
+            per_query,
+        }
+    }
+
+    /// The report as a table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "superpeer overlay simulator, seed {}: {} supernodes x {} leaves ({} attached at the end), {} queries wanting {} results",
+            self.seed,
+            self.supernodes,
+            self.leaves / self.supernodes.max(1),
+            self.attached,
+            self.queries,
+            self.want,
+        );
+        let _ = writeln!(
+            out,
+            "overlay: {:.1} links per supernode (min {:.0}, max_neighbors {})\n",
+            self.degree.mean, self.degree.min, self.max_neighbors
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            "",
+            "msgs/q",
+            "msgs p99",
+            "query/q",
+            "visited",
+            "success",
+            "found",
+            "1st p50",
+            "1st p99",
+            "want p50",
+            "want p99"
+        );
+        let mut row = |name: &str,
+                       m: &Stats,
+                       qm: &Stats,
+                       v: &Stats,
+                       s: f64,
+                       f: &Stats,
+                       first: &Stats,
+                       wanted: &Stats| {
+            let _ = writeln!(
+                out,
+                "{name:<12} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>7.1}% {:>7.1} {:>6.0}ms {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                m.mean,
+                m.p99,
+                qm.mean,
+                v.mean,
+                s * 100.0,
+                f.mean,
+                first.p50,
+                first.p99,
+                wanted.p50,
+                wanted.p99
+            );
+        };
+        let r = &self.routing;
+        row(
+            "routing",
+            &r.messages,
+            &r.query_messages,
+            &r.visited,
+            r.success,
+            &r.found,
+            &r.first_ms,
+            &r.wanted_ms,
+        );
+        for f in &self.flooding {
+            let name = format!("flood ttl {}", f.ttl);
+            row(
+                &name,
+                &f.messages,
+                &f.query_messages,
+                &f.visited,
+                f.success,
+                &f.found,
+                &f.first_ms,
+                &f.wanted_ms,
+            );
+        }
+        let _ = writeln!(out);
+        match (self.equal_success_ttl, self.ratio_at_equal_success) {
+            (Some(ttl), Some(ratio)) => {
+                let _ = writeln!(
+                    out,
+                    "at equal success (flooding TTL {ttl} >= routing's {:.1}%): flooding sends {ratio:.1}x the messages per query",
+                    r.success * 100.0
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "no flooding TTL up to the largest is as successful as routing"
+                );
+            }
+        }
+        if let (Some(ratio), Some(last)) = (self.ratio_at_max_ttl, self.flooding.last()) {
+            let _ = writeln!(
+                out,
+                "against the classic baseline (TTL {}): {ratio:.1}x the messages per query",
+                last.ttl
+            );
+        }
+        let _ = writeln!(
+            out,
+            "overlay upkeep while querying, per supernode and second: {:.2} summaries ({:.1} KiB), {:.2} gossip messages",
+            self.summaries_per_supernode_sec,
+            self.summary_bytes_per_supernode_sec / 1024.0,
+            self.gossip_per_supernode_sec
+        );
+        let _ = writeln!(
+            out,
+            "routing: {:.1} duplicate copies dropped per query; {} queries unfinished at the end; {} results matching nothing; {} link mismatches",
+            self.duplicates_per_query, r.unfinished, r.wrong_results, self.link_mismatches
+        );
+        let _ = writeln!(
+            out,
+            "wall {:.1} s for {:.1} virtual s ({} events); peak RSS {}",
+            self.wall_secs,
+            self.virtual_secs,
+            self.events,
+            self.peak_rss_mib
+                .map_or("unknown".to_string(), |m| format!("{m:.0} MiB"))
+        );
+        out
+    }
+}
+
+fn distinct(visited: &[u32]) -> usize {
+    visited.iter().collect::<BTreeSet<_>>().len()
+}
+
+/// The process's peak resident memory (Linux's VmHWM), MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// The process's resident memory now (Linux's VmRSS), MiB.
+pub fn rss_mib() -> Option<f64> {
+    status_mib("VmRSS:")
+}
+
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
