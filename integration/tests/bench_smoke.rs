@@ -1,4 +1,4 @@
-//! The `bench` binary completes a tiny run and writes a report with every figure (CI
+//! The `bench` and `sim` binaries complete tiny runs and write reports with every figure (CI
 //! checks that it runs; the figures themselves are measured with the release build).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -57,4 +57,32 @@ fn a_tiny_bench_run_completes_with_every_figure() {
             .unwrap(),
         0.0
     );
+}
+
+#[test]
+fn a_tiny_sim_run_completes_and_compares_with_flooding() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sim.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args([
+            "--supernodes",
+            "10",
+            "--leaves-per-supernode",
+            "5",
+            "--queries",
+            "20",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("at equal success"), "{stdout}");
+    assert!(stdout.contains("0 link mismatches"), "{stdout}");
+    assert!(json.exists());
 }
