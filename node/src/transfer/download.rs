@@ -6,10 +6,12 @@
 //! 1. Open (or resume) the partial file; report `Started`.
 //! 2. Run the workers. A holder that fails (unreachable, `NotFound`, wrong size, bad data,
 //!    stalled, gone) is reported `HolderDropped`; its pieces go back to the table and a
-//!    standby holder takes its place.
+//!    standby holder takes its place. Meanwhile the file is read back from disk and hashed
+//!    as far as it is verified (`readback`).
 //! 3. When the workers are gone: with pieces missing, save the state and fail with
-//!    [`DownloadError::NoHolders`] (a later call resumes); complete, hash the whole file,
-//!    give it its final name and report `Finished`.
+//!    [`DownloadError::NoHolders`] (a later call resumes); complete, wait for the read-back
+//!    to hash and sync the rest, and if the whole file hashes to the content id give it its
+//!    final name and report `Finished`.
 //!
 //! The caller runs at most one download per content id and folder at a time (both would
 //! write the same partial file), and drains the progress channel or drops its receiver.
@@ -28,6 +30,7 @@ use tracing::{debug, info};
 use super::job::Job;
 use super::part::PartFile;
 use super::pieces::Pieces;
+use super::readback::Readback;
 use super::worker::{self, WorkerEnd};
 
 /// Holders downloaded from at once.
@@ -159,24 +162,28 @@ pub async fn download(
     let pieces = Pieces::new(size, &verified);
     let done_bytes = pieces.done_bytes();
     info!(%content_id, size, done_bytes, holders = holders.len(), "download starting");
-    let job = Arc::new(Job::new(content_id, pieces, part.clone(), progress));
+    let readback = Readback::start(part.clone(), size, pieces.verified_prefix());
+    let job = Arc::new(Job::new(
+        content_id,
+        pieces,
+        part.clone(),
+        readback.feed(),
+        progress,
+    ));
     job.report(Progress::Started { size, done_bytes }).await;
 
     let outcome = run_workers(endpoint, &job, &part, holders).await;
-    // Whatever happened, keep what was verified, so a later call resumes (or, complete,
-    // goes straight to the final check). A fatal error may be a full disk: then this save
-    // fails too and the previous one stands.
-    if let Err(e) = save(&part, job.verified_runs()).await {
-        debug!(error = %e, "cannot save download state");
-    }
-    outcome?;
-    if !job.is_complete() {
+    if outcome.is_err() || !job.is_complete() {
+        // Keep what was verified, so a later call resumes. A fatal error may be a full
+        // disk: then this save fails too and the previous one stands.
+        save_quietly(&part, &job).await;
+        outcome?;
         return Err(DownloadError::NoHolders {
             missing: job.missing(),
             total: job.count(),
         });
     }
-    let path = finish(&part, content_id, dest_dir, name).await?;
+    let path = finish(&job, &part, readback, dest_dir, name).await?;
     info!(%content_id, path = %path.display(), "download complete");
     job.report(Progress::Finished { path: path.clone() }).await;
     Ok(path)
@@ -255,26 +262,46 @@ async fn save(part: &Arc<PartFile>, runs: Vec<[u64; 2]>) -> Result<(), DownloadE
         .map_err(|source| io_error("cannot save", &path, source))
 }
 
-/// Hashes the complete file and moves it to its final name.
+/// Waits for the read-back of the complete file (hashed and synced) and, if it hashes to
+/// the content id, moves it to its final name.
 async fn finish(
+    job: &Job,
     part: &Arc<PartFile>,
-    expected: ContentId,
+    readback: Readback,
     dest_dir: &Path,
     name: String,
 ) -> Result<PathBuf, DownloadError> {
-    let checked = {
-        let part = part.clone();
-        blocking(move || part.verify_whole()).await
+    let expected = job.content_id;
+    let actual = match readback.finish().await {
+        Ok(actual) => actual,
+        Err(source) => {
+            save_quietly(part, job).await;
+            return Err(io_error("cannot read back", part.path(), source));
+        }
     };
-    if let Err(actual) =
-        checked.map_err(|source| io_error("cannot read back", part.path(), source))?
-    {
+    if actual != expected {
+        let part = part.clone();
+        let _ = blocking(move || {
+            part.discard();
+            Ok(())
+        })
+        .await;
         return Err(DownloadError::Corrupt { expected, actual });
     }
-    let (part, dir) = (part.clone(), dest_dir.to_path_buf());
-    blocking(move || part.place(&dir, &name))
-        .await
-        .map_err(|source| io_error("cannot move the finished file into", dest_dir, source))
+    let (placing, dir) = (part.clone(), dest_dir.to_path_buf());
+    let placed = blocking(move || placing.place(&dir, &name)).await;
+    if placed.is_err() {
+        // Complete and checked: a later call goes straight to the final check.
+        save_quietly(part, job).await;
+    }
+    placed.map_err(|source| io_error("cannot move the finished file into", dest_dir, source))
+}
+
+/// Saves the verified pieces; a failure only means more to fetch after a crash.
+async fn save_quietly(part: &Arc<PartFile>, job: &Job) {
+    if let Err(e) = save(part, job.verified_runs()).await {
+        debug!(error = %e, "cannot save download state");
+    }
 }
 
 /// A reason that may quote a peer (close reasons, refusals), safe to print: no control

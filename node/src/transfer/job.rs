@@ -1,6 +1,7 @@
-//! What the workers of one download share: the piece table, the partial file, the progress
-//! channel. Workers pull pieces (so a faster holder takes more), and a [`Claims`] guard
-//! gives back whatever a worker still holds when it ends, however it ends.
+//! What the workers of one download share: the piece table, the partial file, the
+//! read-back of what is verified, the progress channel. Workers pull pieces (so a faster
+//! holder takes more), and a [`Claims`] guard gives back whatever a worker still holds when
+//! it ends, however it ends.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,9 +10,11 @@ use superpeer_common::{ContentId, NodeId};
 use tokio::sync::{Notify, mpsc};
 
 use super::download::{DownloadError, Progress};
+use super::encoding::{Layout, Parts, verify};
 use super::part::PartFile;
 use super::pieces::{Piece, Pieces};
-use super::verified::{VerifyError, decode_range};
+use super::readback::Feed;
+use super::verified::VerifyError;
 
 /// One download in progress.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub struct Job {
     /// Told when a piece is given back or the download completes.
     changed: Notify,
     part: Arc<PartFile>,
+    /// Told how far the file is verified from the start, to read it back.
+    readback: Feed,
     progress: mpsc::Sender<Progress>,
 }
 
@@ -50,6 +55,7 @@ impl Job {
         content_id: ContentId,
         pieces: Pieces,
         part: Arc<PartFile>,
+        readback: Feed,
         progress: mpsc::Sender<Progress>,
     ) -> Job {
         Job {
@@ -58,6 +64,7 @@ impl Job {
             pieces: Mutex::new(pieces),
             changed: Notify::new(),
             part,
+            readback,
             progress,
         }
     }
@@ -83,28 +90,37 @@ impl Job {
         }
     }
 
-    /// Verifies an encoded piece against the content id and writes its bytes at their
+    /// Verifies a received piece against the content id and writes its bytes at their
     /// offset. Blocking: run it with `spawn_blocking`. Nothing is written unless all of it
     /// verifies.
-    pub fn check_and_write(&self, piece: Piece, encoded: &[u8]) -> Result<(), CheckError> {
-        let bytes = decode_range(self.content_id, self.size, piece.start, piece.len, encoded)
-            .map_err(CheckError::Corrupt)?;
-        self.part.write_at(piece.start, &bytes).map_err(|source| {
-            CheckError::Write(DownloadError::Io {
-                what: "cannot write to",
-                path: self.part.path().to_path_buf(),
-                source,
+    pub fn check_and_write(
+        &self,
+        piece: Piece,
+        layout: &Layout,
+        parts: &Parts,
+    ) -> Result<(), CheckError> {
+        verify(self.content_id, layout, parts).map_err(CheckError::Corrupt)?;
+        self.part
+            .write_at(piece.start, parts.data())
+            .map_err(|source| {
+                CheckError::Write(DownloadError::Io {
+                    what: "cannot write to",
+                    path: self.part.path().to_path_buf(),
+                    source,
+                })
             })
-        })
     }
 
-    /// Marks a piece written by [`Job::check_and_write`] done and reports it.
+    /// Marks a piece written by [`Job::check_and_write`] done, tells the read-back how far
+    /// the file is verified, and reports the piece.
     pub async fn stored(&self, piece: Piece, from: NodeId) {
-        let (new, bytes_done, complete) = {
+        let (new, bytes_done, complete, prefix) = {
             let mut pieces = self.pieces();
             let new = pieces.finish(piece.index);
-            (new, pieces.done_bytes(), pieces.is_complete())
+            let prefix = pieces.verified_prefix();
+            (new, pieces.done_bytes(), pieces.is_complete(), prefix)
         };
+        self.readback.advance(prefix);
         if complete {
             self.changed.notify_waiters();
         }

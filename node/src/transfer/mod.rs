@@ -11,14 +11,15 @@
 //! 2. The downloader asks `Range { content_id, start, len }` for one piece ([`PIECE`]
 //!    bytes at a multiple of [`PIECE`]; the last piece may be shorter). It may send the
 //!    next requests before the answers arrive (a short pipeline); the holder answers them
-//!    one at a time, in order.
+//!    in order (reading the next range from disk while it sends the previous one).
 //! 3. The holder answers `RangeFollows { content_id, start, len, encoded_len }` and, on the
 //!    same stream, one more frame: a 4-byte big-endian length equal to `encoded_len`, then
 //!    the bao encoding of the range ([`verified::encode_range`]). A piece's encoding is the
 //!    piece plus 64 bytes per tree node on its path, so it always fits under the 1 MiB
-//!    `MAX_FRAME_SIZE`, and the downloader caps the frame at the length it computes itself
-//!    ([`verified::encoded_len`]), never trusting `encoded_len`. Or `NotFound` (the file
-//!    changed since it was shared) or `Busy`.
+//!    `MAX_FRAME_SIZE`. The downloader computes the encoding's length itself
+//!    ([`verified::encoded_len`]), never trusting `encoded_len`: a frame or an
+//!    `encoded_len` of any other length is a protocol violation, and it reads exactly that
+//!    many bytes. Or `NotFound` (the file changed since it was shared) or `Busy`.
 //! 4. The downloader verifies the encoding against the content id before writing a byte
 //!    (a holder whose data fails is dropped, its pieces go to the others), then repeats 2
 //!    until no piece is left for it, and finishes the stream; the holder's loop ends there.
@@ -34,23 +35,31 @@
 //! connections and routing them by intent (the daemons).
 //!
 //! Layout:
-//! - `verified`: the bao encoding of a range and its verification.
-//! - `serve`: the holder side: [`serve_transfer`], upload slots and outboards ([`Uploads`]).
+//! - `verified`: the bao encoding of a range and its verification: outboards, ranges.
+//! - `encoding`: one range's encoding worked with in place: its layout, its parts (the
+//!   data contiguous), the check against the content id.
+//! - `serve`: the holder side: upload slots and outboards ([`Uploads`]), a connection.
+//! - `session`: one holder session, [`serve_transfer`]: reading ranges while sending.
 //! - `outboards`: the holder's cache of hash trees.
 //! - `download`: the downloader's driver: [`download`], [`DownloadPlan`], [`Progress`].
 //! - `worker`: one holder's connection during a download.
 //! - `job`: what a download's workers share: the piece table, the file, progress.
 //! - `pieces`: the piece table, a plain state machine.
 //! - `part`: the partial file, its state file, the final name.
+//! - `readback`: the final check, done as the download runs: the verified part of the
+//!   file read back from disk and hashed.
 //!
 //! [`Intent::Transfer`]: superpeer_common::wire::Intent::Transfer
 
 mod download;
+mod encoding;
 mod job;
 mod outboards;
 mod part;
 mod pieces;
+mod readback;
 mod serve;
+mod session;
 pub mod verified;
 mod worker;
 
@@ -58,7 +67,8 @@ mod worker;
 mod tests;
 
 pub use download::{DownloadError, DownloadPlan, MAX_DOWNLOAD_SIZE, Progress, download};
-pub use serve::{MAX_SESSIONS_PER_PEER, ServedFiles, Uploads, serve_connection, serve_transfer};
+pub use serve::{MAX_SESSIONS_PER_PEER, ServedFiles, Uploads, serve_connection};
+pub use session::serve_transfer;
 
 /// Bytes of one piece: what one `Range` request may ask for. A multiple of
 /// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in

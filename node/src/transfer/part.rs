@@ -5,9 +5,9 @@
 //! - `dest/.<name>.<id>.part.json` lists the verified pieces. It is written with
 //!   [`write_atomic`] only after the part file is synced, so it never claims a piece the
 //!   disk does not hold; a crash loses at most the pieces since the last save.
-//! - When every piece is in, the whole file is hashed once more against the content id and
-//!   hard-linked (never overwriting) to its final name: the name from the search result,
-//!   sanitised, with ` (1)`, ` (2)`, ... before the extension when it is taken.
+//! - The whole file is read back and hashed against the content id (`readback`); only then
+//!   is it hard-linked (never overwriting) to its final name: the name from the search
+//!   result, sanitised, with ` (1)`, ` (2)`, ... before the extension when it is taken.
 //!
 //! Everything here blocks; the driver calls it from `spawn_blocking`.
 
@@ -121,18 +121,21 @@ impl PartFile {
         write_atomic(&self.state_path, &bytes, 0o644)
     }
 
-    /// Every piece is in: syncs the file, hashes it whole and compares with the content id.
-    /// `Ok(Err(actual))` when it does not match; the part and state files are then removed
-    /// so the next attempt starts over.
-    pub fn verify_whole(&self) -> io::Result<Result<(), ContentId>> {
-        self.file.sync_all()?;
-        let actual = ContentId::of_file(&self.path)?;
-        if actual == self.content_id {
-            return Ok(Ok(()));
-        }
+    /// Reads `buf.len()` bytes at `offset`.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        read_exact_at(&self.file, offset, buf)
+    }
+
+    /// Makes every byte written so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The whole file hashed to something other than the content id: removes the part and
+    /// state files, so the next attempt starts over.
+    pub fn discard(&self) {
         let _ = fs::remove_file(&self.state_path);
         let _ = fs::remove_file(&self.path);
-        Ok(Err(actual))
     }
 
     /// Moves the verified file to its final name in `dest_dir` (see [`final_name`]; a name
@@ -235,6 +238,26 @@ fn write_all_at(file: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
     file.write_all_at(bytes, offset)
 }
 
+#[cfg(unix)]
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = file.seek_read(buf, offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = std::mem::take(&mut buf).get_mut(n..).unwrap_or_default();
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(windows)]
 fn write_all_at(file: &File, mut offset: u64, mut bytes: &[u8]) -> io::Result<()> {
     use std::os::windows::fs::FileExt;
@@ -305,7 +328,10 @@ mod tests {
         let id = ContentId::of_bytes(b"new");
         let (part, _) = PartFile::open(dir.path(), "a.txt", id, 3).unwrap();
         part.write_at(0, b"new").unwrap();
-        assert_eq!(part.verify_whole().unwrap(), Ok(()));
+        let mut back = [0; 3];
+        part.read_at(0, &mut back).unwrap();
+        assert_eq!(&back, b"new");
+        part.sync().unwrap();
         let state = part.state_path().to_path_buf();
         part.save(vec![[0, 1]]).unwrap();
         let placed = part.place(dir.path(), "a.txt").unwrap();
@@ -318,15 +344,14 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_file_that_does_not_hash_right_is_discarded() {
+    fn discarding_removes_both_files() {
         let dir = tempfile::tempdir().unwrap();
         let id = ContentId::of_bytes(b"abc");
         let (part, _) = PartFile::open(dir.path(), "a", id, 3).unwrap();
         part.write_at(0, b"abd").unwrap();
-        assert_eq!(
-            part.verify_whole().unwrap(),
-            Err(ContentId::of_bytes(b"abd"))
-        );
+        part.save(vec![[0, 1]]).unwrap();
+        part.discard();
         assert!(!part.path().exists());
+        assert!(!part.state_path().exists());
     }
 }

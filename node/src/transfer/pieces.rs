@@ -33,6 +33,8 @@ pub struct Pieces {
     returned: BTreeSet<u64>,
     done_count: u64,
     done_bytes: u64,
+    /// Pieces below this index are all done: the verified prefix of the file.
+    prefix: u64,
 }
 
 impl Pieces {
@@ -49,6 +51,7 @@ impl Pieces {
             returned: BTreeSet::new(),
             done_count: 0,
             done_bytes: 0,
+            prefix: 0,
         };
         for &[first, end] in verified {
             for index in first..end.min(count) {
@@ -71,6 +74,11 @@ impl Pieces {
     /// Bytes verified so far.
     pub fn done_bytes(&self) -> u64 {
         self.done_bytes
+    }
+
+    /// Bytes from the start of the file up to the first piece not verified yet.
+    pub fn verified_prefix(&self) -> u64 {
+        self.prefix.saturating_mul(PIECE).min(self.size)
     }
 
     /// Pieces not verified yet.
@@ -117,6 +125,9 @@ impl Pieces {
                 self.done_count += 1;
                 self.done_bytes += len;
                 self.returned.remove(&index);
+                while self.is_done(self.prefix) {
+                    self.prefix += 1;
+                }
                 true
             }
             _ => false,
@@ -224,6 +235,10 @@ mod tests {
         assert!(!pieces.finish(99));
         assert_eq!(pieces.done_bytes(), 1);
         assert_eq!(pieces.missing(), 2);
+        assert_eq!(pieces.verified_prefix(), 0);
+        pieces.finish(0);
+        pieces.finish(1);
+        assert_eq!(pieces.verified_prefix(), 2 * PIECE + 1);
     }
 
     #[test]
@@ -234,13 +249,16 @@ mod tests {
         }
         let runs = pieces.verified_runs();
         assert_eq!(runs, vec![[0, 3], [5, 6], [7, 10]]);
+        assert_eq!(pieces.verified_prefix(), 3 * PIECE);
         let mut resumed = Pieces::new(10 * PIECE, &runs);
         assert_eq!(resumed.done_bytes(), 7 * PIECE);
         assert_eq!(drain(&mut resumed), vec![3, 4, 6]);
+        assert_eq!(resumed.verified_prefix(), 3 * PIECE);
         for index in [3, 4, 6] {
             resumed.finish(index);
         }
         assert!(resumed.is_complete());
+        assert_eq!(resumed.verified_prefix(), 10 * PIECE);
     }
 
     #[test]

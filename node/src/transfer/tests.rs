@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use superpeer_common::wire::{
     CloseCode, DownloaderToHolder, HelloReply, HolderToDownloader, Intent, Role, WireError,
@@ -15,7 +15,7 @@ use superpeer_common::{
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use super::serve::send_encoded;
+use super::session::send_encoded;
 use super::verified::{BLOCK, Outboard, encode_range};
 use super::*;
 
@@ -164,7 +164,7 @@ async fn scripted(
                     encoded_len: encoded.len() as u64,
                 };
                 session.writer.send(&header).await?;
-                send_encoded(session, encoded).await?;
+                send_encoded(session.writer.inner_mut(), encoded).await?;
                 served += 1;
             }
         }
@@ -175,8 +175,6 @@ async fn scripted(
 struct Outcome {
     result: Result<PathBuf, DownloadError>,
     events: Vec<Progress>,
-    /// When each event arrived.
-    times: Vec<Instant>,
 }
 
 impl Outcome {
@@ -222,12 +220,11 @@ async fn fetch(file: &Shared, name: &str, holders: Vec<PeerAddr>, dest: &Path) -
 async fn fetch_plan(plan: DownloadPlan, dest: &Path) -> Outcome {
     let (tx, mut rx) = mpsc::channel(16);
     let collector = tokio::spawn(async move {
-        let (mut events, mut times) = (Vec::new(), Vec::new());
+        let mut events = Vec::new();
         while let Some(event) = rx.recv().await {
             events.push(event);
-            times.push(Instant::now());
         }
-        (events, times)
+        events
     });
     // Bounded: a download that hangs fails the test instead of stalling it.
     let result = tokio::time::timeout(
@@ -236,12 +233,8 @@ async fn fetch_plan(plan: DownloadPlan, dest: &Path) -> Outcome {
     )
     .await
     .expect("the download hung");
-    let (events, times) = collector.await.unwrap();
-    Outcome {
-        result,
-        events,
-        times,
-    }
+    let events = collector.await.unwrap();
+    Outcome { result, events }
 }
 
 /// The download is complete, in `dest`, equal to the original and hashing to its id, with
@@ -363,6 +356,34 @@ async fn an_interrupted_download_resumes_without_refetching() {
         })
     );
     assert_eq!(second.pieces(), 5, "only the missing pieces are fetched");
+}
+
+#[tokio::test]
+async fn a_partial_file_changed_between_runs_is_never_given_its_name() {
+    let file = shared(6 * PIECE as usize, 16);
+    let dest = tempfile::tempdir().unwrap();
+    let dying = holder(&[&file], Behaviour::DieAfter(2));
+    let first = fetch(&file, "c.bin", vec![dying], dest.path()).await;
+    assert!(first.result.is_err());
+    // Someone changes a byte of a piece the state file lists as verified.
+    let part = dest.path().join(&leftovers(dest.path())[0]);
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&part, &bytes).unwrap();
+
+    let honest = holder(&[&file], Behaviour::Honest);
+    let second = fetch(&file, "c.bin", vec![honest], dest.path()).await;
+    assert!(
+        matches!(second.result, Err(DownloadError::Corrupt { .. })),
+        "{:?}",
+        second.result
+    );
+    assert_eq!(second.pieces(), 4, "only the missing pieces were fetched");
+    // Nothing under the final name, and the next attempt starts over and succeeds.
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+    let third = fetch(&file, "c.bin", vec![honest], dest.path()).await;
+    assert_complete(&third, &file, dest.path());
+    assert_eq!(third.pieces(), 6);
 }
 
 #[tokio::test]
@@ -582,135 +603,4 @@ async fn no_free_slot_means_busy() {
             retry_after_ms: 500
         }
     );
-}
-
-/// `cargo test --release -p superpeer transfer::tests::throughput -- --ignored --nocapture`
-///
-/// Best of three runs each, interleaved, so a noisy moment hurts every variant alike.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark"]
-async fn throughput() {
-    const SIZE: usize = 64 * 1024 * 1024;
-    const RUNS: usize = 3;
-    let file = shared(SIZE, 13);
-    let mb = SIZE as f64 / 1e6;
-    let dest = tempfile::tempdir().unwrap();
-    let one = holder(&[&file], Behaviour::Honest);
-    let three: Vec<PeerAddr> = (0..3)
-        .map(|_| holder(&[&file], Behaviour::Honest))
-        .collect();
-    // Warm every holder's outboard cache: the runs measure transfer, not hashing.
-    for h in three.iter().chain([&one]) {
-        let warm = fetch(&file, "warm", vec![*h], dest.path()).await;
-        std::fs::remove_file(warm.path()).unwrap();
-    }
-    let timed = |holders: Vec<PeerAddr>| {
-        let (file, dest) = (&file, dest.path());
-        async move {
-            let started = Instant::now();
-            let outcome = fetch(file, "timed", holders, dest).await;
-            let total = started.elapsed();
-            assert_complete(&outcome, file, dest);
-            std::fs::remove_file(outcome.path()).unwrap();
-            // Events: Started, the pieces, Finished.
-            let n = outcome.times.len();
-            let pieces = outcome.times[n - 2] - outcome.times[0];
-            let finish = outcome.times[n - 1] - outcome.times[n - 2];
-            let spread = outcome.pieces_from().into_values().collect::<Vec<_>>();
-            (
-                Timing {
-                    total,
-                    pieces,
-                    finish,
-                },
-                spread,
-            )
-        }
-    };
-    let mut bare = Duration::MAX;
-    let (mut single, mut multi) = (Timing::worst(), Timing::worst());
-    let mut spread = Vec::new();
-    for _ in 0..RUNS {
-        bare = bare.min(bare_quinn_stream(SIZE).await);
-        single = single.best(timed(vec![one]).await.0);
-        let (timing, per_holder) = timed(three.clone()).await;
-        multi = multi.best(timing);
-        spread.push(per_holder);
-    }
-    let rate = |d: Duration| mb / d.as_secs_f64();
-    let share = |d: Duration| 100.0 * bare.as_secs_f64() / d.as_secs_f64();
-    println!("64 MiB on 127.0.0.1, best of {RUNS}:");
-    println!("  bare quinn stream: {:.0} MB/s", rate(bare));
-    for (label, t) in [("single source", single), ("three sources", multi)] {
-        println!(
-            "  {label}: {:.0} MB/s end to end ({:.0}% of bare quinn); pieces alone {:.0} MB/s \
-             ({:.0}%); final hash, sync and rename {} ms",
-            rate(t.total),
-            share(t.total),
-            rate(t.pieces),
-            share(t.pieces),
-            t.finish.as_millis()
-        );
-    }
-    println!("  pieces per holder with three sources: {spread:?}");
-}
-
-/// Where a download's time went.
-#[derive(Clone, Copy)]
-struct Timing {
-    /// From the call to the return.
-    total: Duration,
-    /// From `Started` to the last `Piece`: connecting and transferring.
-    pieces: Duration,
-    /// From the last `Piece` to `Finished`: whole-file hash, sync, rename.
-    finish: Duration,
-}
-
-impl Timing {
-    fn worst() -> Timing {
-        Timing {
-            total: Duration::MAX,
-            pieces: Duration::MAX,
-            finish: Duration::MAX,
-        }
-    }
-
-    /// Each phase's best across runs.
-    fn best(self, other: Timing) -> Timing {
-        Timing {
-            total: self.total.min(other.total),
-            pieces: self.pieces.min(other.pieces),
-            finish: self.finish.min(other.finish),
-        }
-    }
-}
-
-/// Time to move `size` bytes over one quinn stream between two endpoints with the same
-/// transport settings, in 512 KiB writes.
-async fn bare_quinn_stream(size: usize) -> Duration {
-    let server = endpoint();
-    let addr = pinned(&server);
-    let receiver = tokio::spawn(async move {
-        let conn = accept(server.incoming().await.unwrap(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        let mut recv = conn.quinn().accept_uni().await.unwrap();
-        let mut total = 0;
-        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.unwrap() {
-            total += chunk.bytes.len();
-        }
-        assert_eq!(total, size);
-        conn
-    });
-    let client = endpoint();
-    let conn = client.connect(&addr).await.unwrap();
-    let chunk = data(PIECE as usize, 14);
-    let started = Instant::now();
-    let mut send = conn.quinn().open_uni().await.unwrap();
-    for _ in 0..size / chunk.len() {
-        send.write_all(&chunk).await.unwrap();
-    }
-    send.finish().unwrap();
-    let _server_conn = receiver.await.unwrap();
-    started.elapsed()
 }

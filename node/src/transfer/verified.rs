@@ -11,35 +11,37 @@
 //! 2. The downloader knows the content id and, from the holder's Have answer, the size. It
 //!    asks for bytes `[start, start + len)`: `start` a multiple of [`BLOCK`], `len` too
 //!    unless the range ends at the end of the file.
-//! 3. The holder calls [`encode_range`]: it reads only that part of the file, checks it
+//! 3. The holder calls [`read_range`]: it reads only that part of the file, checks it
 //!    against the outboard (a file changed since it was hashed is [`VerifyError::Stale`],
 //!    never served under the old id) and sends the bao encoding after a RangeFollows
 //!    header: the 64-byte hash pair of each tree node from the root down to the range, in
 //!    pre-order, interleaved with the 16 KiB groups of data.
-//! 4. The downloader reads at most [`encoded_len`] bytes (never trusting a length the peer
-//!    claims) and calls [`decode_range`]: every hash pair is checked against the hash above
-//!    it, starting from the content id, and every group against its leaf hash (which
-//!    covers its offset too). It gets the bytes only if all of them check out.
+//! 4. The downloader works out the encoding's [`Layout`] itself (never trusting a length
+//!    the peer claims), reads it into [`Parts`] and calls [`verify`]: every hash pair is
+//!    checked against the hash above it, starting from the content id, and every group
+//!    against its leaf hash (which covers its offset too). It writes the bytes only if all
+//!    of them check out.
+//!
+//! [`encode_range`] and [`decode_range`] do 3 and 4 on one contiguous buffer.
 //!
 //! The size is part of the tree's shape. A wrong size makes a range that holds the last
 //! block fail; a range before it may still verify, but then its bytes are the content's
 //! genuine bytes at that offset, so nothing false is ever returned.
 //!
-//! Not here: framing, QUIC streams, choosing ranges or holders, writing to disk.
+//! Not here: framing, QUIC streams, choosing ranges or holders, writing to disk. The
+//! encoding's layout and check live in `encoding`.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
 use bao_tree::io::outboard::PostOrderMemOutboard;
-use bao_tree::io::sync::{
-    DecodeResponseIter, ReadAt, encode_ranges_validated, outboard_post_order, truncate_ranges,
-};
-use bao_tree::io::{BaoContentItem, DecodeError, EncodeError};
-use bao_tree::iter::BaoChunk;
-use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges, blake3};
+use bao_tree::io::sync::outboard_post_order;
+use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 use superpeer_common::ContentId;
+
+pub use super::encoding::{Layout, PAIR_LEN, Parts, Segment, read_range, verify};
 
 /// Bytes per verified block: BLAKE3 chunk groups of 16 KiB.
 pub const BLOCK: u64 = 16 * 1024;
@@ -49,9 +51,6 @@ const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
 
 /// Read buffer while building an outboard; large reads keep syscalls rare.
 const READ_BUFFER: usize = 256 * 1024;
-
-/// Bytes of one hash pair in the encoding.
-const PAIR_LEN: u64 = 64;
 
 /// Why a range could not be encoded or did not verify.
 #[derive(Debug)]
@@ -174,6 +173,11 @@ impl Outboard {
     pub fn size(&self) -> u64 {
         self.inner.tree.size()
     }
+
+    /// The hash tree, for encoding ranges.
+    pub(super) fn tree(&self) -> &PostOrderMemOutboard {
+        &self.inner
+    }
 }
 
 impl fmt::Debug for Outboard {
@@ -194,41 +198,26 @@ fn changed_while_hashing() -> io::Error {
 }
 
 /// Holder side: the bao encoding of bytes [start, start+len) of the file (start and len
-/// multiples of BLOCK, except len may end at EOF), i.e. what goes on the wire after a
-/// RangeFollows header. Reads only the needed part of the file.
+/// multiples of BLOCK, except len may end at EOF) as one buffer, i.e. what goes on the wire
+/// after a RangeFollows header. Reads only that part of the file, and checks it against
+/// the outboard (see [`read_range`]). A holder sends [`Parts`] without this copy.
 pub fn encode_range(
     file: &mut (impl Read + Seek),
     outboard: &Outboard,
     start: u64,
     len: u64,
 ) -> Result<Vec<u8>, VerifyError> {
-    let span = Span::new(outboard.size(), start, len)?;
-    let mut bytes = vec![0; span.len_usize()?];
-    file.seek(SeekFrom::Start(start))?;
-    file.read_exact(&mut bytes).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            VerifyError::Stale
-        } else {
-            VerifyError::Io(e)
-        }
-    })?;
-    let window = Window { start, bytes };
-    // Only a capacity hint; the encoder grows the buffer if needed.
-    let mut encoded = Vec::with_capacity(usize::try_from(span.encoded_len()).unwrap_or(0));
-    // Validated: a block that no longer matches the outboard is never sent.
-    encode_ranges_validated(window, &outboard.inner, &span.chunks(), &mut encoded).map_err(
-        |e| match e {
-            EncodeError::Io(e) => VerifyError::Io(e),
-            _ => VerifyError::Stale,
-        },
-    )?;
-    Ok(encoded)
+    let layout = Layout::new(outboard.size(), start, len)?;
+    let mut parts = Parts::default();
+    read_range(file, outboard, &layout, &mut parts)?;
+    Ok(parts.wire(&layout))
 }
 
 /// Downloader side: checks an encoded range against the content id and the file size
 /// (known from the holder's Have answer) and returns the verified bytes of
 /// [start, start+len). Nothing unverified is returned: any tampering (flipped byte
-/// anywhere, truncated, extra bytes, wrong range) is an error.
+/// anywhere, truncated, extra bytes, wrong range) is an error. A downloader reads into
+/// [`Parts`] and calls [`verify`] without these copies.
 pub fn decode_range(
     root: ContentId,
     size: u64,
@@ -236,72 +225,34 @@ pub fn decode_range(
     len: u64,
     encoded: &[u8],
 ) -> Result<Vec<u8>, VerifyError> {
-    let span = Span::new(size, start, len)?;
-    let expected = span.encoded_len();
-    let actual = encoded.len() as u64;
+    let layout = Layout::new(size, start, len)?;
+    let (expected, actual) = (layout.encoded_len(), encoded.len() as u64);
     if actual != expected {
         return Err(VerifyError::Length { expected, actual });
     }
-    let mut out = Vec::with_capacity(span.len_usize()?);
-    let chunks = span.chunks();
-    let root = blake3::Hash::from_bytes(*root.as_bytes());
-    for item in DecodeResponseIter::new(root, span.tree(), encoded, &chunks) {
-        match item.map_err(|e| decode_error(e, actual))? {
-            BaoContentItem::Parent(_) => {}
-            BaoContentItem::Leaf(leaf) => {
-                // The decoder yields the range's blocks in order; check it anyway, since
-                // these bytes go straight into the file.
-                if leaf.offset != start + out.len() as u64 {
-                    return Err(VerifyError::Corrupt {
-                        offset: leaf.offset,
-                    });
-                }
-                out.extend_from_slice(&leaf.data);
-            }
-        }
-    }
-    if out.len() as u64 != len {
-        return Err(VerifyError::Corrupt {
-            offset: start + out.len() as u64,
-        });
-    }
-    Ok(out)
+    let parts = Parts::from_wire(&layout, encoded);
+    verify(root, &layout, &parts)?;
+    Ok(parts.into_inner().1)
 }
 
 /// The encoded size of a range, so a receiver can cap what it accepts (never trust the
 /// peer's length beyond this). Zero for a range [`decode_range`] rejects.
 pub fn encoded_len(size: u64, start: u64, len: u64) -> u64 {
-    Span::new(size, start, len).map_or(0, |span| span.encoded_len())
-}
-
-fn decode_error(e: DecodeError, actual: u64) -> VerifyError {
-    match e {
-        DecodeError::ParentHashMismatch(node) => VerifyError::Corrupt {
-            offset: node.chunk_range().start.to_bytes(),
-        },
-        DecodeError::LeafHashMismatch(chunk) => VerifyError::Corrupt {
-            offset: chunk.to_bytes(),
-        },
-        // Cannot happen after the length check; reported as what it would mean.
-        DecodeError::ParentNotFound(_) | DecodeError::LeafNotFound(_) | DecodeError::Io(_) => {
-            VerifyError::Length {
-                expected: actual.saturating_add(1),
-                actual,
-            }
-        }
-    }
+    Layout::new(size, start, len).map_or(0, |layout| layout.encoded_len())
 }
 
 /// A checked range `[start, end)` of a file of `size` bytes.
 #[derive(Debug, Clone, Copy)]
-struct Span {
+pub(super) struct Span {
     start: u64,
     end: u64,
     size: u64,
 }
 
 impl Span {
-    fn new(size: u64, start: u64, len: u64) -> Result<Span, VerifyError> {
+    /// The range `[start, start + len)` if it is one we serve or accept: on the block grid,
+    /// inside the file, empty only for an empty file.
+    pub(super) fn new(size: u64, start: u64, len: u64) -> Result<Span, VerifyError> {
         let bad = VerifyError::BadRange { start, len, size };
         let Some(end) = start.checked_add(len) else {
             return Err(bad);
@@ -314,68 +265,41 @@ impl Span {
         Ok(Span { start, end, size })
     }
 
-    fn len_usize(&self) -> Result<usize, VerifyError> {
-        usize::try_from(self.end - self.start).map_err(|_| VerifyError::BadRange {
+    pub(super) fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub(super) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The length as a buffer size.
+    pub(super) fn data_len(&self) -> Result<usize, VerifyError> {
+        usize::try_from(self.len()).map_err(|_| VerifyError::BadRange {
             start: self.start,
-            len: self.end - self.start,
+            len: self.len(),
             size: self.size,
         })
     }
 
-    fn tree(&self) -> BaoTree {
+    pub(super) fn tree(&self) -> BaoTree {
         BaoTree::new(self.size, BLOCK_SIZE)
     }
 
     /// The range in BLAKE3 chunks. A range that reaches the end is open, so the last
     /// (possibly short) chunk is included, and an empty file still checks its one empty
     /// leaf against the root.
-    fn chunks(&self) -> ChunkRanges {
+    pub(super) fn chunks(&self) -> ChunkRanges {
         let first = ChunkNum::full_chunks(self.start);
         if self.end == self.size {
             ChunkRanges::from(first..)
         } else {
             ChunkRanges::from(first..ChunkNum::full_chunks(self.end))
         }
-    }
-
-    /// Walks the same pre-order traversal the encoder and decoder use: a hash pair per
-    /// parent node on the way, the data of each block in range.
-    fn encoded_len(&self) -> u64 {
-        let chunks = self.chunks();
-        let chunks = truncate_ranges(&chunks, self.size);
-        self.tree()
-            .ranges_pre_order_chunks_iter_ref(chunks, 0)
-            .map(|item| match item {
-                BaoChunk::Parent { .. } => PAIR_LEN,
-                BaoChunk::Leaf { size, .. } => size as u64,
-            })
-            .sum()
-    }
-}
-
-/// The part of the file an encoding needs, read once and addressed by file offset.
-struct Window {
-    start: u64,
-    bytes: Vec<u8>,
-}
-
-impl ReadAt for Window {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let available = pos
-            .checked_sub(self.start)
-            .and_then(|offset| usize::try_from(offset).ok())
-            .and_then(|offset| self.bytes.get(offset..))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "read outside the encoded range",
-                )
-            })?;
-        let n = available.len().min(buf.len());
-        if let (Some(to), Some(from)) = (buf.get_mut(..n), available.get(..n)) {
-            to.copy_from_slice(from);
-        }
-        Ok(n)
     }
 }
 

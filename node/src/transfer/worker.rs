@@ -1,30 +1,35 @@
 //! One holder during a download: connect (pinned), open a transfer session, check the
 //! holder's `Have`, then pull pieces from the shared table, ask for them a few at a time
-//! ([`PIPELINE`]), and verify and write each answer (off the async threads) while the next
-//! ones arrive. Ends when no piece is left, or when the holder fails: then every piece it
-//! held and did not deliver goes back to the others.
+//! ([`PIPELINE`]), read each answer off the stream straight into a reused buffer (each
+//! block to its place in the piece), and verify and write it (off the async threads) while
+//! the next ones arrive. Ends when no piece is left, or when the holder fails: then every
+//! piece it held and did not deliver goes back to the others.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use superpeer_common::wire::{
-    CloseCode, DownloaderToHolder, HelloReply, HolderToDownloader, Intent, MAX_FRAME_SIZE, Role,
-    WireError,
+    CloseCode, DownloaderToHolder, FrameReader, FrameWriter, HelloReply, HolderToDownloader,
+    Intent, Role, WireError,
 };
 use superpeer_common::{ConnectError, Connection, Endpoint, NodeId, PeerAddr, Session};
 use tokio::task::JoinHandle;
 
 use super::download::DownloadError;
+use super::encoding::{Layout, Parts};
 use super::job::{CheckError, Claims, Job, Work};
 use super::pieces::Piece;
-use super::verified::{self, VerifyError};
+use super::verified::VerifyError;
 
 /// Requests a worker keeps outstanding, so the holder always has the next one in hand.
 const PIPELINE: usize = 3;
 
 /// Received pieces a worker verifies and writes while it receives the next ones.
 const MAX_CHECKS: usize = 2;
+
+/// Largest answer frame accepted: answers are a few dozen bytes; piece data comes apart.
+const MAX_ANSWER_FRAME: usize = 1024;
 
 /// Longest wait for the answer to `Have` (the holder may hash a large file first).
 const HAVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -164,12 +169,19 @@ async fn transfer(conn: &Connection, job: &Arc<Job>) -> Result<(), Stop> {
         return Err(HolderFault::Refused(reason).into());
     }
     check_have(&mut session, job).await?;
+    // From here on pieces are read straight off the stream into their buffers.
+    let Session { reader, writer } = session;
+    let mut link = Link {
+        recv: reader.into_inner(),
+        writer,
+    };
     let mut hand = InHand {
         claims: Claims::new(job.clone()),
         checks: VecDeque::new(),
+        spare: Vec::new(),
         from: conn.peer(),
     };
-    let result = exchange(&mut session, job, &mut hand).await;
+    let result = exchange(&mut link, job, &mut hand).await;
     if let Err(Stop::Holder(_)) = result {
         // Pieces that arrived before the holder failed verify on their own: keep those
         // that do. A disk failure meanwhile outranks the holder's.
@@ -182,11 +194,23 @@ async fn transfer(conn: &Connection, job: &Arc<Job>) -> Result<(), Stop> {
     result
 }
 
+/// The session's stream after `Have`: answers are read frame by frame, piece encodings
+/// item by item into their buffers.
+struct Link {
+    recv: quinn::RecvStream,
+    writer: FrameWriter<quinn::SendStream>,
+}
+
+/// A piece being verified and written; gives back its buffers.
+type Check = JoinHandle<(Parts, Result<(), CheckError>)>;
+
 /// What a worker holds: claimed pieces, and the checks of the pieces received.
 struct InHand {
     claims: Claims,
     /// Pieces received and being verified and written, oldest first.
-    checks: VecDeque<(Piece, JoinHandle<Result<(), CheckError>>)>,
+    checks: VecDeque<(Piece, Check)>,
+    /// Buffers of finished checks, for the next pieces.
+    spare: Vec<Parts>,
     /// The holder's node id.
     from: NodeId,
 }
@@ -198,12 +222,17 @@ impl InHand {
             return Ok(());
         };
         let result = match check.await {
-            Ok(Ok(())) => {
-                job.stored(piece, self.from).await;
-                Ok(())
+            Ok((parts, checked)) => {
+                self.spare.push(parts);
+                match checked {
+                    Ok(()) => {
+                        job.stored(piece, self.from).await;
+                        Ok(())
+                    }
+                    Err(CheckError::Corrupt(e)) => Err(HolderFault::Corrupt(e).into()),
+                    Err(CheckError::Write(e)) => Err(Stop::Fatal(e)),
+                }
             }
-            Ok(Err(CheckError::Corrupt(e))) => Err(HolderFault::Corrupt(e).into()),
-            Ok(Err(CheckError::Write(e))) => Err(Stop::Fatal(e)),
             // A panic while verifying: never trust the piece, let another holder send it.
             Err(e) => Err(HolderFault::CheckFailed(e.to_string()).into()),
         };
@@ -213,7 +242,7 @@ impl InHand {
 }
 
 /// Asks for pieces and receives them until none is left for this holder.
-async fn exchange(session: &mut Session, job: &Arc<Job>, hand: &mut InHand) -> Result<(), Stop> {
+async fn exchange(link: &mut Link, job: &Arc<Job>, hand: &mut InHand) -> Result<(), Stop> {
     let mut busy = 0;
     loop {
         while hand.claims.asked() < PIPELINE {
@@ -225,7 +254,7 @@ async fn exchange(session: &mut Session, job: &Arc<Job>, hand: &mut InHand) -> R
                 start: piece.start,
                 len: piece.len,
             };
-            session.writer.send(&range).await?;
+            link.writer.send(&range).await?;
         }
         // Settle checks when enough run at once, or when nothing else is left to wait for.
         while hand.checks.len() >= MAX_CHECKS
@@ -239,18 +268,29 @@ async fn exchange(session: &mut Session, job: &Arc<Job>, hand: &mut InHand) -> R
                 Work::Complete => break,
             }
         };
-        match receive(session, PIECE_TIMEOUT).await? {
+        let answer = tokio::time::timeout(PIECE_TIMEOUT, answer(&mut link.recv))
+            .await
+            .map_err(|_| HolderFault::Stalled(PIECE_TIMEOUT))??;
+        match answer {
             HolderToDownloader::RangeFollows {
                 content_id,
                 start,
                 len,
                 encoded_len,
             } if content_id == job.content_id && start == piece.start && len == piece.len => {
-                let encoded = receive_piece(session, job, piece, encoded_len).await?;
+                let mut parts = hand.spare.pop().unwrap_or_default();
+                let layout = Layout::new(job.size, piece.start, piece.len)
+                    .map_err(|e| HolderFault::CheckFailed(e.to_string()))?;
+                let received = receive_piece(&mut link.recv, &layout, &mut parts, encoded_len);
+                tokio::time::timeout(PIECE_TIMEOUT, received)
+                    .await
+                    .map_err(|_| HolderFault::Stalled(PIECE_TIMEOUT))??;
                 hand.claims.arrived();
                 let job = job.clone();
-                let check =
-                    tokio::task::spawn_blocking(move || job.check_and_write(piece, &encoded));
+                let check = tokio::task::spawn_blocking(move || {
+                    let checked = job.check_and_write(piece, &layout, &parts);
+                    (parts, checked)
+                });
                 hand.checks.push_back((piece, check));
                 busy = 0;
             }
@@ -269,7 +309,7 @@ async fn exchange(session: &mut Session, job: &Arc<Job>, hand: &mut InHand) -> R
         }
     }
     // Tell the holder we are done; its loop ends on the finished stream.
-    let _ = session.writer.inner_mut().finish();
+    let _ = link.writer.inner_mut().finish();
     Ok(())
 }
 
@@ -283,7 +323,10 @@ async fn check_have(session: &mut Session, job: &Job) -> Result<(), Stop> {
                 content_id: job.content_id,
             })
             .await?;
-        match receive(session, HAVE_TIMEOUT).await? {
+        let answer = tokio::time::timeout(HAVE_TIMEOUT, session.reader.recv_required())
+            .await
+            .map_err(|_| HolderFault::Stalled(HAVE_TIMEOUT))??;
+        match answer {
             HolderToDownloader::Have { content_id, size } if content_id == job.content_id => {
                 if size != job.size {
                     return Err(HolderFault::WrongSize {
@@ -309,38 +352,35 @@ async fn check_have(session: &mut Session, job: &Job) -> Result<(), Stop> {
     }
 }
 
-async fn receive(session: &mut Session, within: Duration) -> Result<HolderToDownloader, Stop> {
-    tokio::time::timeout(within, session.reader.recv_required())
-        .await
-        .map_err(|_| HolderFault::Stalled(within))?
-        .map_err(Stop::from)
+/// The holder's next answer: one small frame.
+async fn answer(recv: &mut quinn::RecvStream) -> Result<HolderToDownloader, WireError> {
+    let mut reader = FrameReader::new(recv);
+    reader.limit_frames(MAX_ANSWER_FRAME);
+    reader.recv_required().await
 }
 
-/// Reads the encoded range after a `RangeFollows`: exactly the length the range's encoding
-/// takes, whatever `claimed` says.
+/// Reads the encoded range after a `RangeFollows` into `parts`: its length prefix must be
+/// the length the layout computes (whatever `claimed` says), then each hash pair and block
+/// goes straight to its place.
 async fn receive_piece(
-    session: &mut Session,
-    job: &Job,
-    piece: Piece,
+    recv: &mut quinn::RecvStream,
+    layout: &Layout,
+    parts: &mut Parts,
     claimed: u64,
-) -> Result<Vec<u8>, Stop> {
-    let expected = verified::encoded_len(job.size, piece.start, piece.len);
-    if claimed != expected {
-        return Err(HolderFault::Corrupt(VerifyError::Length {
-            expected,
-            actual: claimed,
-        })
-        .into());
+) -> Result<(), Stop> {
+    let expected = layout.encoded_len();
+    let mut prefix = [0; 4];
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(WireError::from)?;
+    let framed = u64::from(u32::from_be_bytes(prefix));
+    for actual in [claimed, framed] {
+        if actual != expected {
+            return Err(HolderFault::Corrupt(VerifyError::Length { expected, actual }).into());
+        }
     }
-    let limit = usize::try_from(expected).unwrap_or(MAX_FRAME_SIZE);
-    session.reader.limit_frames(limit);
-    let frame = tokio::time::timeout(PIECE_TIMEOUT, session.reader.read_frame()).await;
-    let encoded = match frame {
-        Err(_) => Err(Stop::from(HolderFault::Stalled(PIECE_TIMEOUT))),
-        Ok(Err(e)) => Err(Stop::from(e)),
-        Ok(Ok(None)) => Err(Stop::from(WireError::Truncated)),
-        Ok(Ok(Some(body))) => Ok(body.to_vec()),
-    };
-    session.reader.limit_frames(MAX_FRAME_SIZE);
-    encoded
+    for slot in parts.slots(layout) {
+        recv.read_exact(slot).await.map_err(WireError::from)?;
+    }
+    Ok(())
 }
