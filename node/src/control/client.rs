@@ -91,20 +91,7 @@ impl ControlClient {
 
     /// `GET /status`.
     pub fn status(&self) -> anyhow::Result<StatusJson> {
-        let mut response = self
-            .agent
-            .get(self.url("status"))
-            .config()
-            .timeout_global(Some(STATUS_TIMEOUT))
-            .build()
-            .header("Authorization", self.bearer())
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        self.check(&mut response)?;
-        response
-            .body_mut()
-            .read_json::<StatusJson>()
-            .context("the daemon's status answer is not valid")
+        self.get_json("status")
     }
 
     /// `POST /search`; calls `on_result` for each result as its line arrives.
@@ -129,9 +116,14 @@ impl ControlClient {
 
     /// `GET /downloads`.
     pub fn downloads(&self) -> anyhow::Result<Vec<DownloadJson>> {
+        self.get_json("downloads")
+    }
+
+    /// `GET /ROUTE`, answered with one JSON value.
+    fn get_json<T: DeserializeOwned>(&self, route: &str) -> anyhow::Result<T> {
         let mut response = self
             .agent
-            .get(self.url("downloads"))
+            .get(self.url(route))
             .config()
             .timeout_global(Some(STATUS_TIMEOUT))
             .build()
@@ -142,7 +134,7 @@ impl ControlClient {
         response
             .body_mut()
             .read_json()
-            .context("the daemon's downloads answer is not valid")
+            .with_context(|| format!("the daemon's {route} answer is not valid"))
     }
 
     /// `POST /promote`.

@@ -217,13 +217,9 @@ async fn search<H: ControlHandler>(
     State(state): State<AppState<H>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    let request: SearchRequest = match serde_json::from_slice(&body) {
+    let request: SearchRequest = match parse_body(body, "search") {
         Ok(request) => request,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad search request: {e}")),
+        Err(response) => return *response,
     };
     if let Err(message) = request.validate() {
         return error(StatusCode::BAD_REQUEST, message);
@@ -244,18 +240,30 @@ async fn get_content<H: ControlHandler>(
     State(state): State<AppState<H>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    let request: GetRequest = match serde_json::from_slice(&body) {
+    let request: GetRequest = match parse_body(body, "get") {
         Ok(request) => request,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad get request: {e}")),
+        Err(response) => return *response,
     };
     match state.handler.get(request).await {
         Ok(events) => ndjson(events, None),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
+}
+
+/// A request body as JSON, or the error answer: the body's own rejection (413 too large)
+/// or 400 naming the `what` request.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, Box<Response>> {
+    let body =
+        body.map_err(|rejection| Box::new(error(rejection.status(), rejection.body_text())))?;
+    serde_json::from_slice(&body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("bad {what} request: {e}"),
+        ))
+    })
 }
 
 async fn downloads<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
