@@ -167,6 +167,26 @@ pub fn attached(proc: &Proc, limit: Duration) -> anyhow::Result<StatusJson> {
     })
 }
 
+/// Whether every one of `supernodes` holds every other's latest keyword summary, and none has
+/// an index change still to send: from then on, a query goes everywhere it can match.
+pub fn summaries_settled(supernodes: &[&Proc]) -> anyhow::Result<bool> {
+    let mut views = Vec::with_capacity(supernodes.len());
+    for sn in supernodes {
+        let status = sn.status()?;
+        let summaries = status
+            .summaries
+            .with_context(|| format!("{} reports no summaries", sn.label))?;
+        views.push((status.node_id, summaries));
+    }
+    Ok(views.iter().all(|(id, ours)| {
+        !ours.pending
+            && views
+                .iter()
+                .filter(|(other, _)| other != id)
+                .all(|(_, theirs)| theirs.neighbors.get(id) == Some(&Some(ours.generation)))
+    }))
+}
+
 /// The node id a daemon's status names, parsed.
 pub fn node_id(proc: &Proc) -> anyhow::Result<NodeId> {
     proc.pinned.node_id.context("a daemon without a node id")

@@ -12,7 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use superpeer_common::ContentId;
-use superpeer_integration::harness::{Cluster, Proc, attached, listed, search, wait_for};
+use superpeer_integration::harness::{
+    Cluster, Proc, attached, listed, search, summaries_settled, wait_for,
+};
 use superpeer_integration::workload::{self, Truth};
 
 const EXE: &str = env!("CARGO_BIN_EXE_superpeer-node");
@@ -76,9 +78,8 @@ fn search_results_match_what_the_leaves_share() {
             status.supernode.unwrap().node_id
         })
         .collect();
-    // The askers: the leaves of leaf-0's supernode, whose view of the others' summaries the
-    // wait below makes sure of (in a full mesh, the asker's supernode does not change what
-    // a query finds).
+    // The askers: the leaves of one supernode (in a full mesh whose summaries are all
+    // current, the asker's supernode does not change what a query finds).
     let askers: Vec<usize> = (0..LEAVES).filter(|&i| homes[i] == homes[0]).collect();
     let index_of: HashMap<String, usize> = leaves
         .iter()
@@ -96,33 +97,8 @@ fn search_results_match_what_the_leaves_share() {
         sizes.iter().filter(|&&n| n > WANT as usize).count(),
         sizes.iter().sum::<usize>()
     );
-    // Queries go only where summaries match: wait until leaf-0's supernode has, from every
-    // other supernode, a summary made after all of its leaves published. A publish is one
-    // message, so a summary holding one file of a leaf (found by the number only its name
-    // has) holds all of that leaf's files. Searches are spread over the askers: each leaf
-    // may send only a few queries a second.
-    let probes: Vec<usize> = (0..LEAVES)
-        .filter(|&i| homes[i] != homes[0])
-        .filter_map(|i| shares[i].first().copied())
-        .collect();
-    wait_for(
-        "every summary to reach leaf-0's supernode",
-        Duration::from_secs(20),
-        || {
-            for (n, &file) in probes.iter().enumerate() {
-                let asker = leaves[askers[n % askers.len()]].as_ref().unwrap();
-                let found = search(asker, &[&file.to_string()], WANT)?;
-                if !found
-                    .iter()
-                    .any(|r| r.content_id.parse() == Ok(catalog[file].content_id))
-                {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .unwrap();
+    let entries: usize = shares.iter().map(Vec::len).sum();
+    settled(&supernodes, entries);
     let failures = check_all(&leaves, &queries, &truth, &index_of, &all, &askers);
     assert!(
         failures.is_empty(),
@@ -151,6 +127,8 @@ fn search_results_match_what_the_leaves_share() {
         Ok((total == live.len()).then_some(()))
     })
     .unwrap();
+    let entries: usize = live.iter().map(|&i| shares[i].len()).sum();
+    settled(&supernodes, entries);
     let truth = Truth::new(&catalog, &shares, &live);
     let askers: Vec<usize> = askers.into_iter().filter(|i| live.contains(i)).collect();
     let failures = check_all(&leaves, &queries, &truth, &index_of, &live, &askers);
@@ -160,6 +138,26 @@ fn search_results_match_what_the_leaves_share() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Waits until the supernodes index `entries` files in all and every one holds the others'
+/// summaries of them: queries go only where summaries match.
+fn settled(supernodes: &[Proc], entries: usize) {
+    wait_for("every share indexed", Duration::from_secs(20), || {
+        let mut indexed = 0;
+        for sn in supernodes {
+            indexed += sn.status()?.indexed.unwrap_or(0);
+        }
+        Ok((indexed == entries).then_some(()))
+    })
+    .unwrap();
+    let supernodes: Vec<&Proc> = supernodes.iter().collect();
+    wait_for(
+        "every summary current everywhere",
+        Duration::from_secs(20),
+        || Ok(summaries_settled(&supernodes)?.then_some(())),
+    )
+    .unwrap();
 }
 
 /// Runs every query (spread over ten live leaves, in parallel) and returns what was wrong.

@@ -14,7 +14,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use superpeer_common::ContentId;
-use superpeer_integration::harness::{Cluster, Proc, attached, listed, search, wait_for};
+use superpeer_integration::harness::{
+    Cluster, Proc, attached, listed, search, summaries_settled, wait_for,
+};
 use superpeer_integration::sim::{self, SimConfig, Workload};
 use superpeer_integration::workload::{self, Truth};
 
@@ -162,45 +164,26 @@ fn real_run(workload: &Workload) -> Vec<BTreeSet<ContentId>> {
         },
     )
     .unwrap();
-    // Queries go only where summaries match: wait until leaf-0's supernode has heard, from
-    // every other supernode, a summary made after all of its leaves published. A publish
-    // is one message, so a summary holding one file of each of those leaves (found by the
-    // number in its name) holds them all. The searches are spread over the leaves of
-    // leaf-0's supernode: each leaf may send only a few queries a second.
-    let local: Vec<&Proc> = leaves
+    // Queries go only where summaries match: wait until every supernode holds the others'
+    // summaries of all that they index.
+    let all: Vec<&Proc> = supernodes.iter().collect();
+    wait_for(
+        "every summary current everywhere",
+        Duration::from_secs(20),
+        || Ok(summaries_settled(&all)?.then_some(())),
+    )
+    .unwrap();
+
+    // Ten leaves of one supernode ask, in parallel, each its share of the queries (each leaf
+    // may send only a few queries a second); in a full mesh the asker's supernode does not
+    // change what a query finds.
+    let askers: Vec<&Proc> = leaves
         .iter()
         .zip(&homes)
         .filter(|(_, home)| **home == homes[0])
         .map(|(leaf, _)| leaf)
+        .take(10)
         .collect();
-    let probes: Vec<usize> = workload
-        .shares
-        .iter()
-        .zip(&homes)
-        .filter(|(_, home)| **home != homes[0])
-        .filter_map(|(share, _)| share.first().copied())
-        .collect();
-    wait_for(
-        "every summary to reach leaf-0's supernode",
-        Duration::from_secs(20),
-        || {
-            for (n, &file) in probes.iter().enumerate() {
-                let wanted = workload.catalog[file].content_id;
-                let asker = local[n % local.len()];
-                let found = search(asker, &[&file.to_string()], WANT)?;
-                if !found.iter().any(|r| r.content_id.parse() == Ok(wanted)) {
-                    anyhow::bail!("{} not found yet", workload.catalog[file].name);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .unwrap();
-
-    // The leaves of leaf-0's supernode (whose summaries are known to be complete) ask, in
-    // parallel, each its share of the queries; in a full mesh the asker's supernode does
-    // not change what a query finds.
-    let askers: Vec<&Proc> = local.iter().copied().take(10).collect();
     let count = askers.len();
     let mut results = vec![BTreeSet::new(); workload.queries.len()];
     std::thread::scope(|scope| {

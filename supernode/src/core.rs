@@ -95,12 +95,21 @@ pub struct CoreStatus {
     pub queries_from_neighbors: u64,
     /// Routing counters.
     pub router: RouterStats,
+    /// The generation stamped on our latest keyword summary.
+    pub summary_generation: u64,
+    /// Whether the index has changed since the summary last sent to every neighbour (a new
+    /// one goes out within `summary_interval`).
+    pub summary_pending: bool,
+    /// Per neighbour, the generation of its summary we hold (`None` before the first).
+    pub neighbor_summaries: Vec<(NodeId, Option<u64>)>,
 }
 
 #[derive(Debug)]
 struct Neighbor {
     node_id: NodeId,
     summary: KeywordSummary,
+    /// The generation stamped on the summary we hold, once one has come.
+    summary_generation: Option<u64>,
     load: Load,
 }
 
@@ -114,7 +123,6 @@ pub struct SupernodeCore {
     mesh: Mesh,
     router: Router,
     neighbors: FxHashMap<SessionId, Neighbor>,
-    /// Index keyword generation of the summary last sent, and when.
     /// Index keyword generation our `summary` was built from.
     summary_built: Option<u64>,
     /// Index keyword generation last broadcast to every neighbour, and when.
@@ -173,6 +181,14 @@ impl SupernodeCore {
             indexed: self.index.len(),
             queries_from_neighbors: self.queries_from_neighbors,
             router: self.router.stats(),
+            summary_generation: self.summaries_sent,
+            summary_pending: self.summary_broadcast.map(|(g, _)| g)
+                != Some(self.index.keyword_generation()),
+            neighbor_summaries: self
+                .neighbors
+                .values()
+                .map(|n| (n.node_id, n.summary_generation))
+                .collect(),
         }
     }
 
@@ -402,6 +418,7 @@ impl SupernodeCore {
                     Neighbor {
                         node_id,
                         summary: KeywordSummary::empty(),
+                        summary_generation: None,
                         load: Load::default(),
                     },
                 );
@@ -461,9 +478,12 @@ impl SupernodeCore {
             return;
         };
         match msg {
-            SupernodeToSupernode::Summary { table, .. } => {
+            SupernodeToSupernode::Summary { generation, table } => {
                 match KeywordSummary::from_bytes(table) {
-                    Ok(summary) => neighbor.summary = summary,
+                    Ok(summary) => {
+                        neighbor.summary = summary;
+                        neighbor.summary_generation = Some(generation);
+                    }
                     Err(e) => self.violation(session, &e.to_string()),
                 }
             }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::LeafArgs;
 use crate::control::{
     self, ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, PromoteJson,
-    SearchRequest, SearchResultJson, StatusJson, SupernodeJson,
+    SearchRequest, SearchResultJson, StatusJson, SummariesJson, SupernodeJson,
 };
 use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, ElectionConfig, JoinConfig, Leaf, LeafConfig, LeafHandle};
@@ -133,6 +133,7 @@ impl ControlHandler for LeafControl {
                 indexed: s.promoted.as_ref().map(|p| p.core.indexed),
                 queries_forwarded: s.promoted.as_ref().map(|p| p.core.router.forwarded),
                 queries_received: s.promoted.as_ref().map(|p| p.core.queries_from_neighbors),
+                summaries: s.promoted.as_ref().map(|p| SummariesJson::from(&p.core)),
                 listen: s.listen.to_string(),
                 advertise: s.advertise.to_string(),
                 downloads,
@@ -148,6 +149,7 @@ impl ControlHandler for LeafControl {
                 indexed: None,
                 queries_forwarded: None,
                 queries_received: None,
+                summaries: None,
                 listen: String::new(),
                 advertise: String::new(),
                 downloads,

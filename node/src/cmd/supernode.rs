@@ -13,7 +13,7 @@ use super::leaf::stopped;
 use crate::cli::SupernodeArgs;
 use crate::control::{
     self, ControlHandler, DownloadJson, GetEventJson, GetRequest, PromoteJson, SearchRequest,
-    SearchResultJson, StatusJson,
+    SearchResultJson, StatusJson, SummariesJson,
 };
 use crate::leaf::transfer_service;
 use crate::transfer::{ServedFiles, Uploads};
@@ -110,6 +110,7 @@ impl ControlHandler for SupernodeControl {
             indexed: status.as_ref().map(|s| s.core.indexed),
             queries_forwarded: status.as_ref().map(|s| s.core.router.forwarded),
             queries_received: status.as_ref().map(|s| s.core.queries_from_neighbors),
+            summaries: status.as_ref().map(|s| SummariesJson::from(&s.core)),
             listen: status
                 .as_ref()
                 .map(|s| s.advertise.to_string())

@@ -35,9 +35,11 @@ mod server;
 #[cfg(test)]
 mod testing;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
+use superpeer_supernode::CoreStatus;
 use tokio::sync::mpsc;
 
 pub use client::ControlClient;
@@ -120,6 +122,9 @@ pub struct StatusJson {
     pub queries_forwarded: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queries_received: Option<u64>,
+    /// Keyword summaries: ours and the ones we hold of our neighbours (supernode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summaries: Option<SummariesJson>,
     /// The address the daemon listens on.
     pub listen: String,
     /// The address others are told to dial.
@@ -130,6 +135,33 @@ pub struct StatusJson {
     /// Content bytes uploaded to other peers since start.
     #[serde(default)]
     pub uploaded_bytes: u64,
+}
+
+/// A supernode's keyword summaries: whether its neighbours know what it indexes, and what
+/// it knows of theirs. A neighbour is up to date with us when it holds our `generation`
+/// and we are not `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummariesJson {
+    /// The generation stamped on our latest summary.
+    pub generation: u64,
+    /// The index changed since the last summary went to every neighbour.
+    pub pending: bool,
+    /// Per neighbour node id, the generation of its summary we hold (null before the first).
+    pub neighbors: BTreeMap<String, Option<u64>>,
+}
+
+impl From<&CoreStatus> for SummariesJson {
+    fn from(core: &CoreStatus) -> Self {
+        SummariesJson {
+            generation: core.summary_generation,
+            pending: core.summary_pending,
+            neighbors: core
+                .neighbor_summaries
+                .iter()
+                .map(|(id, generation)| (id.to_string(), *generation))
+                .collect(),
+        }
+    }
 }
 
 /// The supernode a leaf is attached to.
@@ -317,6 +349,7 @@ mod tests {
             indexed: None,
             queries_forwarded: None,
             queries_received: None,
+            summaries: None,
             listen: "127.0.0.1:1".into(),
             advertise: "127.0.0.1:1".into(),
             downloads: Vec::new(),

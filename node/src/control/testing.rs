@@ -40,6 +40,7 @@ pub fn fixed_status() -> StatusJson {
         indexed: None,
         queries_forwarded: None,
         queries_received: None,
+        summaries: None,
         listen: "127.0.0.1:4001".into(),
         advertise: "127.0.0.1:4001".into(),
         downloads: Vec::new(),
