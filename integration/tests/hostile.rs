@@ -731,25 +731,31 @@ async fn query_flood(target: PeerAddr) -> Seen {
             .collect()
     };
     // 60 at once: the budget (a burst of 20, then 5 a second) lets about 20 through and
-    // refuses the rest, each with a reason and a `QueryDone`.
+    // refuses the rest, each with a reason in place of its `QueryDone`.
     const BURST: usize = 60;
     session
         .send
         .write_all(&queries(BURST, &mut rng))
         .await
         .unwrap();
-    let (mut done, mut refused) = (0, 0);
-    while done < BURST {
+    let (mut answered, mut refused) = (0, 0);
+    while answered + refused < BURST {
+        let done = answered + refused;
         match tokio::time::timeout(CLOSE_BOUND, next::<SupernodeToLeaf>(&mut session.reader)).await
         {
-            Ok(Some(SupernodeToLeaf::QueryDone { .. })) => done += 1,
-            Ok(Some(SupernodeToLeaf::Refused { .. })) => refused += 1,
+            Ok(Some(SupernodeToLeaf::QueryDone { .. })) => answered += 1,
+            Ok(Some(SupernodeToLeaf::QueryRefused { reason, .. })) => {
+                assert!(
+                    reason.contains("slow down"),
+                    "{attack}: refused for {reason:?}"
+                );
+                refused += 1;
+            }
             Ok(Some(other)) => panic!("{attack}: unexpected {other:?}"),
             Ok(None) => panic!("{attack}: session ended after {done} answers"),
             Err(_) => panic!("{attack}: only {done} of {BURST} queries answered"),
         }
     }
-    let answered = done - refused;
     assert!(
         (15..=30).contains(&answered) && refused >= 30,
         "{attack}: {answered} of {BURST} queries run, {refused} refused"

@@ -414,6 +414,7 @@ async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<Quer
             },
         };
         let Some(hit) = next else { break };
+        let hit = hit?;
         if hit.content_id == content_id {
             // Later results for a content carry every holder known so far.
             best = Some(hit);

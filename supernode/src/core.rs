@@ -14,8 +14,8 @@ use rustc_hash::FxHashMap;
 use superpeer_common::wire::MAX_QUERY_KEYWORDS;
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
-    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryEnd, Role, SupernodeInfo,
-    SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
+    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, Role, SupernodeInfo, SupernodeList,
+    SupernodeToLeaf, SupernodeToSupernode,
 };
 use superpeer_common::{ContentId, NodeId, keywords};
 
@@ -293,14 +293,7 @@ impl SupernodeCore {
     fn leaf_query(&mut self, now: Instant, session: SessionId, query: Query, allowed: bool) {
         let id = query.id;
         let refuse = |core: &mut Self, reason: String| {
-            core.send_leaf(session, SupernodeToLeaf::Refused { reason });
-            core.send_leaf(
-                session,
-                SupernodeToLeaf::QueryDone {
-                    id,
-                    end: QueryEnd::Exhausted,
-                },
-            );
+            core.send_leaf(session, SupernodeToLeaf::QueryRefused { id, reason });
         };
         if !allowed {
             return refuse(self, "too many queries; slow down".into());

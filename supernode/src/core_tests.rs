@@ -1,6 +1,6 @@
 //! Supernode core tests: whole decisions with a fake clock and no sockets.
 
-use superpeer_common::wire::{QueryId, SUMMARY_BYTES};
+use superpeer_common::wire::{QueryEnd, QueryId, SUMMARY_BYTES};
 
 use super::*;
 
@@ -318,13 +318,13 @@ fn bad_leaf_queries_are_refused_and_a_flood_is_rate_limited() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::QueryRefused { .. })))
     );
     sn.leaf_message(now, flooder, query(2, &["--", "!!"]));
     assert!(
         drain(&mut sn)
             .iter()
-            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::QueryRefused { .. })))
     );
 
     let mut answered = 0;
@@ -457,7 +457,7 @@ fn a_query_that_normalises_to_too_many_words_is_refused_not_forwarded() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::Refused { .. })))
+            .any(|a| matches!(a, Action::ToLeaf(_, SupernodeToLeaf::QueryRefused { .. })))
     );
 }
 

@@ -299,6 +299,8 @@ pub enum SupernodeToLeaf {
     MoveTo { supernodes: Vec<SupernodeInfo> },
     /// A request was refused (over a limit, rate-limited) without ending the session.
     Refused { reason: String },
+    /// The query was not run (rate-limited, invalid): nothing more comes for it.
+    QueryRefused { id: QueryId, reason: String },
 }
 
 /// Between two linked supernodes, both ways, after [`Intent::Link`].
@@ -410,7 +412,7 @@ macro_rules! messages {
 
 messages! {
     LeafToSupernode => 7,
-    SupernodeToLeaf => 6,
+    SupernodeToLeaf => 7,
     SupernodeToSupernode => 7,
     ToListServer => 4,
     ListServerToNode => 3,

@@ -137,6 +137,7 @@ fn supernode_to_leaf() -> impl Strategy<Value = SupernodeToLeaf> {
         any::<u64>().prop_map(|nonce| SupernodeToLeaf::Pong { nonce }),
         vec(supernode_info(), 0..4).prop_map(|supernodes| SupernodeToLeaf::MoveTo { supernodes }),
         name().prop_map(|reason| SupernodeToLeaf::Refused { reason }),
+        (query_id(), name()).prop_map(|(id, reason)| SupernodeToLeaf::QueryRefused { id, reason }),
     ]
 }
 fn supernode_to_supernode() -> impl Strategy<Value = SupernodeToSupernode> {
@@ -356,7 +357,10 @@ fn declared_variant_counts_match_the_enums() {
     }
     let cid = ContentId::of_bytes(b"x");
     last_known_and_next(LeafToSupernode::Leaving);
-    last_known_and_next(SupernodeToLeaf::Refused { reason: "r".into() });
+    last_known_and_next(SupernodeToLeaf::QueryRefused {
+        id: QueryId([1; 16]),
+        reason: "r".into(),
+    });
     last_known_and_next(SupernodeToSupernode::Pong { nonce: 1 });
     last_known_and_next(ToListServer::GetSupernodes { max: 1 });
     last_known_and_next(ListServerToNode::Refused { reason: "r".into() });

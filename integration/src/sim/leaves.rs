@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use superpeer_common::wire::{
-    HelloReply, LeafToSupernode, MAX_ENTRIES_PER_MESSAGE, SupernodeToLeaf,
+    HelloReply, LeafToSupernode, MAX_ENTRIES_PER_MESSAGE, QueryEnd, SupernodeToLeaf,
 };
 use superpeer_supernode::SessionId;
 
@@ -244,6 +244,10 @@ impl World<'_> {
         match msg {
             SupernodeToLeaf::Hits { id, hits } => self.queries.hits(id, at, &hits),
             SupernodeToLeaf::QueryDone { id, end } => self.queries.done(id, at, end),
+            // Over the leaf's query budget: it ends with nothing found.
+            SupernodeToLeaf::QueryRefused { id, .. } => {
+                self.queries.done(id, at, QueryEnd::Exhausted)
+            }
             _ => {}
         }
     }

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::LeafArgs;
 use crate::control::{
-    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, PromoteJson,
-    SearchRequest, SearchResultJson, StatusJson, SummariesJson, SupernodeJson,
+    self, ControlHandler, DownloadJson, ErrorJson, GetEventJson, GetRequest, HolderJson,
+    PromoteJson, SearchLineJson, SearchRequest, SearchResultJson, StatusJson, SummariesJson,
+    SupernodeJson,
 };
 use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, ElectionConfig, JoinConfig, Leaf, LeafConfig, LeafHandle};
@@ -161,12 +162,19 @@ impl ControlHandler for LeafControl {
     async fn search(
         &self,
         request: SearchRequest,
-    ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
+    ) -> Result<mpsc::Receiver<SearchLineJson>, String> {
         let mut hits = self.leaf.search(request.keywords, request.want).await?;
         let (tx, rx) = mpsc::channel(256);
         let downloads = self.downloads.clone();
         tokio::spawn(async move {
             while let Some(hit) = hits.recv().await {
+                let hit = match hit {
+                    Ok(hit) => hit,
+                    Err(error) => {
+                        let _ = tx.send(SearchLineJson::Error(ErrorJson { error })).await;
+                        break;
+                    }
+                };
                 downloads.remember(&hit);
                 let result = SearchResultJson {
                     content_id: hit.content_id.to_string(),
@@ -182,7 +190,7 @@ impl ControlHandler for LeafControl {
                         })
                         .collect(),
                 };
-                if tx.send(result).await.is_err() {
+                if tx.send(SearchLineJson::Result(result)).await.is_err() {
                     break;
                 }
             }

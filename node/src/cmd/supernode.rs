@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 use super::leaf::stopped;
 use crate::cli::SupernodeArgs;
 use crate::control::{
-    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, PromoteJson, SearchRequest,
-    SearchResultJson, StatusJson, SummariesJson,
+    self, ControlHandler, DownloadJson, GetEventJson, GetRequest, PromoteJson, SearchLineJson,
+    SearchRequest, StatusJson, SummariesJson,
 };
 use crate::leaf::transfer_service;
 use crate::transfer::{ServedFiles, Uploads};
@@ -127,7 +127,7 @@ impl ControlHandler for SupernodeControl {
     async fn search(
         &self,
         _request: SearchRequest,
-    ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
+    ) -> Result<mpsc::Receiver<SearchLineJson>, String> {
         Err("searching from a supernode daemon is not supported; run `superpeer search` against a leaf".into())
     }
 

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     CONTROL_FILE, ControlFile, DownloadJson, ErrorJson, GetEventJson, GetRequest, PromoteJson,
-    SearchRequest, SearchResultJson, StatusJson,
+    SearchLineJson, SearchRequest, SearchResultJson, StatusJson,
 };
 
 /// Longest line of a search answer the client accepts.
@@ -98,9 +98,15 @@ impl ControlClient {
     pub fn search(
         &self,
         request: &SearchRequest,
-        on_result: impl FnMut(SearchResultJson),
+        mut on_result: impl FnMut(SearchResultJson),
     ) -> anyhow::Result<()> {
-        self.stream("search", request, Some(SEARCH_TIMEOUT), on_result)
+        self.stream("search", request, Some(SEARCH_TIMEOUT), |line| match line {
+            SearchLineJson::Result(result) => {
+                on_result(result);
+                Ok(())
+            }
+            SearchLineJson::Error(ErrorJson { error }) => bail!("{error}"),
+        })
     }
 
     /// `POST /get`; calls `on_event` for each event as its line arrives. Returns when the
@@ -108,10 +114,13 @@ impl ControlClient {
     pub fn get(
         &self,
         request: &GetRequest,
-        on_event: impl FnMut(GetEventJson),
+        mut on_event: impl FnMut(GetEventJson),
     ) -> anyhow::Result<()> {
         // No overall limit: a download takes what it takes, and sends progress meanwhile.
-        self.stream("get", request, None, on_event)
+        self.stream("get", request, None, |event| {
+            on_event(event);
+            Ok(())
+        })
     }
 
     /// `GET /downloads`.
@@ -161,7 +170,7 @@ impl ControlClient {
         route: &str,
         request: &impl serde::Serialize,
         timeout: Option<Duration>,
-        mut on_item: impl FnMut(T),
+        mut on_item: impl FnMut(T) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut response = self
             .agent
@@ -193,7 +202,7 @@ impl ControlClient {
             }
             let item = serde_json::from_slice(&line)
                 .with_context(|| format!("the daemon sent a {route} line that is not valid"))?;
-            on_item(item);
+            on_item(item)?;
         }
     }
 
@@ -260,7 +269,9 @@ fn printable(message: &str) -> String {
 mod tests {
     use std::time::Instant;
 
-    use super::super::testing::{self, REFUSAL, REFUSED_KEYWORD};
+    use super::super::testing::{
+        self, LATE_REFUSAL, LATE_REFUSED_KEYWORD, REFUSAL, REFUSED_KEYWORD,
+    };
     use super::*;
 
     fn search_request(keyword: &str) -> SearchRequest {
@@ -386,6 +397,22 @@ mod tests {
         .unwrap();
         assert_eq!(refused, REFUSAL);
         assert_eq!(invalid, "a search needs at least one keyword");
+    }
+
+    #[tokio::test]
+    async fn a_search_refused_after_it_started_is_an_error_not_an_empty_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, _stop) = testing::start(dir.path()).await;
+        let client = ControlClient::from_state_dir(dir.path()).unwrap();
+        let (seen, error) = tokio::task::spawn_blocking(move || {
+            let mut seen = 0;
+            let result = client.search(&search_request(LATE_REFUSED_KEYWORD), |_| seen += 1);
+            (seen, error_of(result))
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, 1, "the result before the refusal is passed on");
+        assert_eq!(error, LATE_REFUSAL);
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! Requests:
 //! 1. `GET /status` → one [`StatusJson`].
 //! 2. `POST /search` with a [`SearchRequest`] → `application/x-ndjson`, one
-//!    [`SearchResultJson`] per line. The body ends when the search is over.
+//!    [`SearchResultJson`] per line. The body ends when the search is over; a search the
+//!    supernode refused (rate limit) ends with an [`ErrorJson`] line instead.
 //! 3. `POST /get` with a [`GetRequest`] → `application/x-ndjson`, one [`GetEventJson`] per
 //!    line (progress about twice a second) until the download finished or failed. The
 //!    download belongs to the daemon: a client that hangs up does not stop it, and a second
@@ -71,7 +72,7 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn search(
         &self,
         request: SearchRequest,
-    ) -> impl Future<Output = Result<mpsc::Receiver<SearchResultJson>, String>> + Send;
+    ) -> impl Future<Output = Result<mpsc::Receiver<SearchLineJson>, String>> + Send;
 
     /// Starts (or follows) a download. Events stream until it finished or failed; an `Err`
     /// means it could not start at all.
@@ -226,6 +227,14 @@ pub struct SearchResultJson {
     /// How many holders are known.
     pub sources: usize,
     pub holders: Vec<HolderJson>,
+}
+
+/// One line of a `POST /search` answer: a result, or, last, why the search was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SearchLineJson {
+    Result(SearchResultJson),
+    Error(ErrorJson),
 }
 
 /// A node that holds a file.

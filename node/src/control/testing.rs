@@ -8,8 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::server::ControlServer;
 use super::{
-    ControlHandler, DownloadJson, GetEventJson, GetRequest, HolderJson, PromoteJson, SearchRequest,
-    SearchResultJson, StatusJson, SupernodeJson, serve,
+    ControlHandler, DownloadJson, ErrorJson, GetEventJson, GetRequest, HolderJson, PromoteJson,
+    SearchLineJson, SearchRequest, SearchResultJson, StatusJson, SupernodeJson, serve,
 };
 
 /// The search that the fake handler refuses.
@@ -17,6 +17,13 @@ pub const REFUSED_KEYWORD: &str = "refuse";
 
 /// What the fake refuses such a search with.
 pub const REFUSAL: &str = "not attached to a supernode yet";
+
+/// The search that the fake answers with one result, then a refusal (as a supernode that
+/// rate-limits the query does, once the search has started).
+pub const LATE_REFUSED_KEYWORD: &str = "refuse-late";
+
+/// What the fake ends that search with.
+pub const LATE_REFUSAL: &str = "the supernode refused the search: too many queries";
 
 /// Delay before each fake result.
 pub const RESULT_DELAY: Duration = Duration::from_millis(150);
@@ -69,7 +76,7 @@ impl ControlHandler for FakeHandler {
     async fn search(
         &self,
         request: SearchRequest,
-    ) -> Result<mpsc::Receiver<SearchResultJson>, String> {
+    ) -> Result<mpsc::Receiver<SearchLineJson>, String> {
         let keyword = request.keywords.first().cloned().unwrap_or_default();
         if keyword == REFUSED_KEYWORD {
             return Err(REFUSAL.into());
@@ -78,7 +85,16 @@ impl ControlHandler for FakeHandler {
         tokio::spawn(async move {
             for i in 0..3 {
                 tokio::time::sleep(RESULT_DELAY).await;
-                if tx.send(fake_result(&keyword, i)).await.is_err() {
+                if tx
+                    .send(SearchLineJson::Result(fake_result(&keyword, i)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if keyword == LATE_REFUSED_KEYWORD {
+                    let error = LATE_REFUSAL.to_string();
+                    let _ = tx.send(SearchLineJson::Error(ErrorJson { error })).await;
                     return;
                 }
             }

@@ -34,6 +34,7 @@ use super::attach::{self, Attached};
 use super::cache;
 use super::election::{Election, ElectionConfig};
 use super::join::{JoinConfig, Joiner};
+use crate::names::printable;
 use crate::share::{ShareDelta, SharedFolder};
 use crate::transfer::{ServedFiles, Uploads};
 
@@ -120,7 +121,7 @@ pub enum Event {
     Search {
         keywords: Vec<String>,
         want: u32,
-        results: mpsc::Sender<QueryHit>,
+        results: mpsc::Sender<SearchItem>,
         started: oneshot::Sender<Result<(), String>>,
     },
     /// Become a supernode.
@@ -130,6 +131,10 @@ pub enum Event {
     /// An answer to one of our searches from our own supernode (once promoted).
     OwnSupernode(SupernodeToLeaf),
 }
+
+/// What a search's channel carries: hits as they arrive, or, last, why the supernode
+/// refused to run it (already made safe to print).
+pub type SearchItem = Result<QueryHit, String>;
 
 /// A handle to a running leaf.
 #[derive(Clone)]
@@ -146,11 +151,12 @@ impl LeafHandle {
     }
 
     /// Starts a search; hits arrive on the returned channel, which closes when it is over.
+    /// A search the supernode refuses ends with one `Err` naming why.
     pub async fn search(
         &self,
         words: Vec<String>,
         want: u32,
-    ) -> Result<mpsc::Receiver<QueryHit>, String> {
+    ) -> Result<mpsc::Receiver<SearchItem>, String> {
         let (results, rx) = mpsc::channel(1024);
         let (started, started_rx) = oneshot::channel();
         let event = Event::Search {
@@ -200,7 +206,7 @@ struct Current {
 }
 
 struct Search {
-    results: mpsc::Sender<QueryHit>,
+    results: mpsc::Sender<SearchItem>,
     /// Holders reported so far, per content.
     seen: HashMap<ContentId, Vec<Holder>>,
     deadline: Instant,
@@ -792,7 +798,7 @@ impl Actor {
         now: Instant,
         words: &[String],
         want: u32,
-        results: mpsc::Sender<QueryHit>,
+        results: mpsc::Sender<SearchItem>,
     ) -> Result<(), String> {
         let words = keywords(&words.join(" "));
         if words.is_empty() {
@@ -847,13 +853,20 @@ impl Actor {
                         continue;
                     }
                     hit.holders = known.clone();
-                    if search.results.try_send(hit).is_err() {
+                    if search.results.try_send(Ok(hit)).is_err() {
                         break;
                     }
                 }
             }
             SupernodeToLeaf::QueryDone { id, .. } => {
                 self.searches.remove(&id);
+            }
+            SupernodeToLeaf::QueryRefused { id, reason } => {
+                if let Some(search) = self.searches.remove(&id) {
+                    let reason =
+                        format!("the supernode refused the search: {}", printable(&reason));
+                    let _ = search.results.try_send(Err(reason));
+                }
             }
             SupernodeToLeaf::Supernodes(list) => {
                 if list.validate().is_ok() {

@@ -13,6 +13,6 @@ mod election;
 mod join;
 
 pub use cache::CACHE_FILE;
-pub use daemon::{Leaf, LeafConfig, LeafHandle, LeafStatus, transfer_service};
+pub use daemon::{Leaf, LeafConfig, LeafHandle, LeafStatus, SearchItem, transfer_service};
 pub use election::{Decision, Election, ElectionConfig};
 pub use join::JoinConfig;

@@ -412,3 +412,45 @@ async fn content_on_two_supernodes_is_reported_with_both_sources() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searching_faster_than_the_supernode_allows_is_a_clear_error() {
+    let net = network(17, 1);
+    let state = tempfile::tempdir().unwrap();
+    let _leaf = leaf(
+        "127.0.17.20",
+        state.path(),
+        &["--list-server", &net.list.pinned.to_string()],
+    );
+    attached(state.path()).await;
+    // The supernode takes a burst of 20 queries per leaf, then 5 a second: 64 searches in
+    // waves of 8 (under the control API's 16 at once) go over it, and each one refused must
+    // fail with the reason, not look like an empty answer.
+    let state_arg = state.path().to_str().unwrap().to_string();
+    let mut refused = 0;
+    for wave in 0..8 {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let state_arg = state_arg.clone();
+                tokio::spawn(async move {
+                    let word = format!("nothing{wave}x{i}");
+                    cli(&["search", "--state-dir", &state_arg, &word]).await
+                })
+            })
+            .collect();
+        for run in runs {
+            let out = run.await.unwrap();
+            if !out.ok {
+                assert!(
+                    out.stderr.contains("the supernode refused the search")
+                        && out.stderr.contains("slow down"),
+                    "{}",
+                    out.stderr
+                );
+                assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "64 searches in a moment were all taken");
+}
