@@ -13,8 +13,8 @@
 //! 4. Entries restored from disk ([`Registry::restore`]) are listed at once, marked stale,
 //!    until the node registers again (or they expire).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry as MapEntry;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as MapEntry;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -137,8 +137,8 @@ pub struct SavedEntry {
 #[derive(Debug)]
 pub struct Registry {
     config: RegistryConfig,
-    listed: HashMap<NodeId, Listed>,
-    pending: HashMap<NodeId, Pending>,
+    listed: BTreeMap<NodeId, Listed>,
+    pending: BTreeMap<NodeId, Pending>,
     /// Set when the listed set or an address changed, so the driver knows to save.
     dirty: bool,
 }
@@ -148,8 +148,8 @@ impl Registry {
     pub fn new(config: RegistryConfig) -> Self {
         Self {
             config,
-            listed: HashMap::new(),
-            pending: HashMap::new(),
+            listed: BTreeMap::new(),
+            pending: BTreeMap::new(),
             dirty: false,
         }
     }

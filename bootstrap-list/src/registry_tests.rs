@@ -218,6 +218,31 @@ fn selection_spreads_askers_in_proportion_to_room() {
 }
 
 #[test]
+fn the_same_seed_gives_the_same_list_whatever_the_registration_order() {
+    let now = Instant::now();
+    let (mut forward, mut backward) = (
+        Registry::new(RegistryConfig::default()),
+        Registry::new(RegistryConfig::default()),
+    );
+    for n in 1..=40 {
+        listed(&mut forward, now, n, load(n.into(), 100));
+        listed(&mut backward, now, 41 - n, load((41 - n).into(), 100));
+    }
+    let draw = |reg: &Registry| {
+        let mut rng = StdRng::seed_from_u64(11);
+        (0..5)
+            .map(|_| ids(&reg.select(0, 10, &mut rng)))
+            .collect::<Vec<_>>()
+    };
+    let lists = draw(&forward);
+    assert_eq!(lists, draw(&backward));
+    assert!(
+        lists.windows(2).any(|w| w[0] != w[1]),
+        "the order is random"
+    );
+}
+
+#[test]
 fn shortage_signal() {
     let now = Instant::now();
     let mut reg = Registry::new(RegistryConfig::default());

@@ -175,7 +175,14 @@ impl Mesh {
         let preferred = self.me.min(node_id);
         match self.links.get(&node_id).copied() {
             None => {
-                if self.links.len() >= self.max_neighbors && initiator != self.me {
+                // Our own dials under way hold their slots: an incoming link may not take
+                // them, and no link goes past `max_neighbors`.
+                let taken = if initiator == self.me {
+                    self.links.len()
+                } else {
+                    self.links.len() + self.dialing.len()
+                };
+                if taken >= self.max_neighbors {
                     return LinkDecision::Refuse;
                 }
                 self.links.insert(node_id, Link { session, initiator });
@@ -346,6 +353,41 @@ mod tests {
         // Both keep the link node 3 dialled.
         assert_eq!(big.link(&id(3)).unwrap().initiator, id(3));
         assert_eq!(small.link(&id(5)).unwrap().initiator, id(3));
+    }
+
+    #[test]
+    fn links_never_exceed_max_neighbors() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut mesh = Mesh::new(id(100), 2);
+        mesh.learn(t0, &[info(1), info(2), info(3)]);
+        let dials = mesh.poll_dials(t0, &mut rng);
+        assert_eq!(dials.len(), 2);
+        // While both dials are under way, their slots are theirs.
+        assert_eq!(
+            mesh.link_up(t0, id(9), SessionId(1), id(9), None),
+            LinkDecision::Refuse
+        );
+        // One dial fails; an incoming link takes its slot; the other dial completes.
+        mesh.dial_failed(t0, dials[0].0);
+        assert_eq!(
+            mesh.link_up(t0, id(9), SessionId(2), id(9), None),
+            LinkDecision::Keep { close: None }
+        );
+        assert_eq!(
+            mesh.link_up(t0, dials[1].0, SessionId(3), id(100), None),
+            LinkDecision::Keep { close: None }
+        );
+        // Full: neither an incoming link nor one we dialled gets in.
+        assert_eq!(
+            mesh.link_up(t0, id(8), SessionId(4), id(8), None),
+            LinkDecision::Refuse
+        );
+        assert_eq!(
+            mesh.link_up(t0, dials[0].0, SessionId(5), id(100), None),
+            LinkDecision::Refuse
+        );
+        assert_eq!(mesh.neighbor_count(), 2);
     }
 
     #[test]

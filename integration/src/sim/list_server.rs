@@ -3,11 +3,11 @@
 //! it: register, heartbeat at the registry's pace, register again when a heartbeat is not
 //! taken, and fetch lists of 100 supernodes every 2 s at first, then every 20 s.
 //!
-//! Which supernodes a list holds is the one thing modelled here. [`Registry::select`]
-//! draws its random order while walking a `std` `HashMap`, whose order changes from run to
-//! run, so one seed would not give one run. The simulator takes the registry's whole list
-//! (so membership, loads and staleness are the registry's), sorts it by node id, and draws
-//! the entries handed out with its own seeded generator, those with room first.
+//! Which supernodes a list holds is the one thing modelled here, for speed: millions of
+//! leaves ask, and [`Registry::select`] ranks the whole registry per request. The simulator
+//! takes the registry's whole list every so often (so membership, loads and staleness are
+//! the registry's), sorts it by node id, and draws the entries handed out with its own
+//! seeded generator, those with room first (the registry weights them by their room).
 
 use std::net::SocketAddr;
 use std::time::Duration;
