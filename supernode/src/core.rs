@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use superpeer_common::wire::MAX_QUERY_KEYWORDS;
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
-    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, Role, SupernodeInfo, SupernodeList,
-    SupernodeToLeaf, SupernodeToSupernode,
+    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryId, Role, SupernodeInfo,
+    SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
 };
 use superpeer_common::{ContentId, NodeId, keywords};
 
@@ -23,7 +23,7 @@ use crate::SessionId;
 use crate::index::{ContentIndex, IndexLimits};
 use crate::leaves::{Admission, Leaves};
 use crate::mesh::{LinkDecision, Mesh};
-use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats};
+use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Targets};
 use crate::summary::KeywordSummary;
 
 /// Tunables of a supernode.
@@ -111,6 +111,8 @@ struct Neighbor {
     /// The generation stamped on the summary we hold, once one has come.
     summary_generation: Option<u64>,
     load: Load,
+    /// The supernodes it last told us it is linked to (its gossip).
+    links: FxHashSet<NodeId>,
 }
 
 /// A supernode's state.
@@ -343,20 +345,63 @@ impl SupernodeCore {
     fn start_query(&mut self, now: Instant, query: Query, asker: Asker, ttl: u8) {
         let local = self.index.query(&query.keywords, query.want as usize);
         let from = match asker {
-            Asker::Neighbor(s) => Some(s),
+            Asker::Neighbor(s) => self.neighbors.get(&s).map(|n| (s, &n.links)),
             Asker::Leaf(_) => None,
+        };
+        // A relay leaves out the asker and the asker's own links: the asker asks those
+        // itself, so a copy from us would only be a duplicate.
+        let skip = |s: &SessionId, n: &Neighbor| {
+            from.is_some_and(|(asker, links)| *s == asker || links.contains(&n.node_id))
+        };
+        // And of the asker's links that reach a supernode beyond, only one (drawn per
+        // query, the same draw on every one of them) passes the query on to it.
+        let ours = |n: &Neighbor| {
+            from.is_none_or(|(_, links)| {
+                let rank = |id: &NodeId| relay_rank(&query.id, id);
+                let mine = rank(&self.me.node_id);
+                !n.links.iter().any(|r| links.contains(r) && rank(r) < mine)
+            })
         };
         let mut candidates: Vec<(u32, SessionId)> = self
             .neighbors
             .iter()
-            .filter(|(s, n)| Some(**s) != from && n.summary.may_contain_all(&query.keywords))
+            .filter(|(s, n)| !skip(s, n) && n.summary.may_contain_all(&query.keywords) && ours(n))
             .map(|(s, n)| (n.load.leaves, *s))
             .collect();
         // Most promising first: more leaves, more content. Session id breaks ties stably.
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let candidates = candidates.into_iter().map(|(_, s)| s).collect();
-        self.router.start(now, query, asker, local, candidates, ttl);
+        let relays = if ttl >= 2 {
+            self.relays(|s, n| skip(s, n))
+        } else {
+            Vec::new()
+        };
+        let targets = Targets { candidates, relays };
+        self.router
+            .start_routed(now, query, asker, local, targets, ttl);
         self.drain_router();
+    }
+
+    /// Neighbours linked to supernodes we are not linked to, those reaching the most
+    /// first: the second hop of a query that our direct neighbours could not satisfy.
+    fn relays(&self, skip: impl Fn(&SessionId, &Neighbor) -> bool) -> Vec<SessionId> {
+        let mine: FxHashSet<NodeId> = self.neighbors.values().map(|n| n.node_id).collect();
+        let mut relays: Vec<(usize, SessionId)> = self
+            .neighbors
+            .iter()
+            .filter(|(s, n)| !skip(s, n))
+            .map(|(s, n)| {
+                let beyond = n
+                    .links
+                    .iter()
+                    .filter(|id| **id != self.me.node_id && !mine.contains(*id))
+                    .count();
+                (beyond, *s)
+            })
+            .filter(|(beyond, _)| *beyond > 0)
+            .collect();
+        relays.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        relays.into_iter().map(|(_, s)| s).collect()
     }
 
     /// A leaf's session ended: its files leave the index at once.
@@ -413,6 +458,7 @@ impl SupernodeCore {
                         summary: KeywordSummary::empty(),
                         summary_generation: None,
                         load: Load::default(),
+                        links: FxHashSet::default(),
                     },
                 );
                 // A new neighbour needs our summary and our view of the network now. The
@@ -515,6 +561,11 @@ impl SupernodeCore {
                 }
                 neighbor.load = load;
                 let node_id = neighbor.node_id;
+                neighbor.links = supernodes
+                    .iter()
+                    .map(|s| s.node_id)
+                    .filter(|id| *id != node_id)
+                    .collect();
                 self.mesh.update_load(now, node_id, load);
                 self.mesh.learn(now, &supernodes);
             }
@@ -648,6 +699,17 @@ impl SupernodeCore {
     fn violation(&mut self, session: SessionId, reason: &str) {
         self.close(session, CloseCode::ProtocolViolation, reason);
     }
+}
+
+/// Where relay `node` ranks for query `id`: of the relays that can pass a query on to the
+/// same supernode, the lowest rank does. Query ids are random, so every relay is drawn as
+/// often; every supernode computes the same ranks.
+fn relay_rank(id: &QueryId, node: &NodeId) -> [u8; 16] {
+    let mut rank = id.0;
+    for (r, n) in rank.iter_mut().zip(node.as_bytes()) {
+        *r ^= n;
+    }
+    rank
 }
 
 #[cfg(test)]

@@ -495,3 +495,81 @@ fn a_leaf_flooding_messages_is_dropped() {
         )]
     );
 }
+
+/// Neighbour `session` tells `core` it is linked to `links` (its gossip).
+fn gossip(core: &mut SupernodeCore, now: Instant, session: u64, n: u8, links: &[u8]) {
+    let info = |k: u8| SupernodeInfo {
+        node_id: id(k),
+        addr: addr(k),
+        load: Load::default(),
+        stale: false,
+    };
+    let mut supernodes: Vec<SupernodeInfo> = links.iter().map(|&k| info(k)).collect();
+    supernodes.push(info(n));
+    core.neighbor_message(
+        now,
+        SessionId(session),
+        SupernodeToSupernode::Known {
+            load: Load::default(),
+            supernodes,
+        },
+    );
+}
+
+fn relayed(n: u8, ttl: u8) -> SupernodeToSupernode {
+    SupernodeToSupernode::Query {
+        query: Query {
+            id: QueryId([n; 16]),
+            keywords: vec!["abba".into()],
+            want: 10,
+        },
+        ttl,
+    }
+}
+
+#[test]
+fn a_relay_passes_a_query_on_only_beyond_the_asker_and_only_if_drawn() {
+    let now = Instant::now();
+    // We are node 1. Node 2 asks us to relay; node 4 is linked to it, node 3 is not; both
+    // may hold the word, and node 4 could pass it to node 3 as well as we could.
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, now, 10, 2, &[]);
+    link(&mut sn, now, 11, 3, &["abba"]);
+    link(&mut sn, now, 12, 4, &["abba"]);
+    gossip(&mut sn, now, 10, 2, &[4]);
+    gossip(&mut sn, now, 11, 3, &[4]);
+    drain(&mut sn);
+    // Ranks are query id XOR node id: with id [0; 16] we (1) rank before node 4...
+    sn.neighbor_message(now, SessionId(10), relayed(0, 1));
+    assert_eq!(
+        queried(&drain(&mut sn)),
+        vec![SessionId(11)],
+        "node 4 is the asker's own link; node 3 is ours to reach"
+    );
+    // ...and with id [5; 16] node 4 does, so node 3 hears it from node 4 alone.
+    sn.neighbor_message(now, SessionId(10), relayed(5, 1));
+    assert!(queried(&drain(&mut sn)).is_empty());
+}
+
+#[test]
+fn the_second_hop_goes_through_neighbours_that_reach_further() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, now, 10, 2, &[]);
+    link(&mut sn, now, 11, 3, &[]);
+    // Node 2 is linked to node 7, which we are not; node 3 only to node 2.
+    gossip(&mut sn, now, 10, 2, &[3, 7]);
+    gossip(&mut sn, now, 11, 3, &[2]);
+    drain(&mut sn);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    sn.leaf_message(now, SessionId(1), query(1, &["abba"]));
+    // No neighbour's summary has the word, so it goes straight to the relay.
+    let asked: Vec<(SessionId, u8)> = drain(&mut sn)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::ToNeighbor(s, SupernodeToSupernode::Query { ttl, .. }) => Some((s, ttl)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![(SessionId(10), 1)]);
+}

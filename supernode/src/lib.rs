@@ -3,7 +3,8 @@
 //!
 //! A supernode admits up to `max_leaves` leaves, indexes the files they publish (and its
 //! own), answers their keyword queries from the index and forwards them, in rounds, to the
-//! neighbours whose keyword summaries may match. It links to up to `max_neighbors` other
+//! neighbours whose keyword summaries may match, then, while results are still wanted,
+//! through relays to the matching supernodes one hop further (each reached once). It links to up to `max_neighbors` other
 //! supernodes learned from list servers and gossip, registers with the list servers, and
 //! hands out lists of supernodes so that joined peers survive a list-server outage.
 //!
@@ -53,5 +54,5 @@ pub use driver::{
 pub use index::{ContentIndex, IndexError, IndexLimits};
 pub use leaves::{Admission, Leaves};
 pub use mesh::{LinkDecision, Mesh};
-pub use router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Started};
+pub use router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Started, Targets};
 pub use summary::{KeywordSummary, SUMMARY_BITS, keyword_slot};

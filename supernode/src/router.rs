@@ -4,15 +4,23 @@
 //! summaries match; the router answers with messages to send ([`Router::poll_output`]) and
 //! a time to be called back ([`Router::poll_timeout`]). Flow of one query:
 //!
-//! 1. [`Router::start`]: a query from one of our leaves, or relayed by a neighbour. A query
-//!    id seen before is a duplicate (an overlay loop, or a second path): the sender is told
-//!    `QueryDone` at once and nothing else happens.
+//! 1. [`Router::start_routed`]: a query from one of our leaves, or relayed by a neighbour.
+//!    A query id seen before with as many hops left is a duplicate (an overlay loop, or a
+//!    second path): the sender is told `QueryDone` at once and nothing else happens. A copy
+//!    with more hops left than any before asks us to relay further: it runs without our
+//!    local hits, which went to the first copy's sender already.
 //! 2. Local hits go back to whoever asked (the leaf, or the relaying neighbour).
-//! 3. Until `want` distinct contents are found: ask the next `fanout` matching neighbours
-//!    (most promising first) with one hop less to go, and wait for each one's `QueryDone`
-//!    or the round timeout, then the next round.
-//! 4. Hits from asked neighbours stream back to the asker as they arrive.
-//! 5. The query ends with `Enough`, `Exhausted` (no candidates or hops left), `Deadline`, or
+//! 3. Until `want` distinct contents are found: ask the next `fanout` *candidates* (the
+//!    neighbours whose summaries match, most promising first) and wait for each one's
+//!    `QueryDone` or the round timeout, then the next round. When there are *relays* too,
+//!    candidates only answer (no hops left), since every one of them is asked directly.
+//! 4. With candidates exhausted and results still wanted, ask the *relays* (neighbours
+//!    linked to supernodes we are not linked to), `relay_fanout` a round, with one hop
+//!    less to go: each asks its own matching neighbours that we do not reach ourselves.
+//!    This is an expanding ring: a query that the direct neighbours satisfy never pays
+//!    for the second hop.
+//! 5. Hits from asked neighbours stream back to the asker as they arrive.
+//! 6. The query ends with `Enough`, `Exhausted` (no candidates or hops left), `Deadline`, or
 //!    `Cancelled`; the asker gets `QueryDone`, and neighbours still working are told to stop.
 
 use std::collections::VecDeque;
@@ -25,13 +33,15 @@ use superpeer_common::wire::{
 };
 
 use crate::SessionId;
-use crate::seen::SeenIds;
+use crate::seen::{Seen, SeenIds};
 
 /// Tunables of query routing.
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
-    /// Neighbours asked per round.
+    /// Candidates asked per round.
     pub fanout: usize,
+    /// Relays asked per round, once the candidates are exhausted.
+    pub relay_fanout: usize,
     /// How long a round waits for its neighbours before the next round starts.
     pub round_timeout: Duration,
     /// How long a leaf's query may run.
@@ -54,6 +64,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             fanout: 4,
+            relay_fanout: 8,
             round_timeout: Duration::from_millis(400),
             leaf_deadline: Duration::from_secs(5),
             relay_deadline: Duration::from_secs(3),
@@ -63,6 +74,16 @@ impl Default for RouterConfig {
             max_remembered: 100_000,
         }
     }
+}
+
+/// Where a query may go from a supernode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Neighbours (other than the asker) whose summaries match, most promising first.
+    pub candidates: Vec<SessionId>,
+    /// Neighbours linked to supernodes we are not linked to, most promising first: the
+    /// second hop, for a query the candidates cannot satisfy.
+    pub relays: Vec<SessionId>,
 }
 
 /// Who asked for a query.
@@ -115,6 +136,8 @@ struct Active {
     found: FxHashSet<ContentId>,
     candidates: Vec<SessionId>,
     next_candidate: usize,
+    relays: Vec<SessionId>,
+    next_relay: usize,
     /// Asked this round, not yet done.
     outstanding: FxHashSet<SessionId>,
     /// Asked at some point and not yet done: their hits are still welcome.
@@ -129,6 +152,7 @@ impl Active {
         self.outstanding.is_empty()
             && !self.asked.is_empty()
             && self.next_candidate >= self.candidates.len()
+            && (self.ttl < 2 || self.next_relay >= self.relays.len())
     }
 }
 
@@ -155,9 +179,7 @@ impl Router {
         }
     }
 
-    /// Starts `query` for `asker`. `local` holds our own index's hits; `candidates` the
-    /// neighbours (other than the asker) whose summaries match, most promising first;
-    /// `ttl` how many more hops the query may take from here.
+    /// Starts `query` for `asker` with no relays: see [`Router::start_routed`].
     pub fn start(
         &mut self,
         now: Instant,
@@ -167,12 +189,37 @@ impl Router {
         candidates: Vec<SessionId>,
         ttl: u8,
     ) -> Started {
+        let targets = Targets {
+            candidates,
+            relays: Vec::new(),
+        };
+        self.start_routed(now, query, asker, local, targets, ttl)
+    }
+
+    /// Starts `query` for `asker`. `local` holds our own index's hits; `targets` where it
+    /// may go next (relays only with a `ttl` of 2 or more); `ttl` how many more hops the
+    /// query may take from here.
+    pub fn start_routed(
+        &mut self,
+        now: Instant,
+        query: Query,
+        asker: Asker,
+        local: Vec<QueryHit>,
+        targets: Targets,
+        ttl: u8,
+    ) -> Started {
+        let Targets { candidates, relays } = targets;
         let id = query.id;
-        if !self.seen.insert(now, id) {
-            self.stats.duplicates += 1;
-            self.tell_done(asker, id, QueryEnd::Exhausted);
-            return Started::Duplicate;
-        }
+        let local = match self.seen.insert(now, id, ttl) {
+            Seen::New => local,
+            // Our hits went to the first copy's sender; this one asks us to reach further.
+            Seen::Deeper if !self.active.contains_key(&id) => Vec::new(),
+            Seen::Deeper | Seen::Duplicate => {
+                self.stats.duplicates += 1;
+                self.tell_done(asker, id, QueryEnd::Exhausted);
+                return Started::Duplicate;
+            }
+        };
         if self.active.len() >= self.config.max_active {
             self.tell_done(asker, id, QueryEnd::Exhausted);
             return Started::Busy;
@@ -193,6 +240,8 @@ impl Router {
             found: FxHashSet::default(),
             candidates,
             next_candidate: 0,
+            relays,
+            next_relay: 0,
             outstanding: FxHashSet::default(),
             asked: FxHashSet::default(),
             round_deadline: now,
@@ -261,6 +310,8 @@ impl Router {
             q.asked.remove(&session);
             q.candidates.retain(|c| *c != session);
             q.next_candidate = q.next_candidate.min(q.candidates.len());
+            q.relays.retain(|c| *c != session);
+            q.next_relay = q.next_relay.min(q.relays.len());
             self.advance(now, id);
         }
     }
@@ -363,22 +414,43 @@ impl Router {
         if !q.outstanding.is_empty() {
             return;
         }
-        let left = q.candidates.len().saturating_sub(q.next_candidate);
-        if q.ttl == 0 || left == 0 {
-            if q.asked.is_empty() {
-                self.finish(id, QueryEnd::Exhausted);
-            }
-            // Otherwise late neighbours may still send hits until they finish or the deadline.
-            return;
-        }
-        let round: Vec<SessionId> = q
-            .candidates
-            .iter()
-            .skip(q.next_candidate)
-            .take(self.config.fanout)
-            .copied()
-            .collect();
-        q.next_candidate += round.len();
+        let relaying = q.ttl >= 2 && !q.relays.is_empty();
+        let (round, ttl): (Vec<SessionId>, u8) =
+            if q.ttl > 0 && q.next_candidate < q.candidates.len() {
+                let round: Vec<SessionId> = q
+                    .candidates
+                    .iter()
+                    .skip(q.next_candidate)
+                    .take(self.config.fanout)
+                    .copied()
+                    .collect();
+                q.next_candidate += round.len();
+                // With relays to reach further, a candidate only answers for itself.
+                (round, if relaying { 0 } else { q.ttl - 1 })
+            } else if relaying && q.next_relay < q.relays.len() {
+                // A candidate still late with its answer is not asked again meanwhile: its
+                // `QueryDone` would end both.
+                let mut round = Vec::new();
+                while round.len() < self.config.relay_fanout {
+                    let Some(&relay) = q.relays.get(q.next_relay) else {
+                        break;
+                    };
+                    q.next_relay += 1;
+                    if !q.asked.contains(&relay) {
+                        round.push(relay);
+                    }
+                }
+                if round.is_empty() {
+                    return;
+                }
+                (round, q.ttl - 1)
+            } else {
+                if q.asked.is_empty() {
+                    self.finish(id, QueryEnd::Exhausted);
+                }
+                // Otherwise late neighbours may still send hits until they finish or the deadline.
+                return;
+            };
         q.round_deadline = now + self.config.round_timeout;
         let still_wanted = (q.query.want as usize).saturating_sub(q.found.len());
         let forwarded = Query {
@@ -386,7 +458,6 @@ impl Router {
             keywords: q.query.keywords.clone(),
             want: u32::try_from(still_wanted).unwrap_or(u32::MAX),
         };
-        let ttl = q.ttl - 1;
         for session in round {
             q.outstanding.insert(session);
             q.asked.insert(session);

@@ -414,3 +414,126 @@ fn too_many_active_queries_are_refused() {
         Started::Busy
     );
 }
+
+/// Neighbour sessions the outputs sent a query to, with the hops it had left.
+fn asked_with_ttl(outputs: &[RouterOutput]) -> Vec<(SessionId, u8)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RouterOutput::ToNeighbor(s, SupernodeToSupernode::Query { ttl, .. }) => {
+                Some((*s, *ttl))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn relay_config() -> RouterConfig {
+    RouterConfig {
+        fanout: 2,
+        relay_fanout: 2,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn relays_are_asked_only_once_the_candidates_fall_short() {
+    let now = Instant::now();
+    let mut router = Router::new(relay_config());
+    let q = query(1, 10);
+    let id = q.id;
+    router.start_routed(
+        now,
+        q,
+        Asker::Leaf(LEAF),
+        vec![],
+        Targets {
+            candidates: neighbors([10, 11]),
+            relays: neighbors([20, 21, 22]),
+        },
+        2,
+    );
+    // The candidates first, with no hops left: each answers for itself.
+    assert_eq!(
+        asked_with_ttl(&drain(&mut router)),
+        vec![(SessionId(10), 0), (SessionId(11), 0)]
+    );
+    router.handle_hits(now, SessionId(10), id, vec![hit(1)]);
+    router.handle_done(now, SessionId(10), id);
+    router.handle_done(now, SessionId(11), id);
+    // Short of `want`: the relays, a round at a time, with a hop to go.
+    assert_eq!(
+        asked_with_ttl(&drain(&mut router)),
+        vec![(SessionId(20), 1), (SessionId(21), 1)]
+    );
+    router.handle_hits(now, SessionId(21), id, vec![hit(2)]);
+    router.handle_done(now, SessionId(20), id);
+    router.handle_done(now, SessionId(21), id);
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 1, "the relay's hit reaches the leaf");
+    assert_eq!(asked_with_ttl(&out), vec![(SessionId(22), 1)]);
+    router.handle_done(now, SessionId(22), id);
+    assert_eq!(leaf_done(&drain(&mut router)), Some(QueryEnd::Exhausted));
+}
+
+#[test]
+fn enough_from_the_candidates_means_no_relays() {
+    let now = Instant::now();
+    let mut router = Router::new(relay_config());
+    let q = query(2, 1);
+    let id = q.id;
+    router.start_routed(
+        now,
+        q,
+        Asker::Leaf(LEAF),
+        vec![],
+        Targets {
+            candidates: neighbors([10]),
+            relays: neighbors([20, 21]),
+        },
+        2,
+    );
+    assert_eq!(asked(&drain(&mut router)), neighbors([10]));
+    router.handle_hits(now, SessionId(10), id, vec![hit(1)]);
+    let out = drain(&mut router);
+    assert_eq!(leaf_done(&out), Some(QueryEnd::Enough));
+    assert!(asked(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_copy_with_more_hops_left_relays_without_answering_again() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    let q = query(3, 10);
+    let first = Asker::Neighbor(SessionId(30));
+    router.start(now, q.clone(), first, vec![hit(1)], neighbors([10]), 0);
+    let out = drain(&mut router);
+    assert!(asked(&out).is_empty(), "no hops left");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        RouterOutput::ToNeighbor(SessionId(30), SupernodeToSupernode::Hits { .. })
+    )));
+    // The same query with a hop to go: relayed, and our hit is not sent a second time.
+    let deeper = Asker::Neighbor(SessionId(31));
+    let started = router.start(now, q.clone(), deeper, vec![hit(1)], neighbors([10]), 1);
+    assert_eq!(started, Started::Running);
+    let out = drain(&mut router);
+    assert_eq!(asked_with_ttl(&out), vec![(SessionId(10), 0)]);
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            RouterOutput::ToNeighbor(_, SupernodeToSupernode::Hits { .. })
+        )),
+        "{out:?}"
+    );
+    // A third copy with no more hops than that is a duplicate.
+    let again = router.start(
+        now,
+        q,
+        Asker::Neighbor(SessionId(32)),
+        vec![],
+        neighbors([10]),
+        1,
+    );
+    assert_eq!(again, Started::Duplicate);
+}
