@@ -159,6 +159,9 @@ pub struct SupernodeArgs {
     /// Most leaves admitted [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
+    /// Most links to other supernodes [default: 32].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_neighbors: Option<u16>,
     /// Another supernode to link to from the start, as NODEID@HOST:PORT; may be repeated.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<PeerAddr>,

@@ -34,6 +34,9 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
     config.list_servers = args.list_servers;
     config.peers = args.peers;
     config.core.max_leaves = args.max_leaves.unwrap_or(500);
+    if let Some(links) = args.max_neighbors {
+        config.core.max_neighbors = usize::from(links);
+    }
     // Our own shared files are served like a leaf serves its own.
     let served = ServedFiles::default();
     served.replace(

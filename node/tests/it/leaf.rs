@@ -60,7 +60,12 @@ pub async fn search(state: &Path, words: &[&str]) -> Vec<Value> {
 }
 
 /// Polls a search until some result has `content_id`; returns how long it took.
-async fn found_within(state: &Path, words: &[&str], content_id: &str, limit: Duration) -> Duration {
+pub async fn found_within(
+    state: &Path,
+    words: &[&str],
+    content_id: &str,
+    limit: Duration,
+) -> Duration {
     let start = Instant::now();
     wait_for(
         &format!("{words:?} to find {content_id}"),
