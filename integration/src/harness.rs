@@ -167,9 +167,25 @@ pub fn attached(proc: &Proc, limit: Duration) -> anyhow::Result<StatusJson> {
     })
 }
 
+/// Waits (each step up to `limit`) until `supernodes` index `entries` files in all and every
+/// one holds the others' current summaries of them: from then on, a query goes everywhere
+/// it can match.
+pub fn wait_settled(supernodes: &[Proc], entries: usize, limit: Duration) -> anyhow::Result<()> {
+    wait_for("every share indexed", limit, || {
+        let mut indexed = 0;
+        for sn in supernodes {
+            indexed += sn.status()?.indexed.unwrap_or(0);
+        }
+        Ok((indexed == entries).then_some(()))
+    })?;
+    wait_for("every summary current everywhere", limit, || {
+        Ok(summaries_settled(supernodes)?.then_some(()))
+    })
+}
+
 /// Whether every one of `supernodes` holds every other's latest keyword summary, and none has
-/// an index change still to send: from then on, a query goes everywhere it can match.
-pub fn summaries_settled(supernodes: &[&Proc]) -> anyhow::Result<bool> {
+/// an index change still to send.
+fn summaries_settled(supernodes: &[Proc]) -> anyhow::Result<bool> {
     let mut views = Vec::with_capacity(supernodes.len());
     for sn in supernodes {
         let status = sn.status()?;

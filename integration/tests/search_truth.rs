@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use superpeer_common::ContentId;
 use superpeer_integration::harness::{
-    Cluster, Proc, attached, listed, search, summaries_settled, wait_for,
+    Cluster, Proc, attached, listed, search, wait_for, wait_settled,
 };
 use superpeer_integration::workload::{self, Truth};
 
@@ -98,7 +98,7 @@ fn search_results_match_what_the_leaves_share() {
         sizes.iter().sum::<usize>()
     );
     let entries: usize = shares.iter().map(Vec::len).sum();
-    settled(&supernodes, entries);
+    wait_settled(&supernodes, entries, Duration::from_secs(20)).unwrap();
     let failures = check_all(&leaves, &queries, &truth, &index_of, &all, &askers);
     assert!(
         failures.is_empty(),
@@ -128,7 +128,7 @@ fn search_results_match_what_the_leaves_share() {
     })
     .unwrap();
     let entries: usize = live.iter().map(|&i| shares[i].len()).sum();
-    settled(&supernodes, entries);
+    wait_settled(&supernodes, entries, Duration::from_secs(20)).unwrap();
     let truth = Truth::new(&catalog, &shares, &live);
     let askers: Vec<usize> = askers.into_iter().filter(|i| live.contains(i)).collect();
     let failures = check_all(&leaves, &queries, &truth, &index_of, &live, &askers);
@@ -138,26 +138,6 @@ fn search_results_match_what_the_leaves_share() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// Waits until the supernodes index `entries` files in all and every one holds the others'
-/// summaries of them: queries go only where summaries match.
-fn settled(supernodes: &[Proc], entries: usize) {
-    wait_for("every share indexed", Duration::from_secs(20), || {
-        let mut indexed = 0;
-        for sn in supernodes {
-            indexed += sn.status()?.indexed.unwrap_or(0);
-        }
-        Ok((indexed == entries).then_some(()))
-    })
-    .unwrap();
-    let supernodes: Vec<&Proc> = supernodes.iter().collect();
-    wait_for(
-        "every summary current everywhere",
-        Duration::from_secs(20),
-        || Ok(summaries_settled(&supernodes)?.then_some(())),
-    )
-    .unwrap();
 }
 
 /// Runs every query (spread over ten live leaves, in parallel) and returns what was wrong.

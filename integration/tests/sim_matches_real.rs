@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use superpeer_common::ContentId;
 use superpeer_integration::harness::{
-    Cluster, Proc, attached, listed, search, summaries_settled, wait_for,
+    Cluster, Proc, attached, listed, search, wait_for, wait_settled,
 };
 use superpeer_integration::sim::{self, SimConfig, Workload};
 use superpeer_integration::workload::{self, Truth};
@@ -152,27 +152,8 @@ fn real_run(workload: &Workload) -> Vec<BTreeSet<ContentId>> {
         })
         .collect();
     let entries: usize = workload.shares.iter().map(Vec::len).sum();
-    wait_for(
-        "the supernodes to index every share",
-        Duration::from_secs(20),
-        || {
-            let mut indexed = 0;
-            for sn in &supernodes {
-                indexed += sn.status()?.indexed.unwrap_or(0);
-            }
-            Ok((indexed == entries).then_some(()))
-        },
-    )
-    .unwrap();
-    // Queries go only where summaries match: wait until every supernode holds the others'
-    // summaries of all that they index.
-    let all: Vec<&Proc> = supernodes.iter().collect();
-    wait_for(
-        "every summary current everywhere",
-        Duration::from_secs(20),
-        || Ok(summaries_settled(&all)?.then_some(())),
-    )
-    .unwrap();
+    // Queries go only where summaries match.
+    wait_settled(&supernodes, entries, Duration::from_secs(20)).unwrap();
 
     // Ten leaves of one supernode ask, in parallel, each its share of the queries (each leaf
     // may send only a few queries a second); in a full mesh the asker's supernode does not
