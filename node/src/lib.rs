@@ -18,6 +18,13 @@ pub mod runtime;
 pub mod share;
 pub mod transfer;
 
+/// Whether `name` is one of `superpeer`'s commands (`leaf`, `supernode`, ...): lets another
+/// binary (the benchmark) run as `superpeer` when started with one.
+pub fn is_command(name: &str) -> bool {
+    use clap::CommandFactory;
+    cli::Cli::command().find_subcommand(name).is_some()
+}
+
 /// The `superpeer` command line: parses the arguments, runs the command, and turns an error
 /// into one clear line on stderr and a non-zero exit status. `main.rs` is only this, and
 /// the test harness's own copy of the binary (`integration/`) too.

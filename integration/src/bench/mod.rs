@@ -18,7 +18,7 @@
 mod baseline;
 mod measure;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -145,16 +145,3 @@ impl Report {
     }
 }
 
-/// The `superpeer` binary next to the running one (cargo builds `superpeer-node` with the
-/// `bench` and `sim` binaries of this crate).
-pub fn sibling_exe(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().unwrap_or(Path::new("."));
-    let exe = dir.join(name);
-    anyhow::ensure!(
-        exe.exists(),
-        "{} not found: build it with `cargo build --release -p superpeer-integration`",
-        exe.display()
-    );
-    Ok(exe)
-}

@@ -32,6 +32,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The network's daemons are this very executable started with a `superpeer` command,
+    // so `cargo run --bin bench` needs no other binary built first.
+    if std::env::args().nth(1).is_some_and(|a| superpeer::is_command(&a)) {
+        return superpeer::main_entry();
+    }
     let args = Args::parse();
     let run = || -> anyhow::Result<()> {
         let config = BenchConfig {
@@ -40,7 +45,7 @@ fn main() -> ExitCode {
             files_per_leaf: args.files_per_leaf,
             searches: args.searches,
             file_mb: args.file_mb,
-            exe: bench::sibling_exe("superpeer-node")?,
+            exe: std::env::current_exe()?,
         };
         let report = bench::run(&config)?;
         print!("{}", report.table(&config));
