@@ -34,7 +34,10 @@ struct Args {
 fn main() -> ExitCode {
     // The network's daemons are this very executable started with a `superpeer` command,
     // so `cargo run --bin bench` needs no other binary built first.
-    if std::env::args().nth(1).is_some_and(|a| superpeer::is_command(&a)) {
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| superpeer::is_command(&a))
+    {
         return superpeer::main_entry();
     }
     let args = Args::parse();
