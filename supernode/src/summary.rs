@@ -6,6 +6,12 @@
 //!
 //! The hash is part of the protocol: BLAKE3 of the keyword's UTF-8, first 8 bytes little
 //! endian, modulo [`SUMMARY_BITS`]. Every node computes the same slots.
+//!
+//! On the wire a summary is the whole bit table ([`SUMMARY_BYTES`], bit `i` is bit `i % 8`
+//! of byte `i / 8`) or, when that is shorter, the set bits as gaps: the first set bit's
+//! index, then each next one's distance from the one before (at least 1), each as an
+//! unsigned LEB128 varint. A summary is mostly empty (a supernode with a few thousand
+//! words sets a few percent of the bits), so the sparse form is usually 5-10x smaller.
 
 use superpeer_common::wire::{SUMMARY_BYTES, WireError};
 
@@ -57,10 +63,7 @@ impl KeywordSummary {
 
     /// Sets the bit of `keyword`.
     pub fn insert(&mut self, keyword: &str) {
-        let slot = keyword_slot(keyword);
-        if let Some(byte) = self.bits.get_mut(slot / 8) {
-            *byte |= 1 << (slot % 8);
-        }
+        self.set(keyword_slot(keyword));
     }
 
     fn has_slot(&self, slot: usize) -> bool {
@@ -76,20 +79,62 @@ impl KeywordSummary {
             .all(|k| self.has_slot(keyword_slot(k.as_ref())))
     }
 
-    /// A summary received from a neighbour; any other size is a protocol error.
-    pub fn from_bytes(bits: Vec<u8>) -> Result<Self, WireError> {
-        if bits.len() != SUMMARY_BYTES {
-            return Err(WireError::Invalid(format!(
-                "summary of {} bytes, expected {SUMMARY_BYTES}",
-                bits.len()
-            )));
+    /// A summary received from a neighbour, in either form (see the module docs).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, WireError> {
+        match bytes.len().cmp(&SUMMARY_BYTES) {
+            std::cmp::Ordering::Equal => Ok(Self { bits: bytes }),
+            std::cmp::Ordering::Greater => Err(WireError::Invalid(format!(
+                "summary of {} bytes, at most {SUMMARY_BYTES}",
+                bytes.len()
+            ))),
+            std::cmp::Ordering::Less => Self::from_gaps(&bytes),
         }
-        Ok(Self { bits })
     }
 
-    /// The bytes to send.
+    fn from_gaps(mut bytes: &[u8]) -> Result<Self, WireError> {
+        let bad = |why: &str| WireError::Invalid(format!("sparse summary: {why}"));
+        let mut summary = Self::empty();
+        let mut previous: Option<usize> = None;
+        while !bytes.is_empty() {
+            let (gap, rest) = read_varint(bytes).ok_or_else(|| bad("bad varint"))?;
+            bytes = rest;
+            let slot = match previous {
+                None => gap,
+                Some(_) if gap == 0 => return Err(bad("a bit twice")),
+                Some(p) => p.saturating_add(gap),
+            };
+            if slot >= SUMMARY_BITS {
+                return Err(bad("bit out of range"));
+            }
+            summary.set(slot);
+            previous = Some(slot);
+        }
+        Ok(summary)
+    }
+
+    /// The bytes to send: the sparse form when it is shorter than the bit table.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.bits.clone()
+        let mut gaps = Vec::new();
+        let mut previous = 0;
+        for (i, &byte) in self.bits.iter().enumerate() {
+            let mut rest = byte;
+            while rest != 0 {
+                let slot = i * 8 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                write_varint(&mut gaps, slot - previous);
+                previous = slot;
+            }
+            if gaps.len() >= SUMMARY_BYTES {
+                return self.bits.clone();
+            }
+        }
+        gaps
+    }
+
+    fn set(&mut self, slot: usize) {
+        if let Some(byte) = self.bits.get_mut(slot / 8) {
+            *byte |= 1 << (slot % 8);
+        }
     }
 
     /// Share of bits set: the chance that a random absent keyword looks present.
@@ -102,6 +147,27 @@ impl KeywordSummary {
     pub fn is_empty(&self) -> bool {
         self.bits.iter().all(|b| *b == 0)
     }
+}
+
+/// Appends `value` as an unsigned LEB128 varint.
+fn write_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// An unsigned LEB128 varint of at most 3 bytes (enough for any bit index) and the rest.
+fn read_varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut value = 0usize;
+    for (i, byte) in bytes.iter().enumerate().take(3) {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, bytes.get(i + 1..)?));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -131,10 +197,40 @@ mod tests {
     }
 
     #[test]
-    fn wrong_size_is_refused() {
-        assert!(KeywordSummary::from_bytes(vec![0; 10]).is_err());
+    fn bad_summaries_are_refused() {
         assert!(KeywordSummary::from_bytes(vec![0; SUMMARY_BYTES + 1]).is_err());
+        // Sparse: the same bit twice, a bit past the table, a cut varint, an overlong one.
+        assert!(KeywordSummary::from_bytes(vec![0; 10]).is_err());
+        assert!(KeywordSummary::from_bytes(vec![0x80, 0x80, 0x10]).is_err());
+        assert!(KeywordSummary::from_bytes(vec![5, 0x80]).is_err());
+        assert!(KeywordSummary::from_bytes(vec![0x80, 0x80, 0x80, 0x01]).is_err());
+    }
+
+    #[test]
+    fn both_forms_round_trip_and_the_smaller_is_sent() {
+        let empty = KeywordSummary::empty();
+        assert!(empty.to_bytes().is_empty());
+        assert_eq!(KeywordSummary::from_bytes(Vec::new()).unwrap(), empty);
         let s = KeywordSummary::from_keywords(["x"]);
         assert_eq!(KeywordSummary::from_bytes(s.to_bytes()).unwrap(), s);
+        // The first and the last bit.
+        let mut edges = KeywordSummary::empty();
+        edges.set(0);
+        edges.set(SUMMARY_BITS - 1);
+        assert_eq!(edges.to_bytes(), vec![0, 0xff, 0xff, 0x0f]);
+        assert_eq!(KeywordSummary::from_bytes(edges.to_bytes()).unwrap(), edges);
+        // 5,000 words: about 2% of the bits, a fraction of the table.
+        let words: Vec<String> = (0..5_000).map(|i| format!("word{i}")).collect();
+        let sparse = KeywordSummary::from_keywords(words.iter().map(String::as_str));
+        let bytes = sparse.to_bytes();
+        assert!(bytes.len() < SUMMARY_BYTES / 3, "{} bytes", bytes.len());
+        assert_eq!(KeywordSummary::from_bytes(bytes).unwrap(), sparse);
+        // Half the bits set: the table itself is shorter.
+        let mut dense = KeywordSummary::empty();
+        for slot in (0..SUMMARY_BITS).step_by(2) {
+            dense.set(slot);
+        }
+        assert_eq!(dense.to_bytes().len(), SUMMARY_BYTES);
+        assert_eq!(KeywordSummary::from_bytes(dense.to_bytes()).unwrap(), dense);
     }
 }

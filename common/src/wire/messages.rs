@@ -306,7 +306,8 @@ pub enum SupernodeToLeaf {
 /// Between two linked supernodes, both ways, after [`Intent::Link`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SupernodeToSupernode {
-    /// The sender's keyword routing summary: [`SUMMARY_BYTES`] of bit table.
+    /// The sender's keyword routing summary: its bit table of [`SUMMARY_BYTES`], or, when
+    /// shorter, the set bits as LEB128 gaps (`superpeer_supernode::KeywordSummary`).
     Summary { generation: u64, table: Vec<u8> },
     /// A query forwarded for the sender; `ttl` hops remain.
     Query { query: Query, ttl: u8 },
