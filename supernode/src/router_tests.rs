@@ -436,23 +436,30 @@ fn relay_config() -> RouterConfig {
     }
 }
 
+/// A router with a leaf's query `n` (wanting `want`) started two hops out, with
+/// `candidates` and `relays`.
+fn routed(
+    now: Instant,
+    n: u8,
+    want: u32,
+    candidates: impl IntoIterator<Item = u64>,
+    relays: impl IntoIterator<Item = u64>,
+) -> (Router, QueryId) {
+    let mut router = Router::new(relay_config());
+    let q = query(n, want);
+    let id = q.id;
+    let targets = Targets {
+        candidates: neighbors(candidates),
+        relays: neighbors(relays),
+    };
+    router.start_routed(now, q, Asker::Leaf(LEAF), vec![], targets, 2);
+    (router, id)
+}
+
 #[test]
 fn relays_are_asked_only_once_the_candidates_fall_short() {
     let now = Instant::now();
-    let mut router = Router::new(relay_config());
-    let q = query(1, 10);
-    let id = q.id;
-    router.start_routed(
-        now,
-        q,
-        Asker::Leaf(LEAF),
-        vec![],
-        Targets {
-            candidates: neighbors([10, 11]),
-            relays: neighbors([20, 21, 22]),
-        },
-        2,
-    );
+    let (mut router, id) = routed(now, 1, 10, [10, 11], [20, 21, 22]);
     // The candidates first, with no hops left: each answers for itself.
     assert_eq!(
         asked_with_ttl(&drain(&mut router)),
@@ -479,20 +486,7 @@ fn relays_are_asked_only_once_the_candidates_fall_short() {
 #[test]
 fn enough_from_the_candidates_means_no_relays() {
     let now = Instant::now();
-    let mut router = Router::new(relay_config());
-    let q = query(2, 1);
-    let id = q.id;
-    router.start_routed(
-        now,
-        q,
-        Asker::Leaf(LEAF),
-        vec![],
-        Targets {
-            candidates: neighbors([10]),
-            relays: neighbors([20, 21]),
-        },
-        2,
-    );
+    let (mut router, id) = routed(now, 2, 1, [10], [20, 21]);
     assert_eq!(asked(&drain(&mut router)), neighbors([10]));
     router.handle_hits(now, SessionId(10), id, vec![hit(1)]);
     let out = drain(&mut router);
