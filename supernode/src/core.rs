@@ -355,10 +355,10 @@ impl SupernodeCore {
         };
         // And of the asker's links that reach a supernode beyond, only one (drawn per
         // query, the same draw on every one of them) passes the query on to it.
+        let rank = |id: &NodeId| relay_rank(&query.id, id);
+        let mine = rank(&self.me.node_id);
         let ours = |n: &Neighbor| {
             from.is_none_or(|(_, links)| {
-                let rank = |id: &NodeId| relay_rank(&query.id, id);
-                let mine = rank(&self.me.node_id);
                 !n.links.iter().any(|r| links.contains(r) && rank(r) < mine)
             })
         };
