@@ -110,8 +110,24 @@ pub enum RegistrationStatus {
     Connecting,
     /// Registered; `listed` once the dial-back confirmed our address.
     Registered { listed: bool },
-    /// The list server refused us (the reason says why); we keep trying.
+    /// The list server answered and refused us (the reason says why: most often its
+    /// dial-back could not reach our advertised address); we keep trying.
     Refused(String),
+    /// The list server could not be reached, or the conversation broke (it is down,
+    /// restarting, or the path to it is lost). Says nothing about us: we keep trying.
+    Unreachable(String),
+}
+
+impl RegistrationStatus {
+    /// How a failed registration session reads: refused only when the server said so.
+    fn from_error(e: &ClientError) -> Self {
+        match e {
+            ClientError::Refused { .. } => RegistrationStatus::Refused(e.to_string()),
+            ClientError::Connect(_) | ClientError::Wire { .. } => {
+                RegistrationStatus::Unreachable(e.to_string())
+            }
+        }
+    }
 }
 
 /// Keeps this supernode registered with `server` until `shutdown` fires, then unregisters.
@@ -147,7 +163,7 @@ pub async fn keep_registered(
                     backoff = Duration::from_millis(250);
                 }
                 warn!(list_server = %server.addr, "registration: {e}; retrying in {backoff:?}");
-                let _ = status.send(RegistrationStatus::Refused(e.to_string()));
+                let _ = status.send(RegistrationStatus::from_error(&e));
             }
         }
         tokio::select! {

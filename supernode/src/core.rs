@@ -13,9 +13,9 @@ use rand::rngs::StdRng;
 use rustc_hash::{FxHashMap, FxHashSet};
 use superpeer_common::wire::MAX_QUERY_KEYWORDS;
 use superpeer_common::wire::{
-    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, MAX_ENTRIES_PER_MESSAGE,
-    MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryId, Role, SupernodeInfo,
-    SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
+    CloseCode, FileEntry, HelloReply, Holder, LeafLimits, LeafToSupernode, Load,
+    MAX_ENTRIES_PER_MESSAGE, MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryId, Role,
+    SupernodeInfo, SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
 };
 use superpeer_common::{ContentId, NodeId, keywords};
 
@@ -223,6 +223,9 @@ impl SupernodeCore {
                         "a newer session of this node replaced this one",
                     );
                 }
+                // Goes out right after the welcome (the outbox is written after the reply).
+                let limits = self.leaf_limits();
+                self.send_leaf(session, SupernodeToLeaf::Limits(limits));
                 HelloReply::Welcome {
                     role: Role::Supernode,
                 }
@@ -258,20 +261,15 @@ impl SupernodeCore {
                 if entries.len() > MAX_ENTRIES_PER_MESSAGE {
                     return self.violation(session, "too many entries in one publish");
                 }
-                if let Err(e) = self.index.publish(holder, &entries) {
-                    self.send_leaf(
-                        session,
-                        SupernodeToLeaf::Refused {
-                            reason: e.to_string(),
-                        },
-                    );
-                }
+                let refused = self.index.publish(holder, &entries).err();
+                self.send_indexed(session, holder.node_id, refused.map(|e| e.to_string()));
             }
             LeafToSupernode::Unpublish { content_ids } => {
                 if content_ids.len() > MAX_ENTRIES_PER_MESSAGE {
                     return self.violation(session, "too many ids in one unpublish");
                 }
                 self.index.unpublish(holder.node_id, &content_ids);
+                self.send_indexed(session, holder.node_id, None);
             }
             LeafToSupernode::Query(query) => {
                 let allowed = leaf.queries.try_take(now);
@@ -290,6 +288,29 @@ impl SupernodeCore {
                 self.close(session, CloseCode::Normal, "goodbye");
             }
         }
+    }
+
+    /// What every attached leaf is allowed (sent to it as [`SupernodeToLeaf::Limits`]).
+    pub fn leaf_limits(&self) -> LeafLimits {
+        let (per_second, burst) = self.config.leaf_query_rate;
+        let interval_ms = if per_second > 0.0 {
+            (1000.0 / per_second).ceil().min(f64::from(u32::MAX)) as u32
+        } else {
+            u32::MAX
+        };
+        LeafLimits {
+            query_interval_ms: interval_ms,
+            query_burst: burst,
+            max_entries: u32::try_from(self.config.index.max_entries_per_holder)
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Tells a leaf how many of its entries the index holds after a change, and why a
+    /// refused change was refused.
+    fn send_indexed(&mut self, session: SessionId, holder: NodeId, refused: Option<String>) {
+        let entries = u32::try_from(self.index.entries_of(&holder)).unwrap_or(u32::MAX);
+        self.send_leaf(session, SupernodeToLeaf::Indexed { entries, refused });
     }
 
     fn leaf_query(&mut self, now: Instant, session: SessionId, query: Query, allowed: bool) {

@@ -301,6 +301,26 @@ pub enum SupernodeToLeaf {
     Refused { reason: String },
     /// The query was not run (rate-limited, invalid): nothing more comes for it.
     QueryRefused { id: QueryId, reason: String },
+    /// What this supernode allows the leaf; sent right after the welcome, so the leaf paces
+    /// its queries and chooses what to publish instead of being refused.
+    Limits(LeafLimits),
+    /// After each publish or unpublish: how many of the leaf's entries the index holds now,
+    /// and, when the last change was refused, why (printable, capped by the receiver).
+    Indexed {
+        entries: u32,
+        refused: Option<String>,
+    },
+}
+
+/// What a supernode allows each attached leaf ([`SupernodeToLeaf::Limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafLimits {
+    /// One query is allowed per this many milliseconds on average...
+    pub query_interval_ms: u32,
+    /// ...and this many at once.
+    pub query_burst: u32,
+    /// Most entries the index keeps for one leaf; a publish past it is refused whole.
+    pub max_entries: u32,
 }
 
 /// Between two linked supernodes, both ways, after [`Intent::Link`].
@@ -413,7 +433,7 @@ macro_rules! messages {
 
 messages! {
     LeafToSupernode => 7,
-    SupernodeToLeaf => 7,
+    SupernodeToLeaf => 9,
     SupernodeToSupernode => 7,
     ToListServer => 4,
     ListServerToNode => 3,

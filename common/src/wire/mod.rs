@@ -20,7 +20,8 @@ pub use messages::*;
 
 /// The protocol version this build speaks. Nodes of different versions refuse each other in
 /// the hello exchange with [`WireError::VersionMismatch`] on both sides.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added [`SupernodeToLeaf::Limits`] and [`SupernodeToLeaf::Indexed`].
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame body in bytes. A peer announcing more is cut off before we allocate for it.
 /// 1 MiB holds a publish of [`MAX_ENTRIES_PER_MESSAGE`] entries with long names.

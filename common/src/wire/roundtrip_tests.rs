@@ -138,6 +138,15 @@ fn supernode_to_leaf() -> impl Strategy<Value = SupernodeToLeaf> {
         vec(supernode_info(), 0..4).prop_map(|supernodes| SupernodeToLeaf::MoveTo { supernodes }),
         name().prop_map(|reason| SupernodeToLeaf::Refused { reason }),
         (query_id(), name()).prop_map(|(id, reason)| SupernodeToLeaf::QueryRefused { id, reason }),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(i, b, m)| SupernodeToLeaf::Limits(
+            LeafLimits {
+                query_interval_ms: i,
+                query_burst: b,
+                max_entries: m
+            }
+        )),
+        (any::<u32>(), proptest::option::of(name()))
+            .prop_map(|(entries, refused)| SupernodeToLeaf::Indexed { entries, refused }),
     ]
 }
 fn supernode_to_supernode() -> impl Strategy<Value = SupernodeToSupernode> {
@@ -357,9 +366,9 @@ fn declared_variant_counts_match_the_enums() {
     }
     let cid = ContentId::of_bytes(b"x");
     last_known_and_next(LeafToSupernode::Leaving);
-    last_known_and_next(SupernodeToLeaf::QueryRefused {
-        id: QueryId([1; 16]),
-        reason: "r".into(),
+    last_known_and_next(SupernodeToLeaf::Indexed {
+        entries: 1,
+        refused: None,
     });
     last_known_and_next(SupernodeToSupernode::Pong { nonce: 1 });
     last_known_and_next(ToListServer::GetSupernodes { max: 1 });

@@ -888,6 +888,7 @@ impl Actor {
                 warn!("the supernode refused a request: {reason}")
             }
             SupernodeToLeaf::Pong { .. } => {}
+            SupernodeToLeaf::Limits(_) | SupernodeToLeaf::Indexed { .. } => {}
         }
     }
 

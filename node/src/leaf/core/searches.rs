@@ -1,0 +1,246 @@
+//! The leaf's searches: ids, deadlines, merging what several supernodes say about one
+//! content, and pacing under the query rate the supernode announced.
+//!
+//! A supernode refuses queries past its per-leaf token bucket (`SupernodeToLeaf::Limits`
+//! says its size and rate). A leaf that knows the limit keeps its own bucket, one token
+//! short of the supernode's, and holds back a search that would overrun it in a short queue,
+//! in order; only past [`MAX_QUEUED_SEARCHES`] is a search refused, with a clear reason. The
+//! supernode's bucket starts full when the leaf attaches, no later than ours starts (on the
+//! `Limits` message), so ours never has a token the supernode's lacks.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use superpeer_common::wire::{
+    Holder, LeafLimits, MAX_HOLDERS_PER_HIT, Query, QueryHit, QueryId, SupernodeToLeaf,
+};
+use superpeer_common::{ContentId, TokenBucket};
+
+use crate::names::printable;
+
+/// Longest a search runs on the leaf's side, from when it went to the supernode.
+pub const SEARCH_DEADLINE: Duration = Duration::from_secs(12);
+
+/// Searches held back by the pacing at most; past it a search is refused.
+pub const MAX_QUEUED_SEARCHES: usize = 64;
+
+/// Searches running at once at most (each holds a table of what it has reported).
+pub const MAX_RUNNING_SEARCHES: usize = 256;
+
+/// The query rate assumed until the supernode announces its own (the supernode default).
+pub const ASSUMED_LIMITS: LeafLimits = LeafLimits {
+    query_interval_ms: 200,
+    query_burst: 20,
+    max_entries: 10_000,
+};
+
+/// Most distinct contents one search reports, whatever a supernode sends: `want` bounds
+/// what we asked for, this bounds a supernode that ignores it.
+pub const MAX_CONTENTS_PER_SEARCH: usize = 2_000;
+
+/// What a search produced, for the driver to pass on to whoever asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SearchOutput {
+    /// New results (or known ones with new holders: they carry every holder known so far).
+    Hits(QueryId, Vec<QueryHit>),
+    /// The search is over; `Some(reason)` when it was refused (already printable).
+    Over(QueryId, Option<String>),
+}
+
+struct Running {
+    /// Holders reported so far, per content.
+    seen: HashMap<ContentId, Vec<Holder>>,
+    deadline: Instant,
+}
+
+/// The search table and the pacing queue.
+pub struct Searches {
+    running: HashMap<QueryId, Running>,
+    queued: VecDeque<Query>,
+    bucket: TokenBucket,
+    limits: LeafLimits,
+}
+
+impl Searches {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            running: HashMap::new(),
+            queued: VecDeque::new(),
+            bucket: bucket(now, ASSUMED_LIMITS),
+            limits: ASSUMED_LIMITS,
+        }
+    }
+
+    /// The limits of a newly attached supernode: its bucket starts full, so ours does too.
+    pub fn set_limits(&mut self, now: Instant, limits: LeafLimits) {
+        self.limits = limits;
+        self.bucket = bucket(now, limits);
+    }
+
+    /// Takes `query` on. Returns it when it may go to the supernode now; `Ok(None)` when it
+    /// waits its turn in the queue; `Err` past the queue or the running cap.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        query: Query,
+        paced: bool,
+    ) -> Result<Option<Query>, String> {
+        if self.running.len() + self.queued.len() >= MAX_RUNNING_SEARCHES {
+            return Err("too many searches running at once; wait for some to end".into());
+        }
+        if paced && (!self.queued.is_empty() || !self.bucket.try_take(now)) {
+            if self.queued.len() >= MAX_QUEUED_SEARCHES {
+                return Err(format!(
+                    "too many searches at once: {MAX_QUEUED_SEARCHES} are already waiting for \
+                     the supernode's query limit; slow down"
+                ));
+            }
+            self.queued.push_back(query);
+            return Ok(None);
+        }
+        self.sent(now, query.id);
+        Ok(Some(query))
+    }
+
+    /// Queued searches whose turn has come, in order.
+    pub fn poll_queued(&mut self, now: Instant) -> Vec<Query> {
+        let mut due = Vec::new();
+        while !self.queued.is_empty() && self.bucket.try_take(now) {
+            if let Some(query) = self.queued.pop_front() {
+                self.sent(now, query.id);
+                due.push(query);
+            }
+        }
+        due
+    }
+
+    /// When the next queued search may go (`None` with nothing queued).
+    pub fn next_release(&self, now: Instant) -> Option<Instant> {
+        if self.queued.is_empty() {
+            return None;
+        }
+        Some(now + Duration::from_millis(u64::from(self.limits.query_interval_ms).min(60_000) / 4))
+    }
+
+    fn sent(&mut self, now: Instant, id: QueryId) {
+        self.running.insert(
+            id,
+            Running {
+                seen: HashMap::new(),
+                deadline: now + SEARCH_DEADLINE,
+            },
+        );
+    }
+
+    /// The asker went away: forget the search. Returns whether it had gone out (the
+    /// supernode should be told to stop).
+    pub fn cancel(&mut self, id: &QueryId) -> bool {
+        self.queued.retain(|q| q.id != *id);
+        self.running.remove(id).is_some()
+    }
+
+    /// A supernode's answer; what to pass on.
+    pub fn answer(&mut self, msg: SupernodeToLeaf) -> Option<SearchOutput> {
+        match msg {
+            SupernodeToLeaf::Hits { id, hits } => {
+                let search = self.running.get_mut(&id)?;
+                let mut fresh = Vec::new();
+                for mut hit in hits {
+                    if hit.validate().is_err() {
+                        continue;
+                    }
+                    if !search.seen.contains_key(&hit.content_id)
+                        && search.seen.len() >= MAX_CONTENTS_PER_SEARCH
+                    {
+                        continue;
+                    }
+                    // The same content from another supernode: pass it on again only if it
+                    // brings holders not reported yet, with every holder known so far (a
+                    // later result for a content id supersedes the earlier one).
+                    let known = search.seen.entry(hit.content_id).or_default();
+                    let before = known.len();
+                    for holder in &hit.holders {
+                        if !known.contains(holder) && known.len() < MAX_HOLDERS_PER_HIT {
+                            known.push(*holder);
+                        }
+                    }
+                    if known.len() == before {
+                        continue;
+                    }
+                    hit.holders = known.clone();
+                    fresh.push(hit);
+                }
+                (!fresh.is_empty()).then_some(SearchOutput::Hits(id, fresh))
+            }
+            SupernodeToLeaf::QueryDone { id, .. } => {
+                self.running.remove(&id)?;
+                Some(SearchOutput::Over(id, None))
+            }
+            SupernodeToLeaf::QueryRefused { id, reason } => {
+                self.running.remove(&id)?;
+                let reason = format!("the supernode refused the search: {}", printable(&reason));
+                Some(SearchOutput::Over(id, Some(reason)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Searches past their deadline, ended.
+    pub fn expire(&mut self, now: Instant) -> Vec<SearchOutput> {
+        let over: Vec<QueryId> = self
+            .running
+            .iter()
+            .filter(|(_, s)| now >= s.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        over.into_iter()
+            .map(|id| {
+                self.running.remove(&id);
+                SearchOutput::Over(id, None)
+            })
+            .collect()
+    }
+
+    /// The earliest deadline of a running search.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.running.values().map(|s| s.deadline).min()
+    }
+
+    /// The supernode went away or we changed role: every search ends (its answers would
+    /// come from a session that no longer exists), queued ones with a reason.
+    pub fn end_all(&mut self, why: &str) -> Vec<SearchOutput> {
+        let mut over: Vec<SearchOutput> = self
+            .running
+            .drain()
+            .map(|(id, _)| SearchOutput::Over(id, None))
+            .collect();
+        over.extend(
+            self.queued
+                .drain(..)
+                .map(|q| SearchOutput::Over(q.id, Some(why.to_string()))),
+        );
+        over
+    }
+
+    /// Searches running and queued.
+    pub fn len(&self) -> (usize, usize) {
+        (self.running.len(), self.queued.len())
+    }
+}
+
+/// Our bucket for `limits`: one token short of the supernode's, so timing differences
+/// between the two never make us spend a token it does not have.
+fn bucket(now: Instant, limits: LeafLimits) -> TokenBucket {
+    let per_second = if limits.query_interval_ms == 0 {
+        1000.0
+    } else {
+        1000.0 / f64::from(limits.query_interval_ms)
+    };
+    // A margin on the rate too: our clock and the supernode's see the same gaps only up
+    // to network jitter.
+    TokenBucket::new(
+        now,
+        per_second * 0.95,
+        limits.query_burst.saturating_sub(1).max(1),
+    )
+}

@@ -1,0 +1,1 @@
+//! Fake-clock tests of the leaf core's decisions.
