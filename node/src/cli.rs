@@ -49,15 +49,19 @@ pub struct TestnetArgs {
     pub keep: bool,
 }
 
+/// What every node daemon takes, leaf or supernode (one struct flattened into both
+/// commands, so the two cannot drift apart; `--config` fills the same settings).
 #[derive(Debug, Args)]
-pub struct LeafArgs {
+pub struct DaemonArgs {
     /// UDP address to listen on (port 0 picks a free one; the real address is printed).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// List server to get supernodes from, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
+    /// List server to get supernodes from (a supernode registers with it), as HOST:PORT or
+    /// NODEID@HOST:PORT; may be repeated.
     #[arg(long = "list-server", value_name = "ADDR")]
     pub list_servers: Vec<PeerAddr>,
-    /// A supernode to consider, as NODEID@HOST:PORT (or HOST:PORT); may be repeated.
+    /// A supernode to consider (a supernode links to it), as NODEID@HOST:PORT (or
+    /// HOST:PORT); may be repeated.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<PeerAddr>,
     /// The address others should dial (port forwarding, proxies) [default: --listen].
@@ -66,7 +70,7 @@ pub struct LeafArgs {
     /// Share the files of this folder (recursively); changes are published as they happen.
     #[arg(long, value_name = "DIR")]
     pub share: Option<PathBuf>,
-    /// Where downloads are written.
+    /// Where downloads are written [default: STATE_DIR/downloads].
     #[arg(long, value_name = "DIR")]
     pub downloads: Option<PathBuf>,
     /// Where the identity, caches and the control file live [default: the platform data dir].
@@ -75,18 +79,24 @@ pub struct LeafArgs {
     /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
     #[arg(long, value_name = "ADDR")]
     pub control: Option<std::net::SocketAddr>,
-    /// Leaves to admit once promoted to supernode [default: 500].
+    /// Leaves admitted as a supernode [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
+    /// A TOML file with the same settings as the flags (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeafArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Never promote this leaf to supernode by itself (`superpeer promote` still works).
     #[arg(long)]
     pub no_election: bool,
     /// Seconds up before this leaf may elect itself supernode when the network is short.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub promote_after: u64,
-    /// A TOML file with the same settings as the flags (flags win).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -141,36 +151,11 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct SupernodeArgs {
-    /// UDP address to listen on (port 0 picks a free one; the real address is printed).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<std::net::SocketAddr>,
-    /// List server to register with, as HOST:PORT or NODEID@HOST:PORT; may be repeated.
-    #[arg(long = "list-server", value_name = "ADDR")]
-    pub list_servers: Vec<PeerAddr>,
-    /// The address others should dial (port forwarding, proxies) [default: --listen].
-    #[arg(long, value_name = "ADDR")]
-    pub advertise: Option<std::net::SocketAddr>,
-    /// Where the identity key and other state live [default: the platform data dir].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Share the files of this folder (recursively) through this supernode's own index.
-    #[arg(long, value_name = "DIR")]
-    pub share: Option<PathBuf>,
-    /// Most leaves admitted [default: 500].
-    #[arg(long, value_name = "N")]
-    pub max_leaves: Option<usize>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Most links to other supernodes [default: 32].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_neighbors: Option<u16>,
-    /// Another supernode to link to from the start, as NODEID@HOST:PORT; may be repeated.
-    #[arg(long = "peer", value_name = "ADDR")]
-    pub peers: Vec<PeerAddr>,
-    /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
-    #[arg(long, value_name = "ADDR")]
-    pub control: Option<std::net::SocketAddr>,
-    /// A TOML file with the same settings as the flags (flags win).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow};
 use serde::Deserialize;
 use superpeer_common::PeerAddr;
 
-use crate::cli::{LeafArgs, SupernodeArgs};
+use crate::cli::DaemonArgs;
 
 /// The settings a config file may hold.
 #[derive(Debug, Default, Deserialize)]
@@ -56,7 +56,7 @@ fn required_listen(listen: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
     listen.ok_or_else(|| anyhow!("--listen ADDR is required (or `listen` in the --config file)"))
 }
 
-impl LeafArgs {
+impl DaemonArgs {
     /// Fills what the flags left open from `--config`, and checks what must be given.
     pub fn resolve(mut self) -> anyhow::Result<(Self, SocketAddr)> {
         if let Some(path) = &self.config {
@@ -80,34 +80,6 @@ impl LeafArgs {
     }
 }
 
-impl SupernodeArgs {
-    /// Fills what the flags left open from `--config`, and checks what must be given.
-    pub fn resolve(mut self) -> anyhow::Result<(Self, SocketAddr)> {
-        if let Some(path) = &self.config {
-            let file = load(path)?;
-            self.listen = self.listen.or(file.listen);
-            if self.list_servers.is_empty() {
-                self.list_servers = addrs(&file.list_server, "list-server")?;
-            }
-            if self.peers.is_empty() {
-                self.peers = addrs(&file.peer, "peer")?;
-            }
-            self.advertise = self.advertise.or(file.advertise);
-            self.share = self.share.or(file.share);
-            self.state_dir = self.state_dir.or(file.state_dir);
-            self.control = self.control.or(file.control);
-            self.max_leaves = self.max_leaves.or(file.max_leaves);
-        }
-        let listen = required_listen(self.listen)?;
-        if self.list_servers.is_empty() {
-            return Err(anyhow!(
-                "a supernode needs --list-server ADDR (or `list-server` in the --config file)"
-            ));
-        }
-        Ok((self, listen))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -115,11 +87,11 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
-    fn leaf_args(extra: &[&str]) -> LeafArgs {
+    fn leaf_args(extra: &[&str]) -> DaemonArgs {
         let mut argv = vec!["superpeer", "leaf"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Leaf(args) => args,
+            Command::Leaf(args) => args.daemon,
             _ => panic!("not a leaf"),
         }
     }

@@ -570,21 +570,34 @@ async fn fetch_into(endpoint: Endpoint, server: PeerAddr, events: mpsc::Sender<E
 
 /// Turns `--peer` addresses into known supernodes (learning ids of unpinned ones).
 async fn learn_peers(endpoint: Endpoint, peers: Vec<PeerAddr>, events: mpsc::Sender<Event>) {
-    let mut infos = Vec::new();
+    let infos = identify_peers(&endpoint, &peers)
+        .await
+        .into_iter()
+        .filter_map(|peer| {
+            Some(SupernodeInfo {
+                node_id: peer.node_id?,
+                addr: peer.addr,
+                load: Load::default(),
+                stale: false,
+            })
+        })
+        .collect();
+    let _ = events.send(Event::Learned(infos)).await;
+}
+
+/// `--peer` addresses with their node ids: pinned ones as given, the others asked for
+/// theirs in a handshake. A peer that does not answer is left out with a warning.
+pub async fn identify_peers(endpoint: &Endpoint, peers: &[PeerAddr]) -> Vec<PeerAddr> {
+    let mut pinned = Vec::new();
     for peer in peers {
         let node_id = match peer.node_id {
             Some(id) => Some(id),
             None => endpoint.identify(peer.addr).await,
         };
         match node_id {
-            Some(node_id) => infos.push(SupernodeInfo {
-                node_id,
-                addr: peer.addr,
-                load: Load::default(),
-                stale: false,
-            }),
+            Some(node_id) => pinned.push(PeerAddr::pinned(node_id, peer.addr)),
             None => warn!(peer = %peer.addr, "no supernode answers at this --peer address"),
         }
     }
-    let _ = events.send(Event::Learned(infos)).await;
+    pinned
 }

@@ -50,6 +50,7 @@ impl SessionId {
 pub use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
 pub use driver::{
     Supernode, SupernodeConfig, SupernodeError, SupernodeHandle, SupernodeStatus, TransferService,
+    identify_peers,
 };
 pub use index::{ContentIndex, IndexError, IndexLimits};
 pub use leaves::{Admission, Leaves};

@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod daemon;
 mod get;
 mod leaf;
 mod list_server;

@@ -108,6 +108,10 @@ pub struct StatusJson {
     /// The supernode a leaf is attached to; always serialised, `null` when there is none.
     pub supernode: Option<SupernodeJson>,
     pub shared_files: usize,
+    /// How the shared files stand with the supernode that indexes them: how many it holds,
+    /// how many wait, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<PublicationJson>,
     /// Leaves attached (supernode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaves: Option<usize>,
@@ -163,6 +167,18 @@ impl From<&CoreStatus> for SummariesJson {
                 .collect(),
         }
     }
+}
+
+/// How a node's shared files stand with the supernode that indexes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationJson {
+    /// Files the supernode holds in its index.
+    pub indexed: usize,
+    /// Files not indexed (yet).
+    pub pending: usize,
+    /// Why some files are not indexed, when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The supernode a leaf is attached to.
@@ -352,6 +368,7 @@ mod tests {
             node_id: "ab".into(),
             role: "leaf".into(),
             supernode: None,
+            publication: None,
             shared_files: 3,
             leaves: None,
             neighbors: None,

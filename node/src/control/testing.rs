@@ -41,6 +41,7 @@ pub fn fixed_status() -> StatusJson {
             addr: "127.0.0.2:4000".into(),
             rtt_ms: 1.5,
         }),
+        publication: None,
         shared_files: 7,
         leaves: None,
         neighbors: None,

@@ -289,11 +289,17 @@ impl LeafCore {
         consider(self.searches.next_deadline());
         consider(self.searches.next_release(now));
         consider(self.retry_publish);
-        consider(self.first_join_ends());
+        // A deadline already past has been acted on (or has nothing to act on): waking
+        // for it again would only spin.
+        consider(self.first_join_ends().filter(|end| *end > now));
         at
     }
 
+    /// When the first join stops waiting for probes; `None` once it is decided.
     fn first_join_ends(&self) -> Option<Instant> {
+        if self.ever_attached || self.current.is_some() || self.attaching.is_some() {
+            return None;
+        }
         let since = self.probing_since?;
         let cap = since + FIRST_JOIN_WAIT;
         Some(match self.first_answer {
@@ -333,7 +339,7 @@ impl LeafCore {
         }
         if self.retry_publish.is_some_and(|t| now >= t) {
             self.retry_publish = None;
-            if let Some(current) = self.current {
+            if let Some(current) = self.current.filter(|c| c.limits_seen) {
                 for msg in self.publication.retry() {
                     self.send(current.session, msg);
                 }
@@ -411,6 +417,9 @@ impl LeafCore {
                 }
                 self.end_searches("moved to another supernode");
                 self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
+                self.retry_publish = None;
+                // Searches wait for the supernode's limits (its first message).
+                self.searches.hold();
                 self.send(
                     session,
                     LeafToSupernode::GetSupernodes {
@@ -448,6 +457,7 @@ impl LeafCore {
     fn lost_supernode(&mut self, now: Instant) {
         self.end_searches("lost the supernode");
         self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
+        self.retry_publish = None;
         if self.config.list_servers {
             self.fetch_lists(now);
         }
@@ -462,7 +472,11 @@ impl LeafCore {
         match msg {
             SupernodeToLeaf::Limits(limits) => {
                 self.searches.set_limits(now, limits);
+                for query in self.searches.poll_queued(now) {
+                    self.send_query(query);
+                }
                 self.publication.reset(limits.max_entries as usize);
+                self.retry_publish = None;
                 if let Some(c) = self.current.as_mut() {
                     c.limits_seen = true;
                 }
@@ -703,3 +717,15 @@ impl LeafCore {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "core_search_tests.rs"]
+mod search_tests;
+
+#[cfg(test)]
+#[path = "core_election_tests.rs"]
+mod election_tests;
+
+#[cfg(test)]
+#[path = "core_publication_tests.rs"]
+mod publication_tests;

@@ -65,6 +65,8 @@ struct Candidate {
     addr: SocketAddr,
     load: Option<Load>,
     rtt: Option<(Duration, Instant)>,
+    /// Its RTT is to be measured again, however recent (see [`Joiner::reprobe_all`]).
+    stale: bool,
     probing: bool,
     failures: u32,
     not_before: Option<Instant>,
@@ -76,6 +78,7 @@ impl Candidate {
             addr,
             load,
             rtt: None,
+            stale: false,
             probing: false,
             failures: 0,
             not_before: None,
@@ -147,8 +150,9 @@ impl Joiner {
             .iter()
             .filter(|(_, c)| !c.probing && c.ready(now))
             .filter(|(_, c)| {
-                c.rtt
-                    .is_none_or(|(_, at)| now.saturating_duration_since(at) >= ttl)
+                c.stale
+                    || c.rtt
+                        .is_none_or(|(_, at)| now.saturating_duration_since(at) >= ttl)
             })
             .map(|(id, c)| (c.rtt.is_some(), *id))
             .collect();
@@ -179,6 +183,7 @@ impl Joiner {
         match result {
             Some((rtt, load)) => {
                 c.rtt = Some((rtt, now));
+                c.stale = false;
                 if load.is_some() {
                     c.load = load;
                 }
@@ -270,11 +275,12 @@ impl Joiner {
     }
 
     /// Marks every probe as stale so the next [`Joiner::poll_probes`] measures them again.
-    pub fn reprobe_all(&mut self, now: Instant) {
-        let ttl = self.config.probe_ttl;
+    pub fn reprobe_all(&mut self, _now: Instant) {
+        // A flag, not a back-dated time: an `Instant` cannot go back further than the
+        // machine's uptime.
         for c in self.candidates.values_mut() {
-            if let Some((rtt, _)) = c.rtt {
-                c.rtt = Some((rtt, now.checked_sub(ttl).unwrap_or(now)));
+            if c.rtt.is_some() {
+                c.stale = true;
             }
         }
     }

@@ -1,17 +1,22 @@
-//! The leaf role: join the lowest-RTT supernode, publish the shared folder, search, and fail
-//! over when the supernode goes away.
+//! The node: a leaf, and a supernode too once promoted (or started as one).
 //!
-//! - `join`: the joining state machine (candidates, probes, hysteresis, failover order).
-//! - `attach`: probe and attach tasks, the supernode reader.
+//! Decisions and I/O are apart (the quinn-proto pattern, like the supernode's):
+//! - `core`: [`LeafCore`], every decision of a node as a plain state machine: which
+//!   supernode to attach to, the first-join wait, failover, list refreshes, searches and
+//!   their pacing, what is published, promotion and stepping down. The simulator runs it.
+//! - `join`: the joining state machine the core uses (candidates, probes, hysteresis).
+//! - `election`: when to promote ourselves and when to step down.
+//! - `driver`: the tokio driver of the core ([`Leaf`]): sessions, probes, the folder
+//!   watcher, the supernode it may run; it decides nothing.
 //! - `cache`: the cached supernode list.
-//! - `daemon`: the actor that drives it all.
+//! - `status`: [`LeafStatus`] and its JSON.
 
-mod attach;
 mod cache;
 mod core;
-mod daemon;
+mod driver;
 mod election;
 mod join;
+mod status;
 
 pub use cache::CACHE_FILE;
 pub use core::{
@@ -19,6 +24,7 @@ pub use core::{
     MAX_CONTENTS_PER_SEARCH, MAX_QUEUED_SEARCHES, MAX_RUNNING_SEARCHES, Origin, PromotionOutcome,
     PublicationStatus, SEARCH_DEADLINE, SessionNo, Source, SupernodeView,
 };
-pub use daemon::{Leaf, LeafConfig, LeafHandle, LeafStatus, SearchItem, transfer_service};
+pub use driver::{Leaf, LeafConfig, LeafHandle, SearchItem, leaf_limits, transfer_service};
 pub use election::{Decision, Election, ElectionConfig};
 pub use join::JoinConfig;
+pub use status::LeafStatus;

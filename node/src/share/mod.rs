@@ -20,11 +20,16 @@
 //!   [`SharedFolder::rescan`] returns.
 //! - `progress`: the terminal progress bar while a large folder is hashed.
 //! - `watch`: [`watch()`], a debounced "something changed" signal from the file system.
+//! - `changes`: [`FolderChanges`], that signal (or a timer where watching fails) without a
+//!   task of its own, and [`open_watched`], which watches before the first scan so that no
+//!   change is missed.
 
 // The roles use this API piece by piece as they are built (the leaf first, then downloads
 // serving files by content id); what they do not use yet is still tested here.
 #[allow(dead_code, reason = "not every item is used by the roles yet")]
 mod cache;
+#[allow(dead_code, reason = "not every item is used by the roles yet")]
+mod changes;
 #[allow(dead_code, reason = "not every item is used by the roles yet")]
 mod delta;
 #[allow(dead_code, reason = "not every item is used by the roles yet")]
@@ -44,6 +49,8 @@ use tracing::warn;
 
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
 pub use cache::HashCache;
+#[allow(unused_imports, reason = "not every item is used by the roles yet")]
+pub use changes::{FolderChanges, POLL_INTERVAL, open_watched};
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
 pub use delta::ShareDelta;
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]

@@ -21,6 +21,10 @@
 //! If the watcher cannot be created (no inotify instances left, too many folders for the
 //! watch limit, an unsupported file system), [`watch`] returns an error and the caller falls
 //! back to rescanning on a timer. Dropping the watcher ends the task and closes the channel.
+//!
+//! [`FolderChanges`](super::FolderChanges) is the same signal without the task (step 2
+//! runs inside its `changed`), so it can be created before a runtime exists; it also owns
+//! the timer fallback.
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,7 +48,19 @@ pub const MAX_DELAY: Duration = Duration::from_secs(3);
 pub fn watch(dir: &Path) -> anyhow::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
     let runtime = tokio::runtime::Handle::try_current()
         .context("watching the shared folder needs a tokio runtime")?;
-    let (raw_tx, raw_rx) = mpsc::channel::<()>(1);
+    let (raw_tx, raw_rx) = mpsc::channel(1);
+    let watcher = notify_watcher(dir, raw_tx)?;
+    let (tx, rx) = mpsc::channel(1);
+    runtime.spawn(debounce(raw_rx, tx, QUIET, MAX_DELAY));
+    Ok((watcher, rx))
+}
+
+/// Watches `dir` recursively, sending `()` to `raw` for every event that may change what is
+/// shared (step 1 of the module docs). Needs no runtime: `try_send` works from any thread.
+pub(super) fn notify_watcher(
+    dir: &Path,
+    raw: mpsc::Sender<()>,
+) -> anyhow::Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(event) => may_change_shares(&event.kind),
@@ -56,16 +72,14 @@ pub fn watch(dir: &Path) -> anyhow::Result<(RecommendedWatcher, mpsc::Receiver<(
         };
         if relevant {
             // Full: a signal is already pending. Closed: nobody listens any more.
-            let _ = raw_tx.try_send(());
+            let _ = raw.try_send(());
         }
     })
     .with_context(|| format!("cannot watch {}", dir.display()))?;
     watcher
         .watch(dir, RecursiveMode::Recursive)
         .with_context(|| format!("cannot watch {}", dir.display()))?;
-    let (tx, rx) = mpsc::channel(1);
-    runtime.spawn(debounce(raw_rx, tx, QUIET, MAX_DELAY));
-    Ok((watcher, rx))
+    Ok(watcher)
 }
 
 /// Whether an event of this kind may change which files are shared or what they hold.
@@ -82,24 +96,61 @@ fn may_change_shares(kind: &EventKind) -> bool {
 /// Turns bursts on `raw` into single signals on `out` (see the module docs). Ends when
 /// either side is closed.
 async fn debounce(
-    mut raw: mpsc::Receiver<()>,
+    raw: mpsc::Receiver<()>,
     out: mpsc::Sender<()>,
     quiet: Duration,
     max_delay: Duration,
 ) {
-    while raw.recv().await.is_some() {
-        let deadline = Instant::now() + max_delay;
-        loop {
-            let until = (Instant::now() + quiet).min(deadline);
-            match tokio::time::timeout_at(until, raw.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_quiet_or_deadline) => break,
-            }
-        }
+    let mut signals = Debounce::new(raw, quiet, max_delay);
+    while signals.next().await.is_some() {
         match out.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) => {}
             Err(TrySendError::Closed(())) => return,
+        }
+    }
+}
+
+/// Step 2 of the module docs as a value: each [`Debounce::next`] waits for a burst of raw
+/// events to end.
+#[derive(Debug)]
+pub(super) struct Debounce {
+    raw: mpsc::Receiver<()>,
+    quiet: Duration,
+    max_delay: Duration,
+    /// When the burst being merged began. Kept here rather than in `next`, so that a `next`
+    /// dropped half way (a `select!` that took another branch) loses no event: the next
+    /// call carries on with the same burst.
+    burst_began: Option<Instant>,
+}
+
+impl Debounce {
+    pub(super) fn new(raw: mpsc::Receiver<()>, quiet: Duration, max_delay: Duration) -> Debounce {
+        Debounce {
+            raw,
+            quiet,
+            max_delay,
+            burst_began: None,
+        }
+    }
+
+    /// `Some` once a burst has ended, `None` when the source is gone and nothing is pending.
+    /// Needs a tokio runtime with time enabled.
+    pub(super) async fn next(&mut self) -> Option<()> {
+        loop {
+            let Some(began) = self.burst_began else {
+                self.raw.recv().await?;
+                self.burst_began = Some(Instant::now());
+                continue;
+            };
+            let until = (Instant::now() + self.quiet).min(began + self.max_delay);
+            match tokio::time::timeout_at(until, self.raw.recv()).await {
+                Ok(Some(())) => {}
+                // A source gone mid-burst still owes the caller the rescan for that burst.
+                Ok(None) | Err(_) => {
+                    self.burst_began = None;
+                    return Some(());
+                }
+            }
         }
     }
 }
@@ -197,6 +248,20 @@ mod tests {
             Ok(Some(()))
         );
         feeder.abort();
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_loses_no_event() {
+        let (raw_tx, raw_rx) = mpsc::channel(1);
+        let mut signals = Debounce::new(raw_rx, Duration::from_millis(200), BOUND);
+        raw_tx.try_send(()).unwrap();
+        // Cut off while waiting for quiet, after the event was taken from the channel.
+        let cut = timeout(Duration::from_millis(50), signals.next()).await;
+        assert!(cut.is_err());
+        // No event will come again: the signal can only come from the burst begun above.
+        drop(raw_tx);
+        assert_eq!(timeout(BOUND, signals.next()).await, Ok(Some(())));
+        assert_eq!(timeout(BOUND, signals.next()).await, Ok(None));
     }
 
     #[test]

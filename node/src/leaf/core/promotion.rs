@@ -241,11 +241,7 @@ impl LeafCore {
         }
         match self.election.poll(now) {
             None => {}
-            Some(Decision::AskListServers) => {
-                if self.config.list_servers {
-                    self.fetch_lists(now);
-                }
-            }
+            Some(Decision::AskListServers) if self.config.list_servers => self.fetch_lists(now),
             Some(Decision::Promote) if self.role == Role::Leaf => {
                 self.start_supernode(now, Origin::Elected);
             }

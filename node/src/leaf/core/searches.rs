@@ -59,6 +59,8 @@ pub struct Searches {
     queued: VecDeque<Query>,
     bucket: TokenBucket,
     limits: LeafLimits,
+    /// Attached, and the supernode's limits not in yet: searches wait for them.
+    held: bool,
 }
 
 impl Searches {
@@ -68,6 +70,7 @@ impl Searches {
             queued: VecDeque::new(),
             bucket: bucket(now, ASSUMED_LIMITS),
             limits: ASSUMED_LIMITS,
+            held: false,
         }
     }
 
@@ -75,6 +78,13 @@ impl Searches {
     pub fn set_limits(&mut self, now: Instant, limits: LeafLimits) {
         self.limits = limits;
         self.bucket = bucket(now, limits);
+        self.held = false;
+    }
+
+    /// A new supernode welcomed us: its limits come next; until then searches wait, so
+    /// none is sent on a bucket the supernode does not share.
+    pub fn hold(&mut self) {
+        self.held = true;
     }
 
     /// Takes `query` on. Returns it when it may go to the supernode now; `Ok(None)` when it
@@ -88,7 +98,7 @@ impl Searches {
         if self.running.len() + self.queued.len() >= MAX_RUNNING_SEARCHES {
             return Err("too many searches running at once; wait for some to end".into());
         }
-        if paced && (!self.queued.is_empty() || !self.bucket.try_take(now)) {
+        if paced && (self.held || !self.queued.is_empty() || !self.bucket.try_take(now)) {
             if self.queued.len() >= MAX_QUEUED_SEARCHES {
                 return Err(format!(
                     "too many searches at once: {MAX_QUEUED_SEARCHES} are already waiting for \
@@ -105,7 +115,7 @@ impl Searches {
     /// Queued searches whose turn has come, in order.
     pub fn poll_queued(&mut self, now: Instant) -> Vec<Query> {
         let mut due = Vec::new();
-        while !self.queued.is_empty() && self.bucket.try_take(now) {
+        while !self.held && !self.queued.is_empty() && self.bucket.try_take(now) {
             if let Some(query) = self.queued.pop_front() {
                 self.sent(now, query.id);
                 due.push(query);
@@ -116,7 +126,7 @@ impl Searches {
 
     /// When the next queued search may go (`None` with nothing queued).
     pub fn next_release(&self, now: Instant) -> Option<Instant> {
-        if self.queued.is_empty() {
+        if self.queued.is_empty() || self.held {
             return None;
         }
         Some(now + Duration::from_millis(u64::from(self.limits.query_interval_ms).min(60_000) / 4))

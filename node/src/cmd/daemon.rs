@@ -1,0 +1,203 @@
+//! The node daemon behind `superpeer leaf` and `superpeer supernode`: one program for both
+//! roles, with its control API, until Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use superpeer_common::Identity;
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::DaemonArgs;
+use crate::control::{
+    self, ControlHandler, DownloadJson, ErrorJson, GetEventJson, GetRequest, HolderJson,
+    PromoteJson, SearchLineJson, SearchRequest, SearchResultJson, StatusJson,
+};
+use crate::downloads::Downloads;
+use crate::leaf::{CACHE_FILE, Leaf, LeafConfig, LeafCoreConfig, LeafHandle};
+use crate::transfer::Uploads;
+use crate::{names, runtime, share};
+
+/// Runs a node with `core`'s role and tunables until a shutdown signal.
+pub fn run(
+    args: DaemonArgs,
+    mut core: LeafCoreConfig,
+    max_neighbors: Option<usize>,
+) -> anyhow::Result<()> {
+    let (args, listen) = args.resolve()?;
+    let supernode = core.start_as_supernode;
+    if supernode && args.list_servers.is_empty() {
+        bail!("a supernode needs --list-server ADDR (or `list-server` in the --config file)");
+    }
+    let state_dir = runtime::state_dir(args.state_dir, None)?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    if !supernode
+        && args.list_servers.is_empty()
+        && args.peers.is_empty()
+        && !state_dir.join(CACHE_FILE).exists()
+    {
+        bail!(
+            "no supernodes to join: pass --list-server ADDR or --peer NODEID@HOST:PORT \
+             (there is no cached list in {} from an earlier run)",
+            state_dir.display()
+        );
+    }
+    // The watch is registered before the first scan, so no change is lost at start-up.
+    let folder = match &args.share {
+        Some(dir) => Some(share::open_watched(dir, &state_dir, true)?),
+        None => None,
+    };
+    let identity = Arc::new(Identity::load_or_create(&state_dir)?);
+    core.max_leaves = args.max_leaves.unwrap_or(core.max_leaves);
+    core.list_servers = !args.list_servers.is_empty();
+    let config = LeafConfig {
+        listen,
+        advertise: args.advertise,
+        list_servers: args.list_servers,
+        peers: args.peers,
+        state_dir: state_dir.clone(),
+        core,
+        max_neighbors,
+    };
+    let control_addr = args
+        .control
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let downloads_dir = args
+        .downloads
+        .clone()
+        .unwrap_or_else(|| state_dir.join("downloads"));
+    runtime::tokio()?.block_on(async {
+        let leaf = Leaf::bind(identity, config, folder).context("cannot start the node")?;
+        let handle = leaf.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let control_handler = NodeControl {
+            leaf: handle,
+            downloads: Downloads::new(leaf.endpoint(), downloads_dir.clone()),
+            uploads: leaf.uploads(),
+        };
+        let control = control::serve(
+            Arc::new(control_handler),
+            control_addr,
+            &state_dir,
+            stopped(stop_rx.clone()),
+        )
+        .await?;
+        let node_id = leaf.node_id();
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "superpeer {}",
+            if supernode { "supernode" } else { "leaf" }
+        )?;
+        writeln!(out, "node id: {node_id}")?;
+        writeln!(out, "listening on: {}", leaf.local_addr()?)?;
+        writeln!(out, "control: {}", control.addr())?;
+        writeln!(out, "downloads: {}", downloads_dir.display())?;
+        writeln!(out, "pinned address: {node_id}@{}", leaf.advertise())?;
+        out.flush()?;
+        drop(out);
+        let running = tokio::spawn(leaf.run(stopped(stop_rx)));
+        runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        running.await.context("the node stopped unexpectedly")?;
+        control.finished().await;
+        Ok(())
+    })
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// The control API's view of a node.
+struct NodeControl {
+    leaf: LeafHandle,
+    downloads: Downloads,
+    uploads: Arc<Uploads>,
+}
+
+impl ControlHandler for NodeControl {
+    async fn status(&self) -> StatusJson {
+        let downloads = self.downloads.list();
+        let uploaded_bytes = self.uploads.sent().0;
+        match self.leaf.status().await {
+            Some(status) => status.to_json(downloads, uploaded_bytes),
+            None => StatusJson {
+                node_id: String::new(),
+                role: "leaf".into(),
+                supernode: None,
+                shared_files: 0,
+                publication: None,
+                leaves: None,
+                neighbors: None,
+                indexed: None,
+                queries_forwarded: None,
+                queries_received: None,
+                summaries: None,
+                listen: String::new(),
+                advertise: String::new(),
+                downloads,
+                uploaded_bytes,
+            },
+        }
+    }
+
+    async fn search(
+        &self,
+        request: SearchRequest,
+    ) -> Result<mpsc::Receiver<SearchLineJson>, String> {
+        let mut hits = self.leaf.search(request.keywords, request.want).await?;
+        let (tx, rx) = mpsc::channel(256);
+        let downloads = self.downloads.clone();
+        tokio::spawn(async move {
+            while let Some(hit) = hits.recv().await {
+                let hit = match hit {
+                    Ok(hit) => hit,
+                    Err(error) => {
+                        let _ = tx.send(SearchLineJson::Error(ErrorJson { error })).await;
+                        break;
+                    }
+                };
+                downloads.remember(&hit);
+                let result = SearchResultJson {
+                    content_id: hit.content_id.to_string(),
+                    name: names::sanitize(&hit.name),
+                    size: hit.size,
+                    sources: hit.holders.len(),
+                    holders: hit
+                        .holders
+                        .iter()
+                        .map(|h| HolderJson {
+                            node_id: h.node_id.to_string(),
+                            addr: h.addr.to_string(),
+                        })
+                        .collect(),
+                };
+                if tx.send(SearchLineJson::Result(result)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn get(&self, request: GetRequest) -> Result<mpsc::Receiver<GetEventJson>, String> {
+        self.downloads.get(request, self.leaf.clone())
+    }
+
+    async fn downloads(&self) -> Vec<DownloadJson> {
+        self.downloads.list()
+    }
+
+    async fn promote(&self) -> Result<PromoteJson, String> {
+        let outcome = self.leaf.promote().await?;
+        Ok(PromoteJson {
+            role: "supernode".into(),
+            listed_by: outcome.listed_by.iter().map(|a| a.to_string()).collect(),
+            note: outcome.note,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! A node's status, and the one place it becomes `status --json` (leaf and supernode alike).
+
+use std::net::SocketAddr;
+
+use superpeer_common::NodeId;
+use superpeer_supernode::SupernodeStatus;
+
+use super::core::{PublicationStatus, SupernodeView};
+use crate::control::{DownloadJson, PublicationJson, StatusJson, SummariesJson, SupernodeJson};
+
+/// The node's state as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct LeafStatus {
+    pub node_id: NodeId,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    /// The supernode we are attached to (a leaf).
+    pub supernode: Option<SupernodeView>,
+    /// Files in the shared folder.
+    pub shared_files: usize,
+    /// How they stand with the supernode that indexes them.
+    pub publication: PublicationStatus,
+    /// Searches running, and waiting for the query limit.
+    pub searches: (usize, usize),
+    /// Whether the node is (or is becoming) a supernode.
+    pub is_supernode: bool,
+    /// As a supernode: its own status.
+    pub promoted: Option<SupernodeStatus>,
+}
+
+impl LeafStatus {
+    /// The JSON of `status --json`, with the daemon's downloads and uploads.
+    pub fn to_json(&self, downloads: Vec<DownloadJson>, uploaded_bytes: u64) -> StatusJson {
+        let core = self.promoted.as_ref().map(|p| &p.core);
+        let publication = &self.publication;
+        StatusJson {
+            node_id: self.node_id.to_string(),
+            role: if self.is_supernode {
+                "supernode"
+            } else {
+                "leaf"
+            }
+            .into(),
+            supernode: self.supernode.map(|s| SupernodeJson {
+                node_id: s.node_id.to_string(),
+                addr: s.addr.to_string(),
+                rtt_ms: s.rtt.as_secs_f64() * 1000.0,
+            }),
+            shared_files: self.shared_files,
+            publication: Some(PublicationJson {
+                indexed: publication.indexed,
+                pending: publication.pending,
+                reason: publication.reason.clone(),
+            }),
+            leaves: core.map(|c| c.leaves),
+            neighbors: core.map(|c| c.neighbors.len()),
+            indexed: core.map(|c| c.indexed),
+            queries_forwarded: core.map(|c| c.router.forwarded),
+            queries_received: core.map(|c| c.queries_from_neighbors),
+            summaries: core.map(SummariesJson::from),
+            listen: self.listen.to_string(),
+            advertise: self.advertise.to_string(),
+            downloads,
+            uploaded_bytes,
+        }
+    }
+}
