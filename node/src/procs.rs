@@ -127,7 +127,10 @@ fn spawn(
         .args(args)
         .arg("--state-dir")
         .arg(state_dir)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("SUPERPEER_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

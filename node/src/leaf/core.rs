@@ -215,6 +215,9 @@ pub struct LeafCore {
     next_reprobe: Instant,
     next_refresh: Instant,
     retry_publish: Option<Instant>,
+    /// The next look at the clock at the latest (an absolute time, so that a stream of
+    /// events cannot keep postponing it).
+    next_check: Instant,
     searches: Searches,
     publication: Publication,
     actions: VecDeque<LeafAction>,
@@ -252,6 +255,7 @@ impl LeafCore {
             next_reprobe: now + config.reprobe_interval,
             next_refresh: now + config.refresh_interval,
             retry_publish: None,
+            next_check: now + MAX_SLEEP,
             searches: Searches::new(now),
             publication: Publication::new(entries, ASSUMED_LIMITS.max_entries as usize),
             actions: VecDeque::new(),
@@ -278,7 +282,7 @@ impl LeafCore {
 
     /// When [`LeafCore::handle_timeout`] should run next at the latest.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
-        let mut at = now + MAX_SLEEP;
+        let mut at = self.next_check.max(now);
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 at = at.min(t.max(now));
@@ -312,6 +316,7 @@ impl LeafCore {
 
     /// The clock moved: probes, attaches, refreshes, pacing, deadlines, the election.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_check = now + MAX_SLEEP;
         if now >= self.next_reprobe {
             self.next_reprobe = now + self.config.reprobe_interval;
             self.joiner.reprobe_all(now);

@@ -452,6 +452,9 @@ fn the_first_join_waits_no_longer_than_first_join_wait() {
     let (mut core, t0) = three_probes_out();
     assert_eq!(core.poll_timeout(t0), t0 + MAX_SLEEP.min(FIRST_JOIN_WAIT));
     core.handle_probe(t0 + ms(1000), id(1), Some((ms(900), None)));
+    // The periodic look at the clock falls due then too; it attaches nowhere yet.
+    core.handle_timeout(t0 + ms(1000));
+    assert_eq!(attach_of(&drain(&mut core)), None);
     assert_eq!(core.poll_timeout(t0 + ms(1000)), t0 + FIRST_JOIN_WAIT);
     core.handle_timeout(t0 + FIRST_JOIN_WAIT - ms(1));
     assert_eq!(attach_of(&drain(&mut core)), None);
@@ -524,4 +527,59 @@ fn lists_are_fetched_again_every_refresh_interval() {
         }
     }
     assert_eq!(at, vec![30, 60, 90]);
+}
+
+#[test]
+fn with_every_supernode_full_the_leaf_keeps_asking_and_elects_itself() {
+    let t0 = Instant::now();
+    let config = LeafCoreConfig {
+        election: ElectionConfig::with_min_uptime(secs(3)),
+        ..LeafCoreConfig::default()
+    };
+    let mut core = LeafCore::new(t0, id(ME), config, Vec::new(), 7);
+    drain(&mut core);
+    core.handle_learned(
+        t0 + ms(10),
+        &[info(1), info(2)],
+        Source::ListServer { short: false },
+    );
+    let probes = probed(&drain(&mut core));
+    assert_eq!(probes.len(), 2);
+    for n in [1, 2] {
+        core.handle_probe(t0 + ms(30), id(n), Some((ms(1), Some(full()))));
+    }
+    let mut promoted = None;
+    for k in 1..=300 {
+        let now = t0 + ms(100) * k;
+        core.handle_timeout(now);
+        for action in drain(&mut core) {
+            match action {
+                LeafAction::FetchLists => {
+                    let mut full_infos = [info(1), info(2)];
+                    for i in &mut full_infos {
+                        i.load = full();
+                    }
+                    core.handle_learned(now, &full_infos, Source::ListServer { short: true });
+                }
+                LeafAction::StartSupernode => promoted = promoted.or(Some(now - t0)),
+                _ => {}
+            }
+        }
+    }
+    let promoted = promoted.expect("never promoted");
+    assert!(promoted <= secs(10), "{promoted:?}");
+}
+
+#[test]
+fn a_stream_of_events_does_not_postpone_the_next_look_at_the_clock() {
+    let t0 = Instant::now();
+    let mut core = LeafCore::new(t0, id(ME), quiet(), Vec::new(), 1);
+    let first = core.poll_timeout(t0);
+    assert!(first <= t0 + MAX_SLEEP);
+    // Status requests and other events every 250 ms: the deadline stays where it was.
+    for k in 1..4 {
+        assert_eq!(core.poll_timeout(t0 + ms(250) * k), first);
+    }
+    core.handle_timeout(first);
+    assert!(core.poll_timeout(first) > first);
 }

@@ -384,9 +384,12 @@ impl Driver {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(event) = events.recv() => self.handle(event),
-                () = tokio::time::sleep_until(wake.into()) => {
-                    self.core.handle_timeout(Instant::now());
-                }
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            // Due whether or not events kept coming meanwhile.
+            let now = Instant::now();
+            if now >= wake {
+                self.core.handle_timeout(now);
             }
             self.run_actions();
         }

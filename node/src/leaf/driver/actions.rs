@@ -20,7 +20,10 @@ impl Driver {
     pub(super) fn handle(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Probed { node_id, result } => self.core.handle_probe(now, node_id, result),
+            Event::Probed { node_id, result } => {
+                tracing::trace!(node = %node_id.short(), ?result, "probed");
+                self.core.handle_probe(now, node_id, result);
+            }
             Event::Attached { session, result } => {
                 let outcome = match result {
                     Attached::Yes(link) => {
@@ -53,7 +56,10 @@ impl Driver {
                 self.core.handle_session_ended(now, session);
             }
             Event::Learned { infos, source } => self.core.handle_learned(now, &infos, source),
-            Event::ShareChanged => self.rescan(),
+            Event::ShareChanged => {
+                debug!("the shared folder may have changed");
+                self.rescan();
+            }
             Event::Rescanned { delta, shared } => {
                 self.shared = shared;
                 if let Some(folder) = self.folder.as_mut() {
@@ -123,6 +129,7 @@ impl Driver {
     }
 
     fn act(&mut self, action: LeafAction) {
+        tracing::trace!(?action, "action");
         match action {
             LeafAction::Probe(target) => {
                 tokio::spawn(session::run_probe(
@@ -157,7 +164,10 @@ impl Driver {
                     link.close(reason);
                 }
             }
-            LeafAction::FetchLists => self.fetch_lists(),
+            LeafAction::FetchLists => {
+                debug!("asking the list servers for supernodes");
+                self.fetch_lists();
+            }
             LeafAction::SaveCache(known) => {
                 let dir = self.config.state_dir.clone();
                 // Written atomically, off the driver's thread.
@@ -219,6 +229,11 @@ impl Driver {
             tokio::spawn(async move {
                 match fetch_supernodes(&endpoint, &server, Role::Leaf, SUPERNODES_ASKED).await {
                     Ok(list) => {
+                        debug!(
+                            supernodes = list.supernodes.len(),
+                            short = list.short_of_supernodes,
+                            "list"
+                        );
                         let learned = Event::Learned {
                             infos: list.supernodes,
                             source: Source::ListServer {
