@@ -82,6 +82,10 @@ pub struct DaemonArgs {
     /// Leaves admitted as a supernode [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
+    /// Files a supernode indexes per leaf at most (each costs about 270 bytes of memory;
+    /// 500 leaves x 10,000 files is 1.35 GB) [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_files_per_leaf: Option<u32>,
     /// A TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -32,6 +32,7 @@ pub struct ConfigFile {
     state_dir: Option<PathBuf>,
     control: Option<SocketAddr>,
     max_leaves: Option<usize>,
+    max_files_per_leaf: Option<u32>,
 }
 
 /// Reads and parses a config file, with errors that name it.
@@ -74,6 +75,7 @@ impl DaemonArgs {
             self.state_dir = self.state_dir.or(file.state_dir);
             self.control = self.control.or(file.control);
             self.max_leaves = self.max_leaves.or(file.max_leaves);
+            self.max_files_per_leaf = self.max_files_per_leaf.or(file.max_files_per_leaf);
         }
         let listen = required_listen(self.listen)?;
         Ok((self, listen))

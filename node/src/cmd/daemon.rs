@@ -60,6 +60,7 @@ pub fn run(
         state_dir: state_dir.clone(),
         core,
         max_neighbors,
+        max_files_per_leaf: args.max_files_per_leaf.map(|n| n as usize),
     };
     let control_addr = args
         .control

@@ -24,6 +24,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         None => {}
     }
     println!("shared files: {}", status.shared_files);
+    if let Some(p) = &status.publication {
+        match &p.reason {
+            Some(reason) => println!(
+                "indexed:      {} of {} ({} not indexed: {reason})",
+                p.indexed,
+                p.indexed + p.pending,
+                p.pending
+            ),
+            None => println!("indexed:      {} of {}", p.indexed, p.indexed + p.pending),
+        }
+    }
     if let Some(leaves) = status.leaves {
         println!("leaves:       {leaves}");
     }

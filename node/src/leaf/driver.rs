@@ -52,6 +52,8 @@ pub struct LeafConfig {
     pub core: LeafCoreConfig,
     /// Links kept once a supernode (the supernode's default when `None`).
     pub max_neighbors: Option<usize>,
+    /// Files indexed per leaf once a supernode (the supernode's default when `None`).
+    pub max_files_per_leaf: Option<usize>,
 }
 
 /// QUIC limits for a leaf: a short idle timeout, so a dead supernode is noticed fast (the

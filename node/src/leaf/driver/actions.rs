@@ -266,6 +266,7 @@ impl Driver {
             peers,
             max_leaves: self.config.core.max_leaves,
             max_neighbors: self.config.max_neighbors,
+            max_files_per_leaf: self.config.max_files_per_leaf,
             transfer: supernode::transfer_service(self.served.clone(), self.uploads.clone()),
         };
         let events = self.events.clone();

@@ -37,6 +37,7 @@ pub struct Settings {
     pub peers: Vec<PeerAddr>,
     pub max_leaves: usize,
     pub max_neighbors: Option<usize>,
+    pub max_files_per_leaf: Option<usize>,
     pub transfer: TransferService,
 }
 
@@ -62,6 +63,9 @@ pub fn start(settings: Settings, events: mpsc::Sender<Event>) -> Result<Running,
     config.core.max_leaves = settings.max_leaves;
     if let Some(links) = settings.max_neighbors {
         config.core.max_neighbors = links;
+    }
+    if let Some(files) = settings.max_files_per_leaf {
+        config.core.index.max_entries_per_holder = files;
     }
     config.transfer = Some(settings.transfer);
     let supernode = Supernode::on_endpoint(settings.endpoint, config)
