@@ -26,6 +26,10 @@ struct Args {
     /// Size of the downloaded files, in MB.
     #[arg(long, default_value_t = 64)]
     file_mb: usize,
+    /// Run the network's daemons from this `superpeer` executable instead of this one (to
+    /// measure another build with the same harness, in the same run).
+    #[arg(long, value_name = "PATH")]
+    daemon_exe: Option<PathBuf>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench.json")]
     json: PathBuf,
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
             files_per_leaf: args.files_per_leaf,
             searches: args.searches,
             file_mb: args.file_mb,
-            exe: std::env::current_exe()?,
+            exe: match &args.daemon_exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe()?,
+            },
         };
         let report = bench::run(&config)?;
         print!("{}", report.table(&config));

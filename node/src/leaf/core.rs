@@ -22,9 +22,11 @@
 //!    when no list server will list it (refused after a dial-back, never merely unreachable)
 //!    or when it stays underused (see `promotion.rs`).
 
+mod joining;
 mod promotion;
 mod publication;
 mod searches;
+mod searching;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,10 +34,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use superpeer_common::wire::{
-    FileEntry, LeafToSupernode, Query, QueryHit, QueryId, SupernodeInfo, SupernodeToLeaf,
-};
-use superpeer_common::{ContentId, NodeId, PeerAddr, keywords};
+use superpeer_common::wire::{FileEntry, LeafToSupernode, Query, QueryHit, QueryId, SupernodeInfo};
+use superpeer_common::{ContentId, NodeId, PeerAddr};
 
 pub use promotion::{Origin, PromotionOutcome};
 pub use publication::PublicationStatus;
@@ -49,7 +49,7 @@ use super::join::{JoinConfig, Joiner};
 use crate::share::ShareDelta;
 use promotion::Role;
 use publication::Publication;
-use searches::{SearchOutput, Searches};
+use searches::Searches;
 
 /// Longest the first join waits for a batch of probes to compare.
 pub const FIRST_JOIN_WAIT: Duration = Duration::from_millis(1500);
@@ -354,175 +354,6 @@ impl LeafCore {
         self.elect(now);
     }
 
-    /// A probe finished: its median RTT and the load it reported, or failure.
-    pub fn handle_probe(
-        &mut self,
-        now: Instant,
-        node_id: NodeId,
-        result: Option<(Duration, Option<superpeer_common::wire::Load>)>,
-    ) {
-        if result.is_some()
-            && self.first_answer.is_none()
-            && let Some(since) = self.probing_since
-        {
-            self.first_answer = Some(now.saturating_duration_since(since));
-        }
-        self.joiner.probe_result(now, node_id, result);
-        self.drive(now);
-    }
-
-    /// Supernodes learned of.
-    pub fn handle_learned(&mut self, now: Instant, infos: &[SupernodeInfo], source: Source) {
-        if let Source::ListServer { short } = source {
-            let listed = infos.iter().filter(|i| !i.stale).count();
-            self.election.list_answer(now, short, listed);
-        }
-        self.joiner.add(infos);
-        if matches!(source, Source::ListServer { .. }) {
-            self.save_cache();
-        }
-        self.drive(now);
-    }
-
-    /// An attach attempt ended.
-    pub fn handle_attach(&mut self, now: Instant, session: SessionNo, outcome: AttachOutcome) {
-        let Some((node_id, rtt, no, addr)) = self.attaching else {
-            return;
-        };
-        if no != session {
-            return;
-        }
-        self.attaching = None;
-        if !matches!(self.role, Role::Leaf) {
-            // Promoted while this attach ran.
-            if outcome == AttachOutcome::Welcomed {
-                self.actions.push_back(LeafAction::Close {
-                    session,
-                    reason: "promoted to supernode",
-                });
-            }
-            return;
-        }
-        match outcome {
-            AttachOutcome::Welcomed => {
-                let old = self.current.replace(Attached {
-                    node_id,
-                    addr,
-                    rtt,
-                    session,
-                    limits_seen: false,
-                });
-                self.joiner.attached(node_id);
-                self.ever_attached = true;
-                if let Some(old) = old {
-                    self.actions.push_back(LeafAction::Leave {
-                        session: old.session,
-                        reason: "moved to a faster supernode",
-                    });
-                }
-                self.end_searches("moved to another supernode");
-                self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
-                self.retry_publish = None;
-                // Searches wait for the supernode's limits (its first message).
-                self.searches.hold();
-                self.send(
-                    session,
-                    LeafToSupernode::GetSupernodes {
-                        max: SUPERNODES_ASKED,
-                    },
-                );
-            }
-            AttachOutcome::Full(try_instead) => {
-                self.election.refused_full(now);
-                self.joiner.refused(now, node_id, &try_instead);
-            }
-            AttachOutcome::Failed(_) => self.joiner.attach_failed(now, node_id),
-        }
-        self.drive(now);
-    }
-
-    /// A session ended (closed by either side, or silent past the idle timeout).
-    pub fn handle_session_ended(&mut self, now: Instant, session: SessionNo) {
-        if let Some((node_id, _, no, _)) = self.attaching
-            && no == session
-        {
-            // Ended before its attach was reported: the attach failed.
-            self.attaching = None;
-            self.joiner.attach_failed(now, node_id);
-            self.drive(now);
-            return;
-        }
-        let Some(current) = self.current.take_if(|c| c.session == session) else {
-            return;
-        };
-        self.joiner.lost(now, current.node_id);
-        self.lost_supernode(now);
-    }
-
-    fn lost_supernode(&mut self, now: Instant) {
-        self.end_searches("lost the supernode");
-        self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
-        self.retry_publish = None;
-        if self.config.list_servers {
-            self.fetch_lists(now);
-        }
-        self.drive(now);
-    }
-
-    /// A message from the supernode of `session`.
-    pub fn handle_message(&mut self, now: Instant, session: SessionNo, msg: SupernodeToLeaf) {
-        let Some(current) = self.current.filter(|c| c.session == session) else {
-            return;
-        };
-        match msg {
-            SupernodeToLeaf::Limits(limits) => {
-                self.searches.set_limits(now, limits);
-                for query in self.searches.poll_queued(now) {
-                    self.send_query(query);
-                }
-                self.publication.reset(limits.max_entries as usize);
-                self.retry_publish = None;
-                if let Some(c) = self.current.as_mut() {
-                    c.limits_seen = true;
-                }
-                for msg in self.publication.fill() {
-                    self.send(session, msg);
-                }
-            }
-            SupernodeToLeaf::Indexed { entries, refused } => {
-                let refused_now = refused.is_some();
-                self.publication.indexed(entries, refused);
-                if refused_now && self.retry_publish.is_none() {
-                    self.retry_publish = Some(now + PUBLISH_RETRY);
-                }
-            }
-            SupernodeToLeaf::Supernodes(list) => {
-                if list.validate().is_ok() {
-                    self.joiner.add(&list.supernodes);
-                    self.save_cache();
-                }
-            }
-            SupernodeToLeaf::MoveTo { supernodes } => {
-                self.current = None;
-                self.joiner.add(&supernodes);
-                self.joiner.lost(now, current.node_id);
-                self.actions.push_back(LeafAction::Close {
-                    session,
-                    reason: "moving",
-                });
-                self.lost_supernode(now);
-            }
-            SupernodeToLeaf::Refused { .. } | SupernodeToLeaf::Pong { .. } => {}
-            answer @ (SupernodeToLeaf::Hits { .. }
-            | SupernodeToLeaf::QueryDone { .. }
-            | SupernodeToLeaf::QueryRefused { .. }) => {
-                if let Some(out) = self.searches.answer(answer) {
-                    self.output(out);
-                }
-            }
-        }
-    }
-
     /// The shared folder changed.
     pub fn handle_share_delta(&mut self, delta: ShareDelta) {
         if self.role.is_supernode() {
@@ -541,47 +372,6 @@ impl LeafCore {
             None => {
                 self.publication.change(delta, false);
             }
-        }
-    }
-
-    /// Our user searches. Returns the search's id: its results come as
-    /// [`LeafAction::Hits`], its end as [`LeafAction::SearchOver`].
-    pub fn search(&mut self, now: Instant, words: &[String], want: u32) -> Result<QueryId, String> {
-        let words = keywords(&words.join(" "));
-        if words.is_empty() {
-            return Err("no searchable words in the query".into());
-        }
-        let supernode = self.role.is_running_supernode();
-        if self.current.is_none() && !supernode {
-            return Err("not attached to a supernode yet; try again in a moment".into());
-        }
-        let query = Query {
-            id: QueryId(self.rng.random()),
-            keywords: words,
-            want,
-        };
-        query.validate().map_err(|e| e.to_string())?;
-        let id = query.id;
-        // Our own supernode does not rate-limit its own user.
-        if let Some(query) = self.searches.start(now, query, !supernode)? {
-            self.send_query(query);
-        }
-        Ok(id)
-    }
-
-    /// Whoever asked stopped listening: forget the search, and tell the supernode.
-    pub fn cancel_search(&mut self, id: QueryId) {
-        if self.searches.cancel(&id)
-            && let Some(current) = self.current
-        {
-            self.send(current.session, LeafToSupernode::CancelQuery { id });
-        }
-    }
-
-    /// An answer to one of our searches from our own supernode.
-    pub fn handle_own_answer(&mut self, msg: SupernodeToLeaf) {
-        if let Some(out) = self.searches.answer(msg) {
-            self.output(out);
         }
     }
 
@@ -626,96 +416,8 @@ impl LeafCore {
         self.joiner.known()
     }
 
-    // ----- inside -----
-
-    /// Starts probes and an attach when one is due.
-    fn drive(&mut self, now: Instant) {
-        if !matches!(self.role, Role::Leaf) {
-            return;
-        }
-        for target in self.joiner.poll_probes(now) {
-            self.actions.push_back(LeafAction::Probe(target));
-        }
-        if !self.joiner.probing() {
-            self.probing_since = None;
-            self.first_answer = None;
-        } else if self.probing_since.is_none() {
-            self.probing_since = Some(now);
-        }
-        if self.attaching.is_some() {
-            return;
-        }
-        // The first join compares the probes that matter rather than taking whichever
-        // answers first; a failover uses what is measured.
-        let waiting = self.first_join_ends().is_some_and(|end| now < end);
-        if self.current.is_none() && !self.ever_attached && waiting {
-            return;
-        }
-        let target = match &self.current {
-            None => self.joiner.next_attach(now),
-            Some(_) => self.joiner.better_than_current(now),
-        };
-        match target {
-            Some((target, rtt)) => self.attach(target, rtt),
-            // Nothing usable: ask the list servers again (not too often).
-            None if self.current.is_none()
-                && !self.joiner.probing()
-                && self.config.list_servers
-                && self
-                    .last_refresh
-                    .is_none_or(|t| now.duration_since(t) >= REFRESH_MIN_GAP) =>
-            {
-                self.fetch_lists(now);
-            }
-            None => {}
-        }
-    }
-
-    fn attach(&mut self, target: PeerAddr, rtt: Duration) {
-        let Some(node_id) = target.node_id else {
-            return;
-        };
-        self.next_session += 1;
-        let session = SessionNo(self.next_session);
-        self.attaching = Some((node_id, rtt, session, target.addr));
-        self.actions
-            .push_back(LeafAction::Attach { target, session });
-    }
-
-    fn fetch_lists(&mut self, now: Instant) {
-        self.last_refresh = Some(now);
-        self.actions.push_back(LeafAction::FetchLists);
-    }
-
-    fn save_cache(&mut self) {
-        self.actions
-            .push_back(LeafAction::SaveCache(self.joiner.known()));
-    }
-
     fn send(&mut self, session: SessionNo, msg: LeafToSupernode) {
         self.actions.push_back(LeafAction::Send { session, msg });
-    }
-
-    fn send_query(&mut self, query: Query) {
-        if self.role.is_running_supernode() {
-            self.actions
-                .push_back(LeafAction::SearchOwnSupernode(query));
-        } else if let Some(current) = self.current {
-            self.send(current.session, LeafToSupernode::Query(query));
-        }
-    }
-
-    fn output(&mut self, out: SearchOutput) {
-        self.actions.push_back(match out {
-            SearchOutput::Hits(id, hits) => LeafAction::Hits { id, hits },
-            SearchOutput::Over(id, refused) => LeafAction::SearchOver { id, refused },
-        });
-    }
-
-    fn end_searches(&mut self, why: &str) {
-        for over in self.searches.end_all(why) {
-            self.output(over);
-        }
     }
 }
 

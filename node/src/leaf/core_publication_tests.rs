@@ -2,6 +2,8 @@
 //! `Limits`, then the first `max_entries` files in name order; refusals, retries, and room
 //! freed by removed files.
 
+use superpeer_common::wire::SupernodeToLeaf;
+
 use super::tests::{Setup, attach_of, attached, drain, entry, limits, ms, quiet, sent};
 use super::*;
 

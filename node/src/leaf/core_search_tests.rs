@@ -2,7 +2,7 @@
 //! pacing under the supernode's query limit.
 
 use superpeer_common::TokenBucket;
-use superpeer_common::wire::{Holder, QueryEnd};
+use superpeer_common::wire::{Holder, QueryEnd, SupernodeToLeaf};
 
 use super::tests::{Setup, addr, attached, drain, id, limits, ms, quiet, ready, secs, sent};
 use super::*;

@@ -4,7 +4,7 @@
 //! `core_search_tests.rs`, the election and promotions in `core_election_tests.rs`; the
 //! helpers here serve all four.
 
-use superpeer_common::wire::{LeafLimits, Load};
+use superpeer_common::wire::{LeafLimits, Load, SupernodeToLeaf};
 
 use super::*;
 
