@@ -183,6 +183,43 @@ pub fn wait_settled(supernodes: &[Proc], entries: usize, limit: Duration) -> any
     })
 }
 
+/// Like [`wait_settled`], for supernodes that are not all linked to each other: `supernodes`
+/// index `entries` files in all, and each holds its neighbours' latest summaries (a
+/// supernode holds none of a supernode it is not linked to).
+pub fn wait_settled_links(
+    supernodes: &[Proc],
+    entries: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    wait_for("every share indexed", limit, || {
+        let mut indexed = 0;
+        for sn in supernodes {
+            indexed += sn.status()?.indexed.unwrap_or(0);
+        }
+        Ok((indexed == entries).then_some(()))
+    })?;
+    wait_for("every summary current at every neighbour", limit, || {
+        let mut views = Vec::with_capacity(supernodes.len());
+        for sn in supernodes {
+            let status = sn.status()?;
+            let summaries = status
+                .summaries
+                .with_context(|| format!("{} reports no summaries", sn.label))?;
+            views.push((status.node_id, summaries));
+        }
+        let settled = views.iter().all(|(id, ours)| {
+            !ours.pending
+                && views.iter().all(|(_, theirs)| {
+                    theirs
+                        .neighbors
+                        .get(id)
+                        .is_none_or(|held| *held == Some(ours.generation))
+                })
+        });
+        Ok(settled.then_some(()))
+    })
+}
+
 /// Whether every one of `supernodes` holds every other's latest keyword summary, and none has
 /// an index change still to send.
 fn summaries_settled(supernodes: &[Proc]) -> anyhow::Result<bool> {

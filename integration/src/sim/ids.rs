@@ -42,6 +42,11 @@ pub fn leaf_id(n: u32) -> NodeId {
     node_id(LEAF_TAG, n)
 }
 
+/// The leaf number a node id names, if it names one.
+pub fn leaf_number(id: &NodeId) -> Option<u32> {
+    number(LEAF_TAG, id)
+}
+
 /// Supernode `n`'s address: one host each (the list server allows only a few entries per
 /// source address).
 pub fn supernode_addr(n: u32) -> SocketAddr {
@@ -76,7 +81,7 @@ mod tests {
     #[test]
     fn ids_map_back_to_their_numbers() {
         assert_eq!(supernode_number(&supernode_id(9_999)), Some(9_999));
-        assert_eq!(number(LEAF_TAG, &leaf_id(2_999_999)), Some(2_999_999));
+        assert_eq!(leaf_number(&leaf_id(2_999_999)), Some(2_999_999));
         assert_eq!(supernode_number(&leaf_id(3)), None);
         assert_ne!(supernode_addr(1), supernode_addr(2));
         let mut rng = StdRng::seed_from_u64(1);

@@ -5,6 +5,8 @@
 //! room; a full supernode's refusal sends the leaf to its next candidates. The probe's
 //! load is read from the core when the probes come back.
 //!
+//! With a [`Layout`](super::Layout), a leaf's one candidate is its supernode there.
+//!
 //! Flow of one session: [`Event::LeafJoin`] (list fetch and probes) → `LeafAttach` at the
 //! supernode (`leaf_attach`, 1.5 RTT after the choice) → `Publish` in messages of at most
 //! 2,000 entries, one RTT later → queries → with churn, `Leaving` after an exponential
@@ -152,11 +154,24 @@ impl World<'_> {
             return;
         }
         let me = Place::Leaf(n);
-        let candidates = self.list.sample(PROBE_BATCH, &mut self.rng);
+        let home = self
+            .config
+            .layout
+            .as_ref()
+            .map(|l| l.homes.get(n as usize).copied());
+        let candidates: Vec<u32> = match home {
+            // Laid out: the leaf's one candidate is its supernode in the layout.
+            Some(home) => home.into_iter().collect(),
+            None => self
+                .list
+                .sample(PROBE_BATCH, &mut self.rng)
+                .iter()
+                .filter_map(|info| supernode_number(&info.node_id))
+                .collect(),
+        };
         let probed = candidates
             .iter()
-            .filter_map(|info| supernode_number(&info.node_id))
-            .map(|sn| (self.latency.rtt(me, Place::Supernode(sn)), sn));
+            .map(|&sn| (self.latency.rtt(me, Place::Supernode(sn)), sn));
         let slowest_probe = probed.clone().map(|(rtt, _)| rtt).max();
         let best = probed
             .filter(|&(_, sn)| {

@@ -22,6 +22,12 @@
 //! attached leaves; each query's flooding baseline is computed on the mesh at the moment
 //! it is sent.
 //!
+//! With a [`Layout`] (a real network's, read from its daemons), the overlay is not formed
+//! by the supernodes' dials but laid out: the given links come up at once when the mesh
+//! would form, each leaf attaches to the supernode given for it, and each query is sent by
+//! the leaf given for it. Everything else (indexes, summaries, gossip, routing) runs as
+//! usual, so the simulator routes on the very topology the daemons had.
+//!
 //! Layout:
 //! - `queue`: the virtual clock and the event queue.
 //! - `latency`: seeded positions and one-way delays.
@@ -95,6 +101,35 @@ pub struct SimConfig {
     pub flood_ttl: u8,
     /// Print a line to stderr every this much virtual time (phase, memory, progress).
     pub progress: Option<Duration>,
+    /// A network laid out in advance instead of formed by dials and joins.
+    pub layout: Option<Layout>,
+}
+
+/// A network laid out in advance: which supernodes are linked, where each leaf attaches,
+/// who sends each query. Supernodes, leaves and queries are numbered as in the run
+/// (leaves and queries in the order of the workload's shares and queries).
+///
+/// Each supernode's `max_neighbors` becomes the number of links it has here, so no
+/// supernode dials beyond the layout. In a settled real network a supernode with room
+/// only dials supernodes that refuse it (they are full), which changes no route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Links between supernodes, each once, as (dialler, dialled).
+    pub links: Vec<(u32, u32)>,
+    /// Per leaf, the supernode it attaches to.
+    pub homes: Vec<u32>,
+    /// Per query, the leaf that sends it.
+    pub askers: Vec<u32>,
+}
+
+impl Layout {
+    /// Links supernode `n` has.
+    pub fn degree(&self, n: u32) -> usize {
+        self.links
+            .iter()
+            .filter(|&&(a, b)| a == n || b == n)
+            .count()
+    }
 }
 
 impl Default for SimConfig {
@@ -116,6 +151,7 @@ impl Default for SimConfig {
             flood_fanout: 7,
             flood_ttl: 7,
             progress: None,
+            layout: None,
         }
     }
 }
@@ -227,6 +263,41 @@ mod tests {
         }
         let other = run(&SimConfig { seed: 6, ..small() });
         assert_ne!(fingerprint(&a), fingerprint(&other), "the seed matters");
+    }
+
+    #[test]
+    fn a_layout_is_the_overlay_and_relays_reach_two_hops() {
+        // a - b - c, four leaves each; every query from a leaf of a, wanting everything.
+        let layout = Layout {
+            links: vec![(0, 1), (1, 2)],
+            homes: (0..12).map(|leaf| leaf % 3).collect(),
+            askers: (0..40).map(|q| (q % 4) * 3).collect(),
+        };
+        let report = run(&SimConfig {
+            supernodes: 3,
+            leaves_per_supernode: 4,
+            free_riders: 0.0,
+            churn: None,
+            want: 500,
+            layout: Some(layout.clone()),
+            ..small()
+        });
+        assert_eq!(report.links, layout.links);
+        assert_eq!(report.link_mismatches, 0);
+        assert_eq!(report.attached, 12);
+        assert_eq!(report.queries, 40);
+        for q in &report.per_query {
+            assert_eq!(q.origin, 0, "{:?}", q.keywords);
+            assert_eq!(q.found.len(), q.truth, "{:?}", q.keywords);
+            assert_eq!(q.received.get(&0), None, "{:?}", q.keywords);
+        }
+        assert!(
+            report
+                .per_query
+                .iter()
+                .any(|q| q.received.get(&1) == Some(&1) && q.received.get(&2) == Some(&1)),
+            "some queries reach c through b"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and when they came. Its flooding baseline is computed when it is sent, on the overlay
 //! and the indexes of that moment.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::Rng;
@@ -33,6 +33,9 @@ pub struct QueryRecord {
     pub truth: usize,
     /// Distinct contents it got.
     pub found: BTreeSet<ContentId>,
+    /// The holders it got for each content, by leaf number (holders that are not
+    /// simulated leaves are left out).
+    pub holders: BTreeMap<ContentId, BTreeSet<u32>>,
     /// Time from sending to the first result.
     pub first: Option<Duration>,
     /// Time from sending to the `want`-th result.
@@ -87,7 +90,14 @@ impl QueryLog {
             return;
         };
         let elapsed = at.saturating_sub(r.start);
-        r.found.extend(hits.iter().map(|h| h.content_id));
+        for hit in hits {
+            r.found.insert(hit.content_id);
+            let leaves = hit
+                .holders
+                .iter()
+                .filter_map(|h| ids::leaf_number(&h.node_id));
+            r.holders.entry(hit.content_id).or_default().extend(leaves);
+        }
         if !r.found.is_empty() && r.first.is_none() {
             r.first = Some(elapsed);
         }
@@ -125,12 +135,24 @@ impl World<'_> {
             .find_map(|n| self.leaves.attached(n).map(|(sn, s)| (n, sn, s)))
     }
 
-    /// Query `q` is sent by a random attached leaf.
+    /// The leaf the layout names for query `q`, if it is attached now.
+    fn laid_out_asker(&self, q: u32) -> Option<(u32, u32, superpeer_supernode::SessionId)> {
+        let leaf = *self.config.layout.as_ref()?.askers.get(q as usize)?;
+        let (sn, session) = self.leaves.attached(leaf)?;
+        Some((leaf, sn, session))
+    }
+
+    /// Query `q` is sent by a random attached leaf (or the layout's).
     pub fn query_start(&mut self, q: u32) {
         let Some(words) = self.workload.queries.get(q as usize) else {
             return;
         };
-        let Some((asker, origin, session)) = self.asker() else {
+        let asker = if self.config.layout.is_some() {
+            self.laid_out_asker(q)
+        } else {
+            self.asker()
+        };
+        let Some((asker, origin, session)) = asker else {
             return;
         };
         let matching = self.content.matching(words);

@@ -4,7 +4,7 @@
 //! A query succeeds when it got at least `min(want, truth)` distinct results, `truth` being
 //! the contents matching it among the files indexed when it was sent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -100,7 +100,18 @@ pub struct QueryOutcome {
     /// The contents routing found.
     #[serde(skip)]
     pub found: BTreeSet<ContentId>,
+    /// Their holders, by leaf number.
+    #[serde(skip)]
+    pub holders: BTreeMap<ContentId, BTreeSet<u32>>,
+    /// The leaf that sent it, and its supernode.
+    pub asker: u32,
+    pub origin: u32,
     pub messages: u64,
+    /// Of `messages`, the query itself.
+    pub query_messages: u64,
+    /// Per supernode, the copies of the query it received from neighbours (what a
+    /// daemon's `queries_received` counts).
+    pub received: BTreeMap<u32, u64>,
     pub visited: usize,
     pub success: bool,
     /// How routing ended it, and after how many milliseconds.
@@ -126,6 +137,9 @@ pub struct Report {
     /// Supernodes whose core counts other links than the simulator's session table
     /// (must be 0: the simulator carries out every link decision).
     pub link_mismatches: usize,
+    /// The links between supernodes at the end of the run, as (smaller, larger) numbers.
+    #[serde(skip)]
+    pub links: Vec<(u32, u32)>,
     pub routing: RoutingFigures,
     /// Per TTL from 1.
     pub flooding: Vec<FloodFigures>,
@@ -166,7 +180,12 @@ impl Report {
                 sent: r.sent,
                 truth: r.truth,
                 found: r.found.clone(),
+                holders: r.holders.clone(),
+                asker: r.asker,
+                origin: r.origin,
                 messages: r.messages,
+                query_messages: r.query_messages,
+                received: received(&r.visited),
                 visited: distinct(&r.visited),
                 success: r.sent && succeeded(r.found.len(), r.truth),
                 end: r.done.map(|(at, end)| (format!("{end:?}"), ms(at))),
@@ -233,6 +252,20 @@ impl Report {
             topology.refresh(&world.nodes);
             topology.degrees().map(|d| d as f64).collect()
         });
+        let links: BTreeSet<(u32, u32)> = world
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(n, node)| {
+                node.sessions.values().filter_map(move |peer| match *peer {
+                    Peer::Neighbor { node: other, .. } => {
+                        let n = n as u32;
+                        Some((n.min(other), n.max(other)))
+                    }
+                    Peer::Leaf(_) => None,
+                })
+            })
+            .collect();
         let link_mismatches = world
             .nodes
             .iter()
@@ -264,6 +297,7 @@ impl Report {
             summary_bytes_per_supernode_sec: upkeep.summary_bytes as f64 / span,
             gossip_per_supernode_sec: upkeep.gossip as f64 / span,
             link_mismatches,
+            links: links.into_iter().collect(),
             supernodes: world.nodes.len(),
             leaves: world.leaves.len(),
             attached: world.leaves.attached_count(),
@@ -411,6 +445,16 @@ impl Report {
         );
         out
     }
+}
+
+/// Per supernode, the copies of a query it received: `visited` less its first entry (the
+/// asker's supernode, which the leaf's copy reached).
+fn received(visited: &[u32]) -> BTreeMap<u32, u64> {
+    let mut counts = BTreeMap::new();
+    for &sn in visited.iter().skip(1) {
+        *counts.entry(sn).or_insert(0) += 1;
+    }
+    counts
 }
 
 fn distinct(visited: &[u32]) -> usize {

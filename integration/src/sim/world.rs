@@ -130,6 +130,8 @@ pub enum Event {
     LeafReturn(u32),
     /// Query n is sent.
     QueryStart(u32),
+    /// The layout's links come up (instead of the supernodes' own dials).
+    LayOut,
 }
 
 /// Messages that keep the overlay up (not queries), counted from the first query on.
@@ -218,8 +220,12 @@ impl<'w> World<'w> {
                     addr: supernode_addr(n),
                 };
                 let seed = splitmix64(config.seed ^ u64::from(n));
+                let mut core = config.core.clone();
+                if let Some(layout) = &config.layout {
+                    core.max_neighbors = layout.degree(n);
+                }
                 Node {
-                    core: SupernodeCore::new(t0, me, config.core.clone(), seed),
+                    core: SupernodeCore::new(t0, me, core, seed),
                     sessions: BTreeMap::new(),
                     next_session: 0,
                     start,
@@ -253,6 +259,10 @@ impl<'w> World<'w> {
         // as far into the overlay phase as the supernode started into the start phase (over
         // at least 2 s), so a large network does not link all at once.
         let spread = timeline.starts.max(Duration::from_secs(2));
+        if self.config.layout.is_some() {
+            // Before the first list fetch: a core that knows nobody dials nobody.
+            self.queue.at(timeline.mesh, Event::LayOut);
+        }
         for (n, node) in self.nodes.iter().enumerate() {
             let n = n as u32;
             self.queue
@@ -342,6 +352,7 @@ impl<'w> World<'w> {
             Event::LeafLeave { leaf, life } => self.leaf_leave(leaf, life),
             Event::LeafReturn(leaf) => self.leaf_return(leaf),
             Event::QueryStart(q) => self.query_start(q),
+            Event::LayOut => self.lay_out(),
         }
     }
 
@@ -370,6 +381,78 @@ impl<'w> World<'w> {
         node.core.handle_timeout(now, unix_ms);
         self.carry_out(sn);
         self.queue.after(self.config.tick, Event::Tick(sn));
+    }
+
+    /// Brings up every link of the layout at once, as if each dialler's dial had just
+    /// completed: the dialled core decides first, then the dialler's (as in
+    /// [`Event::LinkAccept`] and [`Event::LinkConfirm`]). All in one event, so no core's
+    /// timer runs between two links and dials elsewhere while it still has room.
+    fn lay_out(&mut self) {
+        let now = self.now();
+        let links = self
+            .config
+            .layout
+            .as_ref()
+            .map(|l| l.links.clone())
+            .unwrap_or_default();
+        for (dialer, target) in links {
+            let (Some(dialer_session), Some(target_session)) = (
+                self.nodes
+                    .get_mut(dialer as usize)
+                    .map(|node| node.new_session()),
+                self.nodes
+                    .get_mut(target as usize)
+                    .map(|node| node.new_session()),
+            ) else {
+                continue;
+            };
+            let dialer_id = supernode_id(dialer);
+            let target_kept = self.nodes.get_mut(target as usize).is_some_and(|node| {
+                node.core.link_up(
+                    now,
+                    target_session,
+                    dialer_id,
+                    dialer_id,
+                    Some(supernode_addr(dialer)),
+                )
+            });
+            let kept = target_kept
+                && self.nodes.get_mut(dialer as usize).is_some_and(|node| {
+                    node.core.link_up(
+                        now,
+                        dialer_session,
+                        supernode_id(target),
+                        dialer_id,
+                        Some(supernode_addr(target)),
+                    )
+                });
+            if !kept {
+                // Refused (a link twice in the layout): the dialler closes it, and the
+                // report's links show what came up.
+                if let Some(node) = self.nodes.get_mut(target as usize).filter(|_| target_kept) {
+                    node.core.link_down(now, target_session);
+                }
+                continue;
+            }
+            for (at, peer, session, theirs) in [
+                (target, dialer, target_session, dialer_session),
+                (dialer, target, dialer_session, target_session),
+            ] {
+                if let Some(node) = self.nodes.get_mut(at as usize) {
+                    node.sessions.insert(
+                        session,
+                        Peer::Neighbor {
+                            node: peer,
+                            session: theirs,
+                        },
+                    );
+                }
+            }
+        }
+        self.topology.changed();
+        for sn in 0..self.nodes.len() as u32 {
+            self.carry_out(sn);
+        }
     }
 
     fn link_accept(&mut self, dialer: u32, dialer_session: SessionId, target: u32) {
