@@ -22,7 +22,9 @@ use bao_tree::iter::BaoChunk;
 use bao_tree::{ChunkNum, TreeNode, blake3};
 use superpeer_common::ContentId;
 
-use super::verified::{Outboard, Span, VerifyError};
+use super::outboard::Outboard;
+use super::span::Span;
+use super::verify_error::VerifyError;
 
 /// Bytes of one hash pair in the encoding.
 pub const PAIR_LEN: usize = 64;

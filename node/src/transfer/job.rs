@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use superpeer_common::{ContentId, NodeId};
 use tokio::sync::{Notify, mpsc};
 
-use super::download::{DownloadError, Progress};
 use super::encoding::{Layout, Parts, verify};
 use super::part::PartFile;
 use super::pieces::{Piece, Pieces};
 use super::readback::Feed;
-use super::verified::VerifyError;
+use super::report::{DownloadError, Progress};
+use super::verify_error::VerifyError;
 
 /// One download in progress.
 #[derive(Debug)]

@@ -35,13 +35,20 @@
 //! connections and routing them by intent (the daemons).
 //!
 //! Layout:
-//! - `verified`: the bao encoding of a range and its verification: outboards, ranges.
+//! - `verified`: the public face of verified ranges: the bao encoding of a range and its
+//!   verification, on one buffer.
 //! - `encoding`: one range's encoding worked with in place: its layout, its parts (the
 //!   data contiguous), the check against the content id.
-//! - `serve`: the holder side: upload slots and outboards ([`Uploads`]), a connection.
+//! - `outboard`: a file's hash tree, [`verified::Outboard`].
+//! - `span`: the block grid, [`verified::BLOCK`], and a range checked against it.
+//! - `verify_error`: [`verified::VerifyError`].
+//! - `serve`: the holder side: the files served ([`ServedFiles`]), a connection.
+//! - `uploads`: what the holder's sessions share: upload slots, sessions per peer,
+//!   outboards ([`Uploads`]).
 //! - `session`: one holder session, [`serve_transfer`]: reading ranges while sending.
-//! - `outboards`: the holder's cache of hash trees.
-//! - `download`: the downloader's driver: [`download`], [`DownloadPlan`], [`Progress`].
+//! - `outboard_cache`: the holder's cache of hash trees.
+//! - `download`: the downloader's driver: [`download()`], [`DownloadPlan`].
+//! - `report`: what a download tells its caller: [`Progress`], [`DownloadError`].
 //! - `worker`: one holder's connection during a download.
 //! - `job`: what a download's workers share: the piece table, the file, progress.
 //! - `pieces`: the piece table, a plain state machine.
@@ -54,21 +61,28 @@
 mod download;
 mod encoding;
 mod job;
-mod outboards;
+mod outboard;
+mod outboard_cache;
 mod part;
 mod pieces;
 mod readback;
+mod report;
 mod serve;
 mod session;
+mod span;
+mod uploads;
 pub mod verified;
+mod verify_error;
 mod worker;
 
 #[cfg(test)]
 mod tests;
 
-pub use download::{DownloadError, DownloadPlan, MAX_DOWNLOAD_SIZE, Progress, download};
-pub use serve::{MAX_SESSIONS_PER_PEER, ServedFiles, Uploads, serve_connection};
+pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download};
+pub use report::{DownloadError, Progress};
+pub use serve::{ServedFiles, serve_connection};
 pub use session::serve_transfer;
+pub use uploads::{MAX_SESSIONS_PER_PEER, Uploads};
 
 /// Bytes of one piece: what one `Range` request may ask for. A multiple of
 /// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in

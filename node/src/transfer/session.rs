@@ -28,9 +28,10 @@ use tracing::debug;
 
 use super::PIECE;
 use super::encoding::{Layout, PAIR_LEN, Parts, Segment, read_range};
-use super::outboards::FileKey;
-use super::serve::Uploads;
-use super::verified::{Outboard, VerifyError};
+use super::outboard::Outboard;
+use super::outboard_cache::FileKey;
+use super::uploads::Uploads;
+use super::verify_error::VerifyError;
 
 /// What a `Busy` answer asks the downloader to wait.
 const BUSY_RETRY_MS: u32 = 500;

@@ -1,4 +1,6 @@
+use std::fs::File;
 use std::io::{Cursor, Write};
+use std::path::Path;
 use std::time::Instant;
 
 use super::*;
@@ -307,7 +309,7 @@ fn of_file_equals_of_bytes() {
         assert_eq!(from_file.root(), from_bytes.root());
         assert_eq!(from_file.root(), ContentId::of_file(file.path()).unwrap());
         assert_eq!(from_file.size(), size as u64);
-        assert_eq!(from_file.inner.data, from_bytes.inner.data);
+        assert_eq!(from_file.tree().data, from_bytes.tree().data);
         // The holder serves straight from the file.
         let mut reader = File::open(file.path()).unwrap();
         let start = (size as u64 / BLOCK / 2) * BLOCK;

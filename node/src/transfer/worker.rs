@@ -16,11 +16,11 @@ use superpeer_common::wire::{
 use superpeer_common::{ConnectError, Connection, Endpoint, NodeId, PeerAddr, Session};
 use tokio::task::JoinHandle;
 
-use super::download::DownloadError;
 use super::encoding::{Layout, Parts};
 use super::job::{CheckError, Claims, Job, Work};
 use super::pieces::Piece;
-use super::verified::VerifyError;
+use super::report::DownloadError;
+use super::verify_error::VerifyError;
 
 /// Requests a worker keeps outstanding, so the holder always has the next one in hand.
 const PIPELINE: usize = 3;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::verified::Outboard;
+use super::outboard::Outboard;
 
 /// Most outboards kept.
 const MAX_ENTRIES: usize = 32;
