@@ -20,7 +20,7 @@ use crate::leaf::{Net, attached, leaf, network, search, status};
 use crate::support::*;
 
 /// `len` bytes that do not compress or repeat, different for each `seed`.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -49,7 +49,7 @@ async fn meshed(net: &Net) {
 }
 
 /// `superpeer get --json`: every event, and whether it exited 0.
-async fn get(state: &Path, content_id: &str, extra: &[&str]) -> (bool, Vec<Value>, String) {
+pub async fn get(state: &Path, content_id: &str, extra: &[&str]) -> (bool, Vec<Value>, String) {
     let mut args = vec!["get", "--json", "--state-dir", state.to_str().unwrap()];
     args.extend_from_slice(extra);
     args.push(content_id);
@@ -69,7 +69,7 @@ async fn get(state: &Path, content_id: &str, extra: &[&str]) -> (bool, Vec<Value
     (out.status.success(), events, stderr)
 }
 
-fn finished(events: &[Value]) -> &Value {
+pub fn finished(events: &[Value]) -> &Value {
     events
         .iter()
         .find(|e| e["event"] == "finished")

@@ -8,9 +8,13 @@
 )]
 
 mod download;
+mod elected;
 mod leaf;
 mod list_server;
 mod promote;
+mod publish;
+mod stuck_supernode;
 mod supernode;
+mod supernode_as_node;
 mod support;
 mod testnet;

@@ -32,6 +32,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `superpeer ARGS` and waits (bounded) for its `pinned address:` line.
     pub fn start(args: &[&str]) -> Daemon {
+        Self::start_racing(args, || {})
+    }
+
+    /// Like `start`, but runs `meanwhile` the moment the process is spawned, racing its
+    /// start-up, before waiting for its address. The process is killed if `meanwhile`
+    /// panics.
+    pub fn start_racing(args: &[&str], meanwhile: impl FnOnce()) -> Daemon {
         let mut child = Command::new(BIN)
             .args(args)
             .env(
@@ -42,6 +49,11 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start superpeer");
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(meanwhile)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::panic::resume_unwind(panic);
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
