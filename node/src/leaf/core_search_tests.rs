@@ -188,6 +188,16 @@ fn searches_end_when_the_supernode_is_lost() {
         .collect();
     assert_eq!(queries(&drain(&mut s.core)), ids[..19].to_vec());
     assert_eq!(s.core.searches(), (19, 2));
+    // One search has had an answer: it ends as it is. The others never ran to an answer,
+    // so they end with a reason (not a silent "no results").
+    let got = answer(
+        &mut s,
+        SupernodeToLeaf::Hits {
+            id: ids[0],
+            hits: vec![hit(1, &[1])],
+        },
+    );
+    assert_eq!(got.len(), 1);
     s.core.handle_session_ended(s.now, s.session);
     let mut over: Vec<(QueryId, Option<String>)> = drain(&mut s.core)
         .into_iter()
@@ -197,14 +207,9 @@ fn searches_end_when_the_supernode_is_lost() {
         })
         .collect();
     over.sort();
-    let mut expected: Vec<(QueryId, Option<String>)> = ids[..19]
-        .iter()
-        .map(|id| (*id, None))
-        .chain(
-            ids[19..]
-                .iter()
-                .map(|id| (*id, Some("lost the supernode".to_string()))),
-        )
+    let why = "the search was cut short: the supernode went away; try again in a moment";
+    let mut expected: Vec<(QueryId, Option<String>)> = std::iter::once((ids[0], None))
+        .chain(ids[1..].iter().map(|id| (*id, Some(why.to_string()))))
         .collect();
     expected.sort();
     assert_eq!(over, expected);

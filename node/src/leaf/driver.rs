@@ -337,7 +337,7 @@ struct Driver {
     /// The leaf's own accept loop (stopped while a supernode: the supernode accepts).
     accepting: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// Sessions saying goodbye, waited for at shutdown.
-    leaving: Vec<JoinHandle<()>>,
+    leaving: Vec<session::Leaving>,
 }
 
 impl Driver {
@@ -406,9 +406,11 @@ impl Driver {
         for (_, link) in self.sessions.drain() {
             self.leaving.push(link.leave("leaving"));
         }
-        for task in self.leaving.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+        let mut goodbyes = tokio::task::JoinSet::new();
+        for leaving in self.leaving.drain(..) {
+            goodbyes.spawn(leaving.finish(Duration::from_secs(1)));
         }
+        goodbyes.join_all().await;
         self.endpoint.shutdown().await;
     }
 

@@ -79,7 +79,9 @@ impl LeafCore {
                         reason: "moved to a faster supernode",
                     });
                 }
-                self.end_searches("moved to another supernode");
+                self.end_searches(
+                    "the search was cut short: this node moved to another supernode; try again",
+                );
                 self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
                 self.retry_publish = None;
                 // Searches wait for the supernode's limits (its first message).
@@ -119,7 +121,9 @@ impl LeafCore {
     }
 
     pub(super) fn lost_supernode(&mut self, now: Instant) {
-        self.end_searches("lost the supernode");
+        self.end_searches(
+            "the search was cut short: the supernode went away; try again in a moment",
+        );
         self.publication.reset(ASSUMED_LIMITS.max_entries as usize);
         self.retry_publish = None;
         if self.config.list_servers {

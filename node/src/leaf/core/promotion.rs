@@ -98,14 +98,16 @@ impl LeafCore {
             });
         }
         self.joiner.detached();
-        self.end_searches("this node became a supernode");
+        self.end_searches("the search was cut short: this node became a supernode; try again");
         self.publication.reset(usize::MAX);
         self.actions.push_back(LeafAction::StartSupernode);
     }
 
     fn stop_supernode(&mut self, now: Instant) {
         self.role = Role::Stopping;
-        self.end_searches("this node stepped down to leaf");
+        self.end_searches(
+            "the search was cut short: this node stepped down to leaf; try again in a moment",
+        );
         self.election.demoted(now);
         self.actions.push_back(LeafAction::StopSupernode);
     }

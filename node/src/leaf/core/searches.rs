@@ -48,6 +48,8 @@ pub enum SearchOutput {
 }
 
 struct Running {
+    /// Whether any result was passed on.
+    answered: bool,
     /// Holders reported so far, per content.
     seen: HashMap<ContentId, Vec<Holder>>,
     deadline: Instant,
@@ -136,6 +138,7 @@ impl Searches {
         self.running.insert(
             id,
             Running {
+                answered: false,
                 seen: HashMap::new(),
                 deadline: now + SEARCH_DEADLINE,
             },
@@ -180,7 +183,11 @@ impl Searches {
                     hit.holders = known.clone();
                     fresh.push(hit);
                 }
-                (!fresh.is_empty()).then_some(SearchOutput::Hits(id, fresh))
+                if fresh.is_empty() {
+                    return None;
+                }
+                search.answered = true;
+                Some(SearchOutput::Hits(id, fresh))
             }
             SupernodeToLeaf::QueryDone { id, .. } => {
                 self.running.remove(&id)?;
@@ -217,12 +224,13 @@ impl Searches {
     }
 
     /// The supernode went away or we changed role: every search ends (its answers would
-    /// come from a session that no longer exists), queued ones with a reason.
+    /// come from a session that no longer exists). One that has passed nothing on yet ends
+    /// with `why`, so "nothing matched" is never said of a search that did not run.
     pub fn end_all(&mut self, why: &str) -> Vec<SearchOutput> {
         let mut over: Vec<SearchOutput> = self
             .running
             .drain()
-            .map(|(id, _)| SearchOutput::Over(id, None))
+            .map(|(id, s)| SearchOutput::Over(id, (!s.answered).then(|| why.to_string())))
             .collect();
         over.extend(
             self.queued

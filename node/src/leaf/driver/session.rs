@@ -91,17 +91,41 @@ impl SessionLink {
     }
 
     /// Says goodbye (the supernode drops our files at once) and closes, in the background.
-    /// Returns the writer task, to wait for at shutdown.
-    pub fn leave(self, reason: &'static str) -> JoinHandle<()> {
+    pub fn leave(self, reason: &'static str) -> Leaving {
         if self.outbox.try_send(Outgoing::Leave(reason)).is_err() {
             self.conn.close(CloseCode::Normal, reason);
         }
-        self.writer
+        Leaving {
+            writer: self.writer,
+            conn: self.conn,
+            reason,
+        }
     }
 
     /// Closes at once.
     pub fn close(self, reason: &'static str) {
         self.conn.close(CloseCode::Normal, reason);
+    }
+}
+
+/// A session saying goodbye.
+pub struct Leaving {
+    writer: JoinHandle<()>,
+    conn: Connection,
+    reason: &'static str,
+}
+
+impl Leaving {
+    /// Whether the goodbye is over.
+    pub fn is_finished(&self) -> bool {
+        self.writer.is_finished()
+    }
+
+    /// Waits up to `within` for the goodbye to go out, then closes regardless (a supernode
+    /// that does not read must not hold up a shutdown).
+    pub async fn finish(self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.writer).await;
+        self.conn.close(CloseCode::Normal, self.reason);
     }
 }
 
