@@ -296,7 +296,8 @@ fn common_attacks(attacks: &mut JoinSet<Seen>, target: PeerAddr) {
     ));
     // A plausible length and our version, then a body that is no hello.
     let mut body = vec![0xffu8; 40];
-    body[0] = 0x01;
+    // Our version as postcard writes it (a varint: one byte below 128).
+    body[0] = u8::try_from(PROTOCOL_VERSION).unwrap();
     attacks.spawn(raw_first_stream(
         target,
         "garbage hello body",
@@ -751,6 +752,8 @@ async fn query_flood(target: PeerAddr) -> Seen {
                 );
                 refused += 1;
             }
+            // What a supernode tells every leaf it admits.
+            Ok(Some(SupernodeToLeaf::Limits(_) | SupernodeToLeaf::Indexed { .. })) => {}
             Ok(Some(other)) => panic!("{attack}: unexpected {other:?}"),
             Ok(None) => panic!("{attack}: session ended after {done} answers"),
             Err(_) => panic!("{attack}: only {done} of {BURST} queries answered"),
@@ -813,7 +816,14 @@ async fn publish_flood(target: PeerAddr, asker: &Proc) -> Seen {
     loop {
         match tokio::time::timeout(CLOSE_BOUND, next::<SupernodeToLeaf>(&mut session.reader)).await
         {
-            Ok(Some(SupernodeToLeaf::Refused { reason })) => refusals.push(reason),
+            // Each publish is answered with what the index holds for us, and why not more.
+            Ok(Some(SupernodeToLeaf::Indexed {
+                refused: Some(reason),
+                ..
+            })) => refusals.push(reason),
+            Ok(Some(
+                SupernodeToLeaf::Indexed { refused: None, .. } | SupernodeToLeaf::Limits(_),
+            )) => {}
             Ok(Some(SupernodeToLeaf::Pong { nonce: 1 })) => break,
             Ok(Some(other)) => panic!("{attack}: unexpected {other:?}"),
             Ok(None) => panic!("{attack}: session ended"),
