@@ -1,10 +1,12 @@
-//! `sim`: the overlay simulator. Runs the production supernode state machines over a
-//! simulated network and compares our routing with Gnutella-0.4-style flooding on the same
-//! overlay, content and queries. See `integration/SIMULATOR.md`.
+//! `sim`: the network simulator. Runs the production supernode and leaf state machines
+//! over a simulated network, compares our routing with Gnutella-0.4-style flooding on the
+//! same overlay, content and queries, and follows failover and elections as supernodes
+//! crash, stop or are missing. See `integration/SIMULATOR.md`.
 //!
 //! ```text
 //! cargo run --release -p superpeer-integration --bin sim -- \
 //!     --supernodes 1000 --leaves-per-supernode 200 --queries 1000 --seed 1 [--json out.json]
+//!     [--crash-fraction 0.05] [--start-supernodes 100 --until-placed]
 //! ```
 
 use std::path::PathBuf;
@@ -12,18 +14,49 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use superpeer_integration::sim::{self, SimConfig};
+use superpeer_integration::sim::{self, Faults, SimConfig};
 
-/// Simulates a superpeer overlay; prints routing vs flooding per query.
+/// Simulates a superpeer network; prints routing vs flooding per query, failover and elections.
 #[derive(Debug, Parser)]
 #[command(name = "sim")]
 struct Args {
-    /// Supernodes.
+    /// Supernodes (with --leaves-per-supernode, the number of leaves).
     #[arg(long, default_value_t = 100)]
     supernodes: usize,
     /// Leaves per supernode.
     #[arg(long, default_value_t = 50)]
     leaves_per_supernode: usize,
+    /// Supernodes that actually start (default: --supernodes); the leaves must elect the
+    /// rest.
+    #[arg(long)]
+    start_supernodes: Option<usize>,
+    /// Share of the started supernodes that crash (silence: the idle timeout tells).
+    #[arg(long, default_value_t = 0.0)]
+    crash_fraction: f64,
+    /// Share of the started supernodes that stop cleanly (their leaves get `MoveTo`).
+    #[arg(long, default_value_t = 0.0)]
+    stop_fraction: f64,
+    /// When they do, in virtual seconds after the first query.
+    #[arg(long, default_value_t = 10.0)]
+    fault_at_secs: f64,
+    /// Queries sent this long from the fault on form the "during" window.
+    #[arg(long, default_value_t = 10.0)]
+    fault_window_secs: f64,
+    /// Leaves never elect themselves supernode.
+    #[arg(long)]
+    no_election: bool,
+    /// Seconds a leaf must be up before it may elect itself (the daemon's --promote-after).
+    #[arg(long, default_value_t = 60.0)]
+    promote_after_secs: f64,
+    /// Seconds between two samples of the time series.
+    #[arg(long, default_value_t = 5.0)]
+    series_secs: f64,
+    /// The run lasts at least this many virtual seconds.
+    #[arg(long, default_value_t = 0.0)]
+    min_secs: f64,
+    /// End as soon as every leaf is placed, once the queries are over.
+    #[arg(long)]
+    until_placed: bool,
     /// Queries sent.
     #[arg(long, default_value_t = 200)]
     queries: usize,
@@ -86,6 +119,25 @@ impl Args {
         if self.vocabulary == 0 || self.want == 0 {
             bail!("--vocabulary and --want must be at least 1");
         }
+        if self.start_supernodes == Some(0) || self.start_supernodes > Some(self.supernodes) {
+            bail!("--start-supernodes must be between 1 and --supernodes");
+        }
+        let share = 0.0..=1.0;
+        if !share.contains(&self.crash_fraction)
+            || !share.contains(&self.stop_fraction)
+            || self.crash_fraction + self.stop_fraction > 1.0
+        {
+            bail!("--crash-fraction and --stop-fraction are shares adding up to at most 1");
+        }
+        let secs = [
+            self.fault_at_secs,
+            self.fault_window_secs,
+            self.promote_after_secs,
+            self.min_secs,
+        ];
+        if secs.iter().any(|s| !s.is_finite() || *s < 0.0) || self.series_secs < 1.0 {
+            bail!("times must not be negative, and --series-secs at least 1");
+        }
         let defaults = SimConfig::default();
         let mut core = defaults.core.clone();
         if let Some(n) = self.max_neighbors {
@@ -114,6 +166,18 @@ impl Args {
                 .progress_secs
                 .filter(|s| *s > 0.0)
                 .map(Duration::from_secs_f64),
+            start_supernodes: self.start_supernodes,
+            faults: Faults {
+                crash: self.crash_fraction,
+                stop: self.stop_fraction,
+                at: Duration::from_secs_f64(self.fault_at_secs),
+                window: Duration::from_secs_f64(self.fault_window_secs),
+            },
+            election: !self.no_election,
+            promote_after: Duration::from_secs_f64(self.promote_after_secs),
+            series_every: Duration::from_secs_f64(self.series_secs),
+            min_duration: Duration::from_secs_f64(self.min_secs),
+            until_placed: self.until_placed,
             ..defaults
         })
     }

@@ -60,6 +60,8 @@ pub struct FloodParams {
 #[derive(Default)]
 pub struct Topology {
     neighbors: Vec<Vec<u32>>,
+    /// Where each supernode sits.
+    places: Vec<Place>,
     current: bool,
     /// Per supernode (and per catalog file), the flood that last reached it.
     reached: Vec<u32>,
@@ -78,20 +80,25 @@ impl Topology {
         self.neighbors.iter().map(Vec::len)
     }
 
-    /// Reads the links from the supernodes' session tables, if they changed.
-    pub fn refresh(&mut self, nodes: &[Node]) {
+    /// Reads the links from the running supernodes' session tables, if they changed;
+    /// `places` says where each supernode sits.
+    pub fn refresh(&mut self, nodes: &[Node], places: Vec<Place>) {
+        self.places = places;
         if self.current && self.neighbors.len() == nodes.len() {
             return;
         }
         self.neighbors = nodes
             .iter()
             .map(|node| {
+                if !node.is_up() {
+                    return Vec::new();
+                }
                 let mut list: Vec<u32> = node
                     .sessions
                     .values()
                     .filter_map(|peer| match peer {
                         Peer::Neighbor { node, .. } => Some(*node),
-                        Peer::Leaf(_) => None,
+                        Peer::Leaf { .. } => None,
                     })
                     .collect();
                 list.sort_unstable();
@@ -168,7 +175,13 @@ impl Topology {
                 seq += 1;
                 out.query_messages += 1;
                 out.messages += 1;
-                let delay = latency.one_way(Place::Supernode(node), Place::Supernode(next));
+                let place = |n: u32| {
+                    self.places
+                        .get(n as usize)
+                        .copied()
+                        .unwrap_or(Place::Supernode(n))
+                };
+                let delay = latency.one_way(place(node), place(next));
                 heap.push(Reverse((at + delay, seq, next, hops + 1, node)));
             }
         }

@@ -1,12 +1,10 @@
-//! Names of simulated nodes and queries: node ids, addresses and query ids that carry the
-//! simulator's own numbering, so an id seen in a message (a dial target, a query id) maps
-//! back to a node or a query without a lookup table.
+//! Names of simulated nodes: node ids and addresses that carry the simulator's own
+//! numbering, so an id seen in a message (a dial target, a holder) maps back to a node
+//! without a lookup table. (Query ids are the leaves' cores' own; `queries` maps them.)
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use rand::Rng;
 use superpeer_common::NodeId;
-use superpeer_common::wire::QueryId;
 
 const SUPERNODE_TAG: u8 = b'S';
 const LEAF_TAG: u8 = b'L';
@@ -58,24 +56,8 @@ pub fn leaf_addr(n: u32) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from(0x4000_0000 + n), 6000))
 }
 
-/// A query id whose first four bytes number the query; the rest is random, as a leaf's is.
-pub fn query_id(n: u32, rng: &mut impl Rng) -> QueryId {
-    let mut bytes: [u8; 16] = rng.random();
-    bytes[..4].copy_from_slice(&n.to_le_bytes());
-    QueryId(bytes)
-}
-
-/// The query number in a query id.
-pub fn query_number(id: &QueryId) -> u32 {
-    let [a, b, c, d, ..] = id.0;
-    u32::from_le_bytes([a, b, c, d])
-}
-
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
-
     use super::*;
 
     #[test]
@@ -84,7 +66,5 @@ mod tests {
         assert_eq!(leaf_number(&leaf_id(2_999_999)), Some(2_999_999));
         assert_eq!(supernode_number(&leaf_id(3)), None);
         assert_ne!(supernode_addr(1), supernode_addr(2));
-        let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(query_number(&query_id(12_345, &mut rng)), 12_345);
     }
 }

@@ -1,59 +1,82 @@
-//! The overlay simulator: the production supernode state machine ([`SupernodeCore`], the
-//! very type the daemon's driver runs) and the list server's [`Registry`], over a simulated
-//! network with per-link latency, a virtual clock and a seed. It measures, per query,
-//! supernode-to-supernode messages, supernodes visited, results, and the time to the first
-//! and to the `want`-th result; and it runs a Gnutella-0.4-style flooding baseline (fanout
-//! 7, TTL 7) over the same supernode links, content and queries.
+//! The overlay simulator: the production state machines of every node over a simulated
+//! network with per-link latency, a virtual clock and a seed. Supernodes run
+//! [`SupernodeCore`] (the very type the daemon's supernode driver runs), every leaf runs
+//! [`LeafCore`] (the very type the daemon's node driver runs), and the list server runs
+//! [`Registry`]. It measures, per query, supernode-to-supernode messages, supernodes
+//! visited, results, and the time to the first and to the `want`-th result; it runs a
+//! Gnutella-0.4-style flooding baseline (fanout 7, TTL 7) over the same supernode links,
+//! content and queries; and it follows how the network holds up: supernodes that crash or
+//! stop, leaves that fail over, elect themselves or step back down.
 //!
 //! What is real and what is modelled:
 //! - Real: every supernode decision (admission, index, summaries, routing rounds, duplicate
-//!   suppression, mesh dials and link tie-breaks, gossip) and the registry's admission,
-//!   heartbeats and expiry. The simulator carries out `Action`s the way
-//!   `superpeer_supernode`'s driver does (see `carry`).
-//! - Modelled: the wire (messages are moved, not encoded), QUIC handshakes (a dial takes 1.5
-//!   RTT to reach the dialled side and 2 RTT to come back), leaves (plain structs that pick
-//!   the lowest-latency supernode with room among a few listed ones, publish, query, and
-//!   leave and come back), and which supernodes a list holds (see `list_server`).
+//!   suppression, mesh dials and link tie-breaks, gossip), every leaf decision (which
+//!   supernode to probe and attach to, the first-join wait, failover, list refreshes, what
+//!   is published, search pacing and merging, the election, stepping down) and the
+//!   registry's admission, heartbeats, expiry and shortage signal. The simulator carries out
+//!   a supernode's `Action`s as `superpeer_supernode`'s driver does (see `carry`) and a
+//!   leaf's `LeafAction`s as the node's driver does (see `leaf_driver`).
+//! - Modelled: the wire (messages are moved, not encoded), QUIC (a handshake takes 1.5 RTT,
+//!   a probe 1.5 RTT and three pings, a dead peer is noticed after the idle timeout), and
+//!   which supernodes a list holds (see `list_server`).
 //!
-//! A run, in virtual time: supernodes start and register (1,000 a second); leaves join and
-//! publish; the supernodes then fetch lists and form their mesh, in the order and over the
-//! time they started (so the first summaries carry full indexes instead of a storm of
-//! partial ones); after 20 s to settle, queries are sent at a steady rate from random
-//! attached leaves; each query's flooding baseline is computed on the mesh at the moment
-//! it is sent.
+//! A run, in virtual time: supernodes start and register (1,000 a second); leaves come up
+//! and join through the list server; the supernodes then fetch lists and form their mesh,
+//! in the order and over the time they started (so the first summaries carry full indexes
+//! instead of a storm of partial ones); after 20 s to settle, queries are sent at a steady
+//! rate from random placed leaves; each query's flooding baseline is computed on the mesh
+//! at the moment it is sent. Faults (crashes, clean stops) happen at a set time; leaves
+//! elect themselves whenever their cores decide to.
 //!
 //! With a [`Layout`] (a real network's, read from its daemons), the overlay is not formed
 //! by the supernodes' dials but laid out: the given links come up at once when the mesh
-//! would form, each leaf attaches to the supernode given for it, and each query is sent by
-//! the leaf given for it. Everything else (indexes, summaries, gossip, routing) runs as
-//! usual, so the simulator routes on the very topology the daemons had.
+//! would form, each leaf knows only the supernode given for it (as with `--peer`), and each
+//! query is sent by the leaf given for it. Everything else (indexes, summaries, gossip,
+//! routing, the leaves' cores) runs as usual, so the simulator routes on the very topology
+//! the daemons had.
 //!
 //! Layout:
 //! - `queue`: the virtual clock and the event queue.
 //! - `latency`: seeded positions and one-way delays.
 //! - `ids`: node ids, addresses and query ids that carry the simulator's numbering.
 //! - `content`: the catalog by word, holders, ground truth.
-//! - `world`: the simulated network and its event loop.
-//! - `carry`: carrying out a supernode's actions, as the daemon's driver does.
-//! - `list_server`: the registry and the supernodes' registration and list fetches.
-//! - `leaves`: leaves joining, publishing, leaving.
+//! - `world`: the simulated network, its events and its event loop.
+//! - `links`: links between supernodes (the handshake of `sessions.rs`).
+//! - `carry`: carrying out a supernode's actions, as the supernode's driver does.
+//! - `list_server`: the registry, registrations and list fetches.
+//! - `leaves`: each leaf's core and the simulator's view of it; coming and going; wakeups.
+//! - `leaf_driver`: carrying out a leaf's actions, as the node's driver does.
+//! - `leaf_sessions`: probes, attaches and sessions between leaves and supernodes.
+//! - `roles`: supernodes that crash or stop, leaves promoted to supernode and stepping
+//!   down.
+//! - `dynamics`: failover times, elections, step-downs, placement over time.
 //! - `queries`: the queries and what each one saw.
 //! - `flood`: the flooding baseline.
 //! - `report`: figures, the table and JSON.
 //!
 //! [`SupernodeCore`]: superpeer_supernode::SupernodeCore
+//! [`LeafCore`]: superpeer::leaf::LeafCore
 //! [`Registry`]: superpeer_bootstrap_list::Registry
 
 mod carry;
 mod content;
+#[allow(
+    clippy::indexing_slicing,
+    reason = "per-cause counters: arrays sized by the cause enum, indexed by it"
+)]
+mod dynamics;
 mod flood;
 mod ids;
 mod latency;
+mod leaf_driver;
+mod leaf_sessions;
 mod leaves;
+mod links;
 mod list_server;
 mod queries;
 mod queue;
 mod report;
+mod roles;
 mod world;
 
 use std::time::Duration;
@@ -62,6 +85,7 @@ use superpeer_supernode::CoreConfig;
 
 use crate::workload::{self, CatalogFile};
 
+pub use dynamics::{Dynamics, Failover, PhaseFigures, Sample};
 pub use latency::{Latency, Place};
 pub use queue::{Clock, EventQueue};
 pub use report::{FloodFigures, QueryOutcome, Report, RoutingFigures, Stats};
@@ -103,6 +127,53 @@ pub struct SimConfig {
     pub progress: Option<Duration>,
     /// A network laid out in advance instead of formed by dials and joins.
     pub layout: Option<Layout>,
+    /// Supernodes that start (the others are only counted for the leaves: the network
+    /// must elect the rest); `None`: all of them.
+    pub start_supernodes: Option<usize>,
+    /// Faults: supernodes that crash or stop, when.
+    pub faults: Faults,
+    /// Whether leaves may elect themselves supernode (the daemon's default: yes).
+    pub election: bool,
+    /// How long a leaf must be up before it may elect itself (`leaf --promote-after`, 60 s
+    /// by default); the election's other waits scale with it, as in the daemon.
+    pub promote_after: Duration,
+    /// How often the time series samples the network.
+    pub series_every: Duration,
+    /// The run lasts at least this long (virtual time).
+    pub min_duration: Duration,
+    /// Ends the run early, once past the queries, when every leaf is placed.
+    pub until_placed: bool,
+}
+
+/// Supernodes that go away while the queries run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    /// Share of the started supernodes that crash: their links and leaves just see silence.
+    pub crash: f64,
+    /// Share that stop cleanly, telling their leaves where to go first (`MoveTo`).
+    pub stop: f64,
+    /// When, after the first query.
+    pub at: Duration,
+    /// Queries sent this long from the fault on are counted in the "during" window.
+    pub window: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            crash: 0.0,
+            stop: 0.0,
+            at: Duration::from_secs(10),
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Faults {
+    /// Whether any supernode goes away.
+    pub fn any(&self) -> bool {
+        self.crash > 0.0 || self.stop > 0.0
+    }
 }
 
 /// A network laid out in advance: which supernodes are linked, where each leaf attaches,
@@ -110,8 +181,10 @@ pub struct SimConfig {
 /// (leaves and queries in the order of the workload's shares and queries).
 ///
 /// Each supernode's `max_neighbors` becomes the number of links it has here, so no
-/// supernode dials beyond the layout. In a settled real network a supernode with room
-/// only dials supernodes that refuse it (they are full), which changes no route.
+/// supernode dials beyond the layout, and its `max_leaves` the number of leaves placed on
+/// it, so that every supernode is full and no leaf moves elsewhere (as in the real test
+/// the layouts come from). In a settled real network a supernode with room only dials
+/// supernodes that refuse it (they are full), which changes no route.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     /// Links between supernodes, each once, as (dialler, dialled).
@@ -129,6 +202,11 @@ impl Layout {
             .iter()
             .filter(|&&(a, b)| a == n || b == n)
             .count()
+    }
+
+    /// Leaves placed on supernode `n`.
+    pub fn leaves_of(&self, n: u32) -> usize {
+        self.homes.iter().filter(|&&h| h == n).count()
     }
 }
 
@@ -152,6 +230,13 @@ impl Default for SimConfig {
             flood_ttl: 7,
             progress: None,
             layout: None,
+            start_supernodes: None,
+            faults: Faults::default(),
+            election: true,
+            promote_after: Duration::from_secs(60),
+            series_every: Duration::from_secs(5),
+            min_duration: Duration::ZERO,
+            until_placed: false,
         }
     }
 }
@@ -160,6 +245,13 @@ impl SimConfig {
     /// All leaves.
     pub fn leaves(&self) -> usize {
         self.supernodes * self.leaves_per_supernode
+    }
+
+    /// Supernodes that start.
+    pub fn started_supernodes(&self) -> usize {
+        self.start_supernodes
+            .unwrap_or(self.supernodes)
+            .min(self.supernodes)
     }
 
     /// Files in the catalog: as configured, or one per three leaves (at least 1,000) so

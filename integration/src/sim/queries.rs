@@ -2,18 +2,21 @@
 //! supernode-to-supernode messages that carried it, the supernodes it reached, its results
 //! and when they came. Its flooding baseline is computed when it is sent, on the overlay
 //! and the indexes of that moment.
+//!
+//! A query is a search of a placed leaf's core (`LeafCore::search`, which makes its id and
+//! paces it), or of an elected supernode's own user; its results are what the core passes
+//! on (`Hits`, merged per content), its end the core's `SearchOver`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rand::Rng;
 use superpeer_common::ContentId;
-use superpeer_common::wire::{LeafToSupernode, Query, QueryEnd, QueryHit, QueryId};
+use superpeer_common::wire::{QueryEnd, QueryHit, QueryId};
 
 use super::flood::{FloodOutcome, FloodParams};
-use super::ids;
 use super::latency::Place;
-use super::world::{Event, World};
+use super::world::World;
 
 /// Random picks tried before walking the leaves in order to find one attached.
 const ASKER_TRIES: usize = 64;
@@ -40,8 +43,11 @@ pub struct QueryRecord {
     pub first: Option<Duration>,
     /// Time from sending to the `want`-th result.
     pub wanted: Option<Duration>,
-    /// Time from sending to its `QueryDone`, and why it ended.
-    pub done: Option<(Duration, QueryEnd)>,
+    /// Time from sending to its end at the leaf, and why it ended: how the supernode ended
+    /// it, `Refused: ..`, or `Ended` (the leaf's deadline, or its supernode went away).
+    pub done: Option<(Duration, String)>,
+    /// How the supernode ended it, when its `QueryDone` came.
+    pub end: Option<QueryEnd>,
     /// Supernode-to-supernode messages carrying it (queries, hits, done).
     pub messages: u64,
     /// Of those, the query itself.
@@ -56,6 +62,8 @@ pub struct QueryRecord {
 pub struct QueryLog {
     /// By query number.
     pub records: Vec<QueryRecord>,
+    /// Query numbers by the id the asker's core gave them.
+    numbers: HashMap<QueryId, u32>,
     want: usize,
 }
 
@@ -64,13 +72,24 @@ impl QueryLog {
     pub fn new(count: usize, want: u32) -> Self {
         Self {
             records: vec![QueryRecord::default(); count],
+            numbers: HashMap::new(),
             want: want as usize,
         }
     }
 
-    /// A supernode-to-supernode message for query `q`.
-    pub fn message(&mut self, q: u32, is_query: bool) {
-        if let Some(r) = self.records.get_mut(q as usize) {
+    /// The number of the query with id `id`.
+    pub fn number(&self, id: &QueryId) -> Option<u32> {
+        self.numbers.get(id).copied()
+    }
+
+    fn record(&mut self, id: &QueryId) -> Option<&mut QueryRecord> {
+        let q = self.number(id)?;
+        self.records.get_mut(q as usize)
+    }
+
+    /// A supernode-to-supernode message for query `id`.
+    pub fn message(&mut self, id: &QueryId, is_query: bool) {
+        if let Some(r) = self.record(id) {
             r.messages += 1;
             r.query_messages += u64::from(is_query);
         }
@@ -83,10 +102,10 @@ impl QueryLog {
         }
     }
 
-    /// Results for query `id` reached its leaf at `at`.
+    /// Results for query `id` reached its asker at `at` (as its core passed them on).
     pub fn hits(&mut self, id: QueryId, at: Duration, hits: &[QueryHit]) {
         let want = self.want;
-        let Some(r) = self.records.get_mut(ids::query_number(&id) as usize) else {
+        let Some(r) = self.record(&id) else {
             return;
         };
         let elapsed = at.saturating_sub(r.start);
@@ -95,7 +114,7 @@ impl QueryLog {
             let leaves = hit
                 .holders
                 .iter()
-                .filter_map(|h| ids::leaf_number(&h.node_id));
+                .filter_map(|h| super::ids::leaf_number(&h.node_id));
             r.holders.entry(hit.content_id).or_default().extend(leaves);
         }
         if !r.found.is_empty() && r.first.is_none() {
@@ -106,43 +125,69 @@ impl QueryLog {
         }
     }
 
-    /// Query `id` ended.
-    pub fn done(&mut self, id: QueryId, at: Duration, end: QueryEnd) {
-        if let Some(r) = self.records.get_mut(ids::query_number(&id) as usize) {
-            if r.done.is_none() {
-                r.done = Some((at.saturating_sub(r.start), end));
-            }
+    /// The supernode ended query `id` (seen on its way to the asker).
+    pub fn ended(&mut self, id: &QueryId, end: QueryEnd) {
+        if let Some(r) = self.record(id) {
+            r.end.get_or_insert(end);
         }
+    }
+
+    /// Query `id` is over at its asker.
+    pub fn over(&mut self, id: QueryId, at: Duration, refused: Option<String>) {
+        let Some(r) = self.record(&id) else {
+            return;
+        };
+        if r.done.is_some() {
+            return;
+        }
+        let why = match (refused, r.end) {
+            (Some(reason), _) => format!("Refused: {reason}"),
+            (None, Some(end)) => format!("{end:?}"),
+            (None, None) => "Ended".to_string(),
+        };
+        r.done = Some((at.saturating_sub(r.start), why));
     }
 }
 
 impl World<'_> {
-    /// A leaf that is attached now, drawn at random.
-    fn asker(&mut self) -> Option<(u32, u32, superpeer_supernode::SessionId)> {
+    /// The supernode slot leaf `n` searches through now: its core's supernode, or its own
+    /// running supernode.
+    fn searches_through(&self, n: u32) -> Option<u32> {
+        let leaf = self.leaves.get(n)?;
+        let core = leaf.core()?;
+        if core.is_supernode() {
+            return leaf
+                .slot()
+                .filter(|&sn| self.nodes.get(sn as usize).is_some_and(|node| node.is_up()));
+        }
+        self.slot_of(&core.supernode()?.node_id)
+    }
+
+    /// A leaf that is placed now (by its own account), drawn at random.
+    fn asker(&mut self) -> Option<(u32, u32)> {
         let count = self.leaves.len() as u32;
         if count == 0 {
             return None;
         }
         for _ in 0..ASKER_TRIES {
             let n = self.rng.random_range(0..count);
-            if let Some((sn, session)) = self.leaves.attached(n) {
-                return Some((n, sn, session));
+            if let Some(sn) = self.searches_through(n) {
+                return Some((n, sn));
             }
         }
         let from = self.rng.random_range(0..count);
         (0..count)
             .map(|i| (from + i) % count)
-            .find_map(|n| self.leaves.attached(n).map(|(sn, s)| (n, sn, s)))
+            .find_map(|n| self.searches_through(n).map(|sn| (n, sn)))
     }
 
-    /// The leaf the layout names for query `q`, if it is attached now.
-    fn laid_out_asker(&self, q: u32) -> Option<(u32, u32, superpeer_supernode::SessionId)> {
+    /// The leaf the layout names for query `q`, if it is placed now.
+    fn laid_out_asker(&self, q: u32) -> Option<(u32, u32)> {
         let leaf = *self.config.layout.as_ref()?.askers.get(q as usize)?;
-        let (sn, session) = self.leaves.attached(leaf)?;
-        Some((leaf, sn, session))
+        Some((leaf, self.searches_through(leaf)?))
     }
 
-    /// Query `q` is sent by a random attached leaf (or the layout's).
+    /// Query `q` is searched for by a random placed leaf (or the layout's).
     pub fn query_start(&mut self, q: u32) {
         let Some(words) = self.workload.queries.get(q as usize) else {
             return;
@@ -152,7 +197,7 @@ impl World<'_> {
         } else {
             self.asker()
         };
-        let Some((asker, origin, session)) = asker else {
+        let Some((asker, origin)) = asker else {
             return;
         };
         let matching = self.content.matching(words);
@@ -161,9 +206,7 @@ impl World<'_> {
             .content
             .placed(&matching, |leaf| leaves.indexed_at(leaf));
         let truth: BTreeSet<u32> = placed.iter().map(|&(_, file)| file).collect();
-        let leaf_delay = self
-            .latency
-            .one_way(Place::Leaf(asker), Place::Supernode(origin));
+        let leaf_delay = self.latency.one_way(Place::Leaf(asker), self.place(origin));
         let params = FloodParams {
             origin,
             fanout: self.config.flood_fanout,
@@ -171,12 +214,23 @@ impl World<'_> {
             leaf_delay,
             seed: self.config.seed ^ (u64::from(q) << 20),
         };
-        self.topology.refresh(&self.nodes);
+        let places: Vec<Place> = (0..self.nodes.len() as u32)
+            .map(|sn| self.place(sn))
+            .collect();
+        self.topology.refresh(&self.nodes, places);
         let flood: Vec<FloodOutcome> = (1..=self.config.flood_ttl)
             .map(|ttl| self.topology.flood(&params, ttl, &placed, &self.latency))
             .collect();
-        let id = ids::query_id(q, &mut self.rng);
+        let now = self.now();
         let start = self.queue.now();
+        let want = self.config.want;
+        let Some(core) = self.leaves.get_mut(asker).and_then(|l| l.core_mut()) else {
+            return;
+        };
+        let Ok(id) = core.search(now, words, want) else {
+            return;
+        };
+        self.queries.numbers.insert(id, q);
         if let Some(r) = self.queries.records.get_mut(q as usize) {
             *r = QueryRecord {
                 sent: true,
@@ -189,18 +243,6 @@ impl World<'_> {
                 ..QueryRecord::default()
             };
         }
-        let msg = LeafToSupernode::Query(Query {
-            id,
-            keywords: words.clone(),
-            want: self.config.want,
-        });
-        self.queue.after(
-            leaf_delay,
-            Event::FromLeaf {
-                sn: origin,
-                session,
-                msg,
-            },
-        );
+        self.leaf_actions(asker);
     }
 }

@@ -30,6 +30,11 @@ impl Clock {
         self.base + at
     }
 
+    /// The virtual time of `instant` (never before the start).
+    pub fn offset(&self, instant: Instant) -> Duration {
+        instant.saturating_duration_since(self.base)
+    }
+
     /// The wall-clock milliseconds stamped on lists at virtual time `at` (an arbitrary,
     /// fixed epoch: the same seed gives the same stamps).
     pub fn unix_ms(&self, at: Duration) -> u64 {
@@ -197,6 +202,7 @@ mod tests {
     fn the_clock_maps_offsets_onto_one_base() {
         let clock = Clock::start();
         assert_eq!(clock.instant(ms(250)) - clock.instant(ms(50)), ms(200));
+        assert_eq!(clock.offset(clock.instant(ms(250))), ms(250));
         assert_eq!(clock.unix_ms(ms(7)) - clock.unix_ms(ms(0)), 7);
     }
 }

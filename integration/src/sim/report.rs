@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 use superpeer_common::ContentId;
 
+use super::dynamics::{Dynamics, PhaseFigures, Tracker};
 use super::flood::FloodOutcome;
+use super::latency::Place;
 use super::queries::QueryRecord;
 use super::world::{Peer, World};
 
@@ -121,10 +123,14 @@ pub struct QueryOutcome {
 /// A run's results.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
+    /// Supernodes started as such.
     pub supernodes: usize,
     pub leaves: usize,
-    /// Leaves attached at the end of the run.
+    /// Leaves attached to a running supernode at the end of the run.
     pub attached: usize,
+    /// Leaves placed at the end (attached, or running their own supernode), and online.
+    pub placed: usize,
+    pub online: usize,
     pub queries: usize,
     pub want: u32,
     pub seed: u64,
@@ -141,6 +147,9 @@ pub struct Report {
     #[serde(skip)]
     pub links: Vec<(u32, u32)>,
     pub routing: RoutingFigures,
+    /// Crashes, stops, failover, elections, step-downs, placement over time, and query
+    /// success before, during and after the fault.
+    pub dynamics: Dynamics,
     /// Per TTL from 1.
     pub flooding: Vec<FloodFigures>,
     /// The smallest flooding TTL at least as successful as routing.
@@ -166,6 +175,7 @@ pub struct Report {
 impl Report {
     /// Sums up `world` after a run that took `wall`.
     pub fn new(world: &World<'_>, wall: Duration) -> Self {
+        let dynamics = dynamics(world, want_of(world));
         let want = world.config.want as usize;
         let sent: Vec<&QueryRecord> = world.queries.records.iter().filter(|r| r.sent).collect();
         let succeeded = |found: usize, truth: usize| found >= want.min(truth);
@@ -188,7 +198,7 @@ impl Report {
                 received: received(&r.visited),
                 visited: distinct(&r.visited),
                 success: r.sent && succeeded(r.found.len(), r.truth),
-                end: r.done.map(|(at, end)| (format!("{end:?}"), ms(at))),
+                end: r.done.as_ref().map(|(at, end)| (end.clone(), ms(*at))),
             })
             .collect();
         let wrong_results = world
@@ -249,8 +259,14 @@ impl Report {
         let equal = flooding.iter().find(|f| f.success >= routing.success);
         let degree = Stats::of({
             let mut topology = super::flood::Topology::default();
-            topology.refresh(&world.nodes);
-            topology.degrees().map(|d| d as f64).collect()
+            let places = vec![Place::ListServer; world.nodes.len()];
+            topology.refresh(&world.nodes, places);
+            topology
+                .degrees()
+                .zip(&world.nodes)
+                .filter(|(_, node)| node.is_up())
+                .map(|(d, _)| d as f64)
+                .collect()
         });
         let links: BTreeSet<(u32, u32)> = world
             .nodes
@@ -262,13 +278,14 @@ impl Report {
                         let n = n as u32;
                         Some((n.min(other), n.max(other)))
                     }
-                    Peer::Leaf(_) => None,
+                    Peer::Leaf { .. } => None,
                 })
             })
             .collect();
         let link_mismatches = world
             .nodes
             .iter()
+            .filter(|node| node.is_up())
             .filter(|node| {
                 let sessions = node
                     .sessions
@@ -298,9 +315,20 @@ impl Report {
             gossip_per_supernode_sec: upkeep.gossip as f64 / span,
             link_mismatches,
             links: links.into_iter().collect(),
-            supernodes: world.nodes.len(),
+            supernodes: world.started,
             leaves: world.leaves.len(),
-            attached: world.leaves.attached_count(),
+            attached: (0..world.leaves.len() as u32)
+                .filter(|&n| {
+                    world.is_placed(n)
+                        && world
+                            .leaves
+                            .get(n)
+                            .is_some_and(|l| l.open_sessions().next().is_some())
+                })
+                .count(),
+            placed: world.placed_count(),
+            online: world.leaves.online_count(),
+            dynamics,
             queries: sent.len(),
             want: world.config.want,
             seed: world.config.seed,
@@ -324,17 +352,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "superpeer overlay simulator, seed {}: {} supernodes x {} leaves ({} attached at the end), {} queries wanting {} results",
-            self.seed,
-            self.supernodes,
-            self.leaves / self.supernodes.max(1),
-            self.attached,
-            self.queries,
-            self.want,
+            "superpeer network simulator, seed {}: {} supernodes started, {} leaves ({} attached at the end), {} queries wanting {} results",
+            self.seed, self.supernodes, self.leaves, self.attached, self.queries, self.want,
         );
         let _ = writeln!(
             out,
-            "overlay: {:.1} links per supernode (min {:.0}, max_neighbors {})\n",
+            "overlay: {:.1} links per running supernode (min {:.0}, max_neighbors {})\n",
             self.degree.mean, self.degree.min, self.max_neighbors
         );
         let _ = writeln!(
@@ -434,6 +457,7 @@ impl Report {
             "routing: {:.1} duplicate copies dropped per query; {} queries unfinished at the end; {} results matching nothing; {} link mismatches",
             self.duplicates_per_query, r.unfinished, r.wrong_results, self.link_mismatches
         );
+        self.dynamics_table(&mut out);
         let _ = writeln!(
             out,
             "wall {:.1} s for {:.1} virtual s ({} events); peak RSS {}",
@@ -444,6 +468,173 @@ impl Report {
                 .map_or("unknown".to_string(), |m| format!("{m:.0} MiB"))
         );
         out
+    }
+}
+
+fn want_of(world: &World<'_>) -> usize {
+    world.config.want as usize
+}
+
+/// The dynamics of `world`'s run: the tracker's figures, the leaves still orphaned, and
+/// query success by window of send time around the fault.
+fn dynamics(world: &World<'_>, want: usize) -> Dynamics {
+    let mut still = [0usize; 3];
+    for n in 0..world.leaves.len() as u32 {
+        if let Some((_, cause)) = world.leaves.get(n).and_then(|l| l.orphaned) {
+            if let Some(c) = still.get_mut(Tracker::cause_index(cause)) {
+                *c += 1;
+            }
+        }
+    }
+    let elected_running = world
+        .nodes
+        .iter()
+        .filter(|n| n.is_up() && n.owner.is_some())
+        .count();
+    let fault = world.timeline.fault;
+    let window = world.config.faults.window;
+    let phase_of = |r: &QueryRecord| match fault {
+        None => "all",
+        Some(at) if r.start < at => "before the fault",
+        Some(at) if r.start < at + window => "during the fault window",
+        Some(_) => "after the fault window",
+    };
+    let names: &[&str] = if fault.is_some() {
+        &[
+            "before the fault",
+            "during the fault window",
+            "after the fault window",
+        ]
+    } else {
+        &["all"]
+    };
+    let phases = names
+        .iter()
+        .map(|name| {
+            let sent: Vec<&QueryRecord> = world
+                .queries
+                .records
+                .iter()
+                .filter(|r| r.sent && phase_of(r) == *name)
+                .collect();
+            let count = sent.len().max(1) as f64;
+            PhaseFigures {
+                phase: (*name).to_string(),
+                queries: sent.len(),
+                success: sent
+                    .iter()
+                    .filter(|r| r.found.len() >= want.min(r.truth))
+                    .count() as f64
+                    / count,
+                found: sent.iter().map(|r| r.found.len() as f64).sum::<f64>() / count,
+                truth: sent.iter().map(|r| r.truth as f64).sum::<f64>() / count,
+                lost: sent.iter().filter(|r| r.end.is_none()).count(),
+            }
+        })
+        .collect();
+    world.dynamics.figures(still, elected_running, phases)
+}
+
+impl Report {
+    /// The dynamics part of the table.
+    fn dynamics_table(&self, out: &mut String) {
+        let d = &self.dynamics;
+        let _ = writeln!(
+            out,
+            "\nnetwork: {} supernodes started, {} crashed, {} stopped; {} elections, {} step-downs ({} while the list server refused them), {} elected running at the end",
+            self.supernodes,
+            d.crashed,
+            d.stopped,
+            d.elections,
+            d.step_downs,
+            d.step_downs_refused,
+            d.elected_running
+        );
+        let _ = writeln!(
+            out,
+            "leaves: {} online, {} placed ({} attached) at the end; every leaf placed first at {}; most unplaced {} at {:.0} s",
+            self.online,
+            self.placed,
+            self.attached,
+            d.all_placed_secs
+                .map_or("never".to_string(), |s| format!("{s:.0} s")),
+            d.max_unplaced,
+            d.max_unplaced_secs
+        );
+        let _ = writeln!(
+            out,
+            "probing: {:.2} probes per leaf and second ({:.0} per supernode and second), {:.3} list fetches per leaf and second; {} moves to a faster supernode ({:.4} per leaf and second)",
+            d.probes_per_leaf_sec,
+            d.probes_per_supernode_sec,
+            d.list_fetches_per_leaf_sec,
+            d.moves,
+            d.moves_per_leaf_sec
+        );
+        for f in &d.failover {
+            let _ = writeln!(
+                out,
+                "failover after a {}: {} leaves; attached again p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({}); searchable again p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} sharing); {} went offline first, {} not failed over at the end",
+                f.cause,
+                f.orphaned,
+                f.reattached_ms.p50,
+                f.reattached_ms.p99,
+                f.reattached_ms.max,
+                f.reattached_ms.count,
+                f.searchable_ms.p50,
+                f.searchable_ms.p99,
+                f.searchable_ms.max,
+                f.searchable_ms.count,
+                f.left,
+                f.pending
+            );
+        }
+        if d.phases.len() > 1 {
+            for p in &d.phases {
+                let _ = writeln!(
+                    out,
+                    "queries {}: {} sent, {:.1}% success, {:.1} results (truth {:.1}), {} ended without the supernode's answer",
+                    p.phase,
+                    p.queries,
+                    p.success * 100.0,
+                    p.found,
+                    p.truth,
+                    p.lost
+                );
+            }
+        }
+        if !d.series.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:>7} {:>9} {:>9} {:>9} {:>11} {:>8} {:>9} {:>10} {:>13} {:>7}",
+                "t (s)",
+                "online",
+                "placed",
+                "unplaced",
+                "supernodes",
+                "elected",
+                "elections",
+                "step-downs",
+                "probes/leaf/s",
+                "moves"
+            );
+            for s in &d.series {
+                let _ = writeln!(
+                    out,
+                    "{:>7.0} {:>9} {:>9} {:>9} {:>11} {:>8} {:>9} {:>10} {:>13.2} {:>7}",
+                    s.at_secs,
+                    s.online,
+                    s.placed,
+                    s.unplaced,
+                    s.supernodes,
+                    s.elected,
+                    s.elections,
+                    s.step_downs,
+                    s.probes_per_leaf_sec,
+                    s.moves
+                );
+            }
+        }
+        let _ = writeln!(out);
     }
 }
 

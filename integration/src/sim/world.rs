@@ -1,31 +1,31 @@
 //! The simulated network: the supernodes (real [`SupernodeCore`]s and the sessions the
-//! simulator numbers for them), the leaves, the list server, and the event loop that moves
-//! messages between them in virtual time.
+//! simulator numbers for them), the leaves (real `LeafCore`s, see `leaves`), the list
+//! server, and the event loop that moves messages between them in virtual time.
 //!
-//! Links, as the daemon makes them (`superpeer_supernode`'s `sessions.rs`):
-//! 1. `Action::Dial` at A: A's session number is reserved; the QUIC handshake and the hello
-//!    take 1.5 RTT to reach B ([`Event::LinkAccept`]).
-//! 2. B's core decides with `link_up(initiator = A)`. Kept: B answers welcome, A hears it
-//!    half an RTT later ([`Event::LinkConfirm`]); refused: A's dial failed
-//!    ([`Event::DialFailed`]).
-//! 3. A's core decides with `link_up(initiator = A)`. Refused (a duplicate): A closes the
-//!    connection and B hears the session end ([`Event::Gone`]).
-//!
-//! Anything B sends right after keeping the link is scheduled after the confirmation and
-//! takes the same half RTT, so it reaches A after A's core knows the session, as frames
-//! wait in the QUIC stream until A's driver reads them.
+//! Supernodes live in numbered slots. The first slots are the supernodes started as such
+//! (`superpeer supernode`); a leaf that elects itself gets a slot of its own the first time
+//! (its node id and address stay the leaf's), and keeps it: each time it becomes a
+//! supernode again its slot comes back up with a fresh core. A slot's `life` counts these;
+//! events of an earlier life are dropped, and session numbers keep growing across lives,
+//! so a message for a session of an earlier life finds nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use superpeer_common::wire::{Holder, LeafToSupernode, SupernodeToLeaf, SupernodeToSupernode};
+use superpeer::leaf::SessionNo;
+use superpeer_bootstrap_list::RegistrationStatus;
+use superpeer_common::NodeId;
+use superpeer_common::wire::{
+    Holder, LeafToSupernode, SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode,
+};
 use superpeer_supernode::{SessionId, SupernodeCore};
 
 use super::content::Content;
+use super::dynamics::Tracker;
 use super::flood::Topology;
-use super::ids::{self, supernode_addr, supernode_id};
+use super::ids::{leaf_number, supernode_addr, supernode_id, supernode_number};
 use super::latency::{Latency, Place, splitmix64};
 use super::leaves::Leaves;
 use super::list_server::ListServer;
@@ -34,13 +34,35 @@ use super::queue::{Clock, EventQueue};
 use super::report::Report;
 use super::{SimConfig, Workload};
 
+/// How long a connection to nobody takes to fail: the handshake gives up at the leaf's
+/// idle timeout (QUIC's idle timer runs during the handshake too).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Idle timeout of a node started as a supernode (`TransportLimits::default`).
+pub const SUPERNODE_IDLE: Duration = Duration::from_secs(4);
+
+/// Idle timeout of a node started as a leaf (`leaf_limits`), promoted or not: it keeps
+/// its endpoint.
+pub const LEAF_IDLE: Duration = Duration::from_secs(3);
+
 /// The other end of a supernode's session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
-    /// Leaf number n.
-    Leaf(u32),
+    /// Leaf `leaf` in its life `life`, on its session `no`.
+    Leaf { leaf: u32, life: u32, no: SessionNo },
     /// Supernode `node`, on its session `session`.
     Neighbor { node: u32, session: SessionId },
+}
+
+/// Where a slot is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// Not started yet.
+    Waiting,
+    /// Running.
+    Up,
+    /// Crashed, stopped, or stepped down.
+    Down,
 }
 
 /// One simulated supernode: the production core and the driver's session table.
@@ -51,52 +73,105 @@ pub struct Node {
     /// seeds).
     pub sessions: BTreeMap<SessionId, Peer>,
     next_session: u64,
-    /// When it starts, as a share of the start period.
-    start: f64,
-    /// Started (registered, ticking).
-    pub started: bool,
+    /// Its id and address.
+    pub me: Holder,
+    /// The leaf that runs it (elected), or `None` for a supernode started as one.
+    pub owner: Option<u32>,
+    /// When it starts, as a share of the start period (started supernodes).
+    pub start: f64,
+    pub state: NodeState,
+    /// Counts the slot's lives.
+    pub life: u32,
+    /// How its registration stands, as `keep_registered` reports it.
+    pub registration: RegistrationStatus,
+    /// Its endpoint's idle timeout.
+    pub idle: Duration,
+    /// Its driver's list refreshes count their start-up period from here.
+    pub refresh_from: Duration,
 }
 
 impl Node {
+    /// A slot with `core`, waiting to start.
+    pub fn new(core: SupernodeCore, owner: Option<u32>, start: f64) -> Self {
+        Self {
+            me: core.me(),
+            core,
+            sessions: BTreeMap::new(),
+            next_session: 0,
+            owner,
+            start,
+            state: NodeState::Waiting,
+            life: 0,
+            registration: RegistrationStatus::Connecting,
+            idle: if owner.is_some() {
+                LEAF_IDLE
+            } else {
+                SUPERNODE_IDLE
+            },
+            refresh_from: Duration::ZERO,
+        }
+    }
+
     /// A session number, as the driver hands them out: from 1 (0 is the local user).
     pub fn new_session(&mut self) -> SessionId {
         self.next_session += 1;
         SessionId(self.next_session)
     }
+
+    /// Running.
+    pub fn is_up(&self) -> bool {
+        self.state == NodeState::Up
+    }
 }
 
-/// Everything that happens, at a virtual time.
+/// Everything that happens, at a virtual time. Events for a slot carry the slot's life;
+/// events for a leaf carry the leaf's (each time it comes back it runs a new core).
 pub enum Event {
-    /// Supernode n starts: it registers and its timers run.
+    /// Started supernode n starts: it registers and its timers run.
     Start(u32),
     /// Supernode n's timers (the driver's 100 ms tick).
-    Tick(u32),
+    Tick { sn: u32, life: u32 },
     /// Supernode n's registration reaches the list server.
-    Register(u32),
+    Register { sn: u32, life: u32 },
     /// The list server's dial-back to supernode n came back.
-    DialBack(u32),
+    DialBack { sn: u32, life: u32 },
     /// Supernode n's heartbeat reaches the list server.
-    Heartbeat(u32),
+    Heartbeat { sn: u32, life: u32 },
+    /// The list server's answer reaches supernode n.
+    Registration {
+        sn: u32,
+        life: u32,
+        status: RegistrationStatus,
+    },
     /// Supernode n asks the list server for supernodes (the driver's refresh timer).
-    Fetch(u32),
+    Fetch { sn: u32, life: u32 },
+    /// An elected supernode reports its registrations and leaves to its leaf's core.
+    Report { sn: u32, life: u32 },
     /// The list server's clock.
     ListTick,
-    /// A dial reaches its target (see the module docs).
+    /// A dial reaches its target (see `links`).
     LinkAccept {
         dialer: u32,
+        dialer_life: u32,
         dialer_session: SessionId,
         target: u32,
     },
     /// The target's welcome reaches the dialer.
     LinkConfirm {
         dialer: u32,
+        dialer_life: u32,
         dialer_session: SessionId,
         target: u32,
         target_session: SessionId,
     },
     /// A dial failed (refused, or nobody there).
-    DialFailed { dialer: u32, target: u32 },
-    /// The other end closed supernode `sn`'s session.
+    DialFailed {
+        dialer: u32,
+        dialer_life: u32,
+        target: NodeId,
+    },
+    /// The other end closed supernode `sn`'s session (or went silent past the idle
+    /// timeout).
     Gone { sn: u32, session: SessionId },
     /// A neighbour's message reaches supernode `sn`.
     ToSupernode {
@@ -104,27 +179,63 @@ pub enum Event {
         session: SessionId,
         msg: SupernodeToSupernode,
     },
-    /// The next leaf of the initial population joins.
+    /// The next leaf of the initial population comes up.
     JoinNext(u32),
-    /// Leaf n looks for a supernode.
-    LeafJoin(u32),
-    /// Leaf `leaf`'s attach reaches supernode `sn`.
-    LeafAttach { leaf: u32, sn: u32, epoch: u32 },
+    /// Leaf n's core wanted to look at the clock (stale unless `seq` is its latest).
+    Wake { leaf: u32, seq: u32 },
+    /// The list server's answer reaches leaf n.
+    ListAnswer { leaf: u32, life: u32 },
+    /// Leaf n's probe of supernode slot `sn` answered, after `rtt` each way and back.
+    ProbeDone {
+        leaf: u32,
+        life: u32,
+        sn: u32,
+        rtt: Duration,
+    },
+    /// Leaf n's probe of `target` failed.
+    ProbeFailed {
+        leaf: u32,
+        life: u32,
+        target: NodeId,
+    },
+    /// Leaf n's attach reaches supernode slot `sn`.
+    LeafAttach {
+        leaf: u32,
+        life: u32,
+        no: SessionNo,
+        sn: u32,
+    },
+    /// How leaf n's attach went reaches it.
+    Attached {
+        leaf: u32,
+        life: u32,
+        no: SessionNo,
+        reply: AttachReply,
+    },
     /// A leaf's message reaches supernode `sn`.
     FromLeaf {
         sn: u32,
         session: SessionId,
         msg: LeafToSupernode,
     },
-    /// A supernode's message reaches a leaf (dropped if the leaf has moved on since).
+    /// A supernode's message reaches a leaf (dropped if that session is gone).
     ToLeaf {
         leaf: u32,
-        epoch: u32,
+        life: u32,
+        no: SessionNo,
         msg: SupernodeToLeaf,
     },
-    /// The supernode closed the leaf's session.
-    LeafClosed { leaf: u32, epoch: u32 },
-    /// Leaf n ends its session (churn); `life` tells stale departures apart.
+    /// A leaf's session ended (closed by the supernode, or silent past the idle timeout).
+    LeafClosed { leaf: u32, life: u32, no: SessionNo },
+    /// An answer of a leaf's own supernode to one of its own searches.
+    OwnAnswer {
+        leaf: u32,
+        life: u32,
+        msg: SupernodeToLeaf,
+    },
+    /// An elected supernode has finished stopping (its leaves told, its sessions closed).
+    Stopped { sn: u32, life: u32 },
+    /// Leaf n goes offline (churn); `life` tells stale departures apart.
     LeafLeave { leaf: u32, life: u32 },
     /// Leaf n comes back.
     LeafReturn(u32),
@@ -132,6 +243,20 @@ pub enum Event {
     QueryStart(u32),
     /// The layout's links come up (instead of the supernodes' own dials).
     LayOut,
+    /// The supernodes chosen to crash or stop do.
+    Fault,
+    /// The time series takes a sample.
+    Sample,
+}
+
+/// How an attach ended, as the leaf's driver reports it.
+pub enum AttachReply {
+    /// Welcome, on the supernode's session `session` of slot `sn`.
+    Welcomed { sn: u32, session: SessionId },
+    /// Full; try these.
+    Full(Vec<SupernodeInfo>),
+    /// No connection or no welcome.
+    Failed(&'static str),
 }
 
 /// Messages that keep the overlay up (not queries), counted from the first query on.
@@ -150,15 +275,19 @@ pub struct Upkeep {
 pub struct Timeline {
     /// Supernodes start over `[0, starts)`.
     pub starts: Duration,
-    /// Leaves join over `[join, join + join_spread)`.
+    /// Leaves come up over `[join, join + join_spread)`.
     pub join: Duration,
-    /// How long the initial joins take.
+    /// How long the initial population takes to come up.
     pub join_spread: Duration,
     /// Supernodes begin fetching lists (the overlay forms).
     pub mesh: Duration,
     /// The first query.
     pub queries: Duration,
-    /// The run ends.
+    /// The last query's results are in.
+    pub queries_over: Duration,
+    /// Supernodes crash or stop, if any do.
+    pub fault: Option<Duration>,
+    /// The run ends (at the latest).
     pub end: Duration,
 }
 
@@ -166,20 +295,29 @@ impl Timeline {
     fn new(config: &SimConfig, leaves: usize, queries: usize) -> Self {
         let secs = Duration::from_secs_f64;
         // The list server takes 256 dial-backs at once: start 1,000 supernodes a second.
-        let starts = secs((config.supernodes as f64 / 1_000.0).max(1.0));
+        let starts = secs((config.started_supernodes() as f64 / 1_000.0).max(1.0));
         let join = starts + Duration::from_secs(1);
         let join_spread = secs((leaves as f64 / 100_000.0).max(2.0));
-        let mesh = join + join_spread + Duration::from_secs(1);
+        // A leaf's join takes a list fetch, probes, the first join's wait (1.5 s at most)
+        // and an attach: the overlay forms once they are in.
+        let mesh = join + join_spread + Duration::from_secs(3);
         // The overlay forms over the start period again; then it settles.
         let queries_at = mesh + starts.max(Duration::from_secs(2)) + Duration::from_secs(20);
         let sending = secs(queries as f64 / config.query_rate.max(0.001));
-        let end = queries_at + sending + config.core.router.leaf_deadline + Duration::from_secs(2);
+        let queries_over =
+            queries_at + sending + config.core.router.leaf_deadline + Duration::from_secs(2);
+        let fault = config.faults.any().then(|| queries_at + config.faults.at);
+        // Failover is followed to its end: the idle timeout, a new list, probes, attaches.
+        let after_fault = fault.map_or(Duration::ZERO, |at| at + config.faults.window + secs(15.0));
+        let end = queries_over.max(after_fault).max(config.min_duration);
         Self {
             starts,
             join,
             join_spread,
             mesh,
             queries: queries_at,
+            queries_over,
+            fault,
             end,
         }
     }
@@ -194,6 +332,8 @@ pub struct World<'w> {
     pub latency: Latency,
     pub rng: StdRng,
     pub nodes: Vec<Node>,
+    /// Supernodes started as such (the first slots).
+    pub started: usize,
     pub list: ListServer,
     pub leaves: Leaves,
     pub content: Content,
@@ -201,15 +341,20 @@ pub struct World<'w> {
     pub topology: Topology,
     pub timeline: Timeline,
     pub upkeep: Upkeep,
+    pub dynamics: Tracker,
+    /// Set when the run may end now (`until_placed`).
+    finished: bool,
 }
 
 impl<'w> World<'w> {
-    /// A network of `config.supernodes` supernodes and one leaf per share of `workload`.
+    /// A network of `config.started_supernodes()` supernodes and one leaf per share of
+    /// `workload`.
     pub fn new(config: SimConfig, workload: &'w Workload) -> Self {
         let clock = Clock::start();
         let timeline = Timeline::new(&config, workload.shares.len(), workload.queries.len());
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let nodes = (0..config.supernodes as u32)
+        let started = config.started_supernodes();
+        let nodes = (0..started as u32)
             .map(|n| {
                 // A core is made when its daemon starts, so the supernodes' timers (gossip
                 // every 15 s) are spread as in a real network, not all in step.
@@ -223,14 +368,11 @@ impl<'w> World<'w> {
                 let mut core = config.core.clone();
                 if let Some(layout) = &config.layout {
                     core.max_neighbors = layout.degree(n);
+                    core.max_leaves = layout.leaves_of(n);
                 }
-                Node {
-                    core: SupernodeCore::new(t0, me, core, seed),
-                    sessions: BTreeMap::new(),
-                    next_session: 0,
-                    start,
-                    started: false,
-                }
+                let mut node = Node::new(SupernodeCore::new(t0, me, core, seed), None, start);
+                node.refresh_from = timeline.mesh;
+                node
             })
             .collect();
         Self {
@@ -239,13 +381,16 @@ impl<'w> World<'w> {
             latency: Latency::new(config.seed),
             rng,
             nodes,
+            started,
             list: ListServer::new(config.supernodes, config.seed),
             leaves: Leaves::new(workload.shares.len()),
             content: Content::new(&workload.catalog, &workload.shares),
             queries: QueryLog::new(workload.queries.len(), config.want),
             topology: Topology::default(),
+            dynamics: Tracker::new(&timeline, &config.faults, config.series_every),
             timeline,
             upkeep: Upkeep::default(),
+            finished: false,
             config,
             workload,
         }
@@ -267,12 +412,17 @@ impl<'w> World<'w> {
             let n = n as u32;
             self.queue
                 .at(timeline.starts.mul_f64(node.start), Event::Start(n));
+            let fetch = Event::Fetch { sn: n, life: 1 };
             self.queue
-                .at(timeline.mesh + spread.mul_f64(node.start), Event::Fetch(n));
+                .at(timeline.mesh + spread.mul_f64(node.start), fetch);
         }
         self.queue.at(Duration::ZERO, Event::ListTick);
+        self.queue.at(Duration::ZERO, Event::Sample);
         if !self.workload.shares.is_empty() {
             self.queue.at(timeline.join, Event::JoinNext(0));
+        }
+        if let Some(at) = timeline.fault {
+            self.queue.at(at, Event::Fault);
         }
         for q in 0..self.workload.queries.len() as u32 {
             let at = timeline.queries
@@ -286,6 +436,9 @@ impl<'w> World<'w> {
                 self.progress(wall.elapsed());
             }
             self.handle(event);
+            if self.finished {
+                break;
+            }
         }
         Report::new(&self, wall.elapsed())
     }
@@ -300,16 +453,21 @@ impl<'w> World<'w> {
             "leaves join"
         } else if now < t.queries {
             "overlay forms"
-        } else {
+        } else if now < t.queries_over {
             "queries"
+        } else {
+            "settling"
         };
+        let up = self.nodes.iter().filter(|n| n.is_up()).count();
         eprintln!(
-            "[{:>6.1} s virtual, {:>6.1} s wall] {phase}: {} events, {} waiting, {} leaves attached, RSS {}",
+            "[{:>6.1} s virtual, {:>6.1} s wall] {phase}: {} events, {} waiting, {} supernodes up, {} leaves placed of {} online, RSS {}",
             now.as_secs_f64(),
             wall.as_secs_f64(),
             self.queue.processed(),
             self.queue.len(),
-            self.leaves.attached_count(),
+            up,
+            self.placed_count(),
+            self.leaves.online_count(),
             super::report::rss_mib().map_or("?".into(), |m| format!("{m:.0} MiB")),
         );
     }
@@ -317,42 +475,67 @@ impl<'w> World<'w> {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Start(sn) => self.start(sn),
-            Event::Tick(sn) => self.tick(sn),
-            Event::Register(sn) => self.register(sn),
-            Event::DialBack(sn) => self.dial_back(sn),
-            Event::Heartbeat(sn) => self.heartbeat(sn),
-            Event::Fetch(sn) => self.fetch(sn),
+            Event::Tick { sn, life } => self.tick(sn, life),
+            Event::Register { sn, life } => self.register(sn, life),
+            Event::DialBack { sn, life } => self.dial_back(sn, life),
+            Event::Heartbeat { sn, life } => self.heartbeat(sn, life),
+            Event::Registration { sn, life, status } => self.registration(sn, life, status),
+            Event::Fetch { sn, life } => self.fetch(sn, life),
+            Event::Report { sn, life } => self.report_registrations(sn, life),
             Event::ListTick => self.list_tick(),
             Event::LinkAccept {
                 dialer,
+                dialer_life,
                 dialer_session,
                 target,
-            } => self.link_accept(dialer, dialer_session, target),
+            } => self.link_accept(dialer, dialer_life, dialer_session, target),
             Event::LinkConfirm {
                 dialer,
+                dialer_life,
                 dialer_session,
                 target,
                 target_session,
-            } => self.link_confirm(dialer, dialer_session, target, target_session),
-            Event::DialFailed { dialer, target } => {
-                let now = self.now();
-                if let Some(node) = self.nodes.get_mut(dialer as usize) {
-                    node.core.dial_failed(now, supernode_id(target));
-                }
-                self.carry_out(dialer);
-            }
+            } => self.link_confirm(dialer, dialer_life, dialer_session, target, target_session),
+            Event::DialFailed {
+                dialer,
+                dialer_life,
+                target,
+            } => self.dial_failed(dialer, dialer_life, target),
             Event::Gone { sn, session } => self.gone(sn, session),
             Event::ToSupernode { sn, session, msg } => self.deliver_to_supernode(sn, session, msg),
             Event::JoinNext(leaf) => self.join_next(leaf),
-            Event::LeafJoin(leaf) => self.leaf_join(leaf),
-            Event::LeafAttach { leaf, sn, epoch } => self.leaf_attach(leaf, sn, epoch),
+            Event::Wake { leaf, seq } => self.wake(leaf, seq),
+            Event::ListAnswer { leaf, life } => self.list_answer(leaf, life),
+            Event::ProbeDone {
+                leaf,
+                life,
+                sn,
+                rtt,
+            } => self.probe_done(leaf, life, sn, rtt),
+            Event::ProbeFailed { leaf, life, target } => self.probe_failed(leaf, life, target),
+            Event::LeafAttach { leaf, life, no, sn } => self.leaf_attach(leaf, life, no, sn),
+            Event::Attached {
+                leaf,
+                life,
+                no,
+                reply,
+            } => self.attached(leaf, life, no, reply),
             Event::FromLeaf { sn, session, msg } => self.deliver_from_leaf(sn, session, msg),
-            Event::ToLeaf { leaf, epoch, msg } => self.deliver_to_leaf(leaf, epoch, msg),
-            Event::LeafClosed { leaf, epoch } => self.leaf_closed(leaf, epoch),
+            Event::ToLeaf {
+                leaf,
+                life,
+                no,
+                msg,
+            } => self.deliver_to_leaf(leaf, life, no, msg),
+            Event::LeafClosed { leaf, life, no } => self.leaf_closed(leaf, life, no),
+            Event::OwnAnswer { leaf, life, msg } => self.own_answer(leaf, life, msg),
+            Event::Stopped { sn, life } => self.stopped(sn, life),
             Event::LeafLeave { leaf, life } => self.leaf_leave(leaf, life),
             Event::LeafReturn(leaf) => self.leaf_return(leaf),
             Event::QueryStart(q) => self.query_start(q),
             Event::LayOut => self.lay_out(),
+            Event::Fault => self.fault(),
+            Event::Sample => self.sample(),
         }
     }
 
@@ -361,215 +544,112 @@ impl<'w> World<'w> {
         self.clock.instant(self.queue.now())
     }
 
+    /// Where slot `sn` sits: an elected supernode sits where its leaf does.
+    pub fn place(&self, sn: u32) -> Place {
+        match self.nodes.get(sn as usize).and_then(|n| n.owner) {
+            Some(leaf) => Place::Leaf(leaf),
+            None => Place::Supernode(sn),
+        }
+    }
+
+    /// The slot of the supernode `id` names, if it has one.
+    pub fn slot_of(&self, id: &NodeId) -> Option<u32> {
+        if let Some(n) = supernode_number(id) {
+            return ((n as usize) < self.started).then_some(n);
+        }
+        self.leaves.slot(leaf_number(id)?)
+    }
+
+    /// Slot `sn`, if it is running.
+    pub fn live_node(&mut self, sn: u32) -> Option<&mut Node> {
+        self.nodes.get_mut(sn as usize).filter(|n| n.is_up())
+    }
+
+    /// Slot `sn` is running in its life `life`.
+    pub fn is_live(&self, sn: u32, life: u32) -> bool {
+        self.nodes
+            .get(sn as usize)
+            .is_some_and(|n| n.is_up() && n.life == life)
+    }
+
     fn start(&mut self, sn: u32) {
-        let Some(node) = self.nodes.get_mut(sn as usize) else {
-            return;
+        let life = match self.nodes.get_mut(sn as usize) {
+            Some(node) if node.state == NodeState::Waiting => {
+                node.state = NodeState::Up;
+                node.life = 1;
+                node.life
+            }
+            _ => return,
         };
-        node.started = true;
-        let delay = self
-            .latency
-            .one_way(Place::Supernode(sn), Place::ListServer);
-        self.queue.after(delay, Event::Register(sn));
-        self.queue.after(self.config.tick, Event::Tick(sn));
+        let delay = self.latency.one_way(self.place(sn), Place::ListServer);
+        self.queue.after(delay, Event::Register { sn, life });
+        self.queue.after(self.config.tick, Event::Tick { sn, life });
     }
 
-    fn tick(&mut self, sn: u32) {
+    fn tick(&mut self, sn: u32, life: u32) {
+        if !self.is_live(sn, life) {
+            return;
+        }
         let (now, unix_ms) = (self.now(), self.clock.unix_ms(self.queue.now()));
-        let Some(node) = self.nodes.get_mut(sn as usize) else {
-            return;
-        };
-        node.core.handle_timeout(now, unix_ms);
+        if let Some(node) = self.nodes.get_mut(sn as usize) {
+            node.core.handle_timeout(now, unix_ms);
+        }
         self.carry_out(sn);
-        self.queue.after(self.config.tick, Event::Tick(sn));
+        self.queue.after(self.config.tick, Event::Tick { sn, life });
     }
 
-    /// Brings up every link of the layout at once, as if each dialler's dial had just
-    /// completed: the dialled core decides first, then the dialler's (as in
-    /// [`Event::LinkAccept`] and [`Event::LinkConfirm`]). All in one event, so no core's
-    /// timer runs between two links and dials elsewhere while it still has room.
-    fn lay_out(&mut self) {
-        let now = self.now();
-        let links = self
-            .config
-            .layout
-            .as_ref()
-            .map(|l| l.links.clone())
-            .unwrap_or_default();
-        for (dialer, target) in links {
-            let (Some(dialer_session), Some(target_session)) = (
-                self.nodes
-                    .get_mut(dialer as usize)
-                    .map(|node| node.new_session()),
-                self.nodes
-                    .get_mut(target as usize)
-                    .map(|node| node.new_session()),
-            ) else {
-                continue;
-            };
-            let dialer_id = supernode_id(dialer);
-            let target_kept = self.nodes.get_mut(target as usize).is_some_and(|node| {
-                node.core.link_up(
-                    now,
-                    target_session,
-                    dialer_id,
-                    dialer_id,
-                    Some(supernode_addr(dialer)),
-                )
-            });
-            let kept = target_kept
-                && self.nodes.get_mut(dialer as usize).is_some_and(|node| {
-                    node.core.link_up(
-                        now,
-                        dialer_session,
-                        supernode_id(target),
-                        dialer_id,
-                        Some(supernode_addr(target)),
-                    )
-                });
-            if !kept {
-                // Refused (a link twice in the layout): the dialler closes it, and the
-                // report's links show what came up.
-                if let Some(node) = self.nodes.get_mut(target as usize).filter(|_| target_kept) {
-                    node.core.link_down(now, target_session);
-                }
-                continue;
-            }
-            for (at, peer, session, theirs) in [
-                (target, dialer, target_session, dialer_session),
-                (dialer, target, dialer_session, target_session),
-            ] {
-                if let Some(node) = self.nodes.get_mut(at as usize) {
-                    node.sessions.insert(
-                        session,
-                        Peer::Neighbor {
-                            node: peer,
-                            session: theirs,
-                        },
-                    );
-                }
-            }
-        }
-        self.topology.changed();
-        for sn in 0..self.nodes.len() as u32 {
-            self.carry_out(sn);
-        }
+    /// Leaves placed now: attached to a running supernode, or running one.
+    pub fn placed_count(&self) -> usize {
+        (0..self.leaves.len() as u32)
+            .filter(|&n| self.is_placed(n))
+            .count()
     }
 
-    fn link_accept(&mut self, dialer: u32, dialer_session: SessionId, target: u32) {
-        let now = self.now();
-        let back = self
-            .latency
-            .one_way(Place::Supernode(target), Place::Supernode(dialer));
-        let Some(node) = self.nodes.get_mut(target as usize) else {
-            return;
+    /// Whether leaf `n` is placed: online, and attached to a running supernode (on a
+    /// session both ends hold) or running its own.
+    pub fn is_placed(&self, n: u32) -> bool {
+        let Some(leaf) = self.leaves.get(n) else {
+            return false;
         };
-        let session = node.new_session();
-        let dialer_id = supernode_id(dialer);
-        let kept = node.core.link_up(
-            now,
-            session,
-            dialer_id,
-            dialer_id,
-            Some(supernode_addr(dialer)),
+        if !leaf.online() {
+            return false;
+        }
+        if leaf.slot().is_some_and(|sn| {
+            self.nodes
+                .get(sn as usize)
+                .is_some_and(|node| node.is_up() && node.owner == Some(n))
+        }) {
+            return true;
+        }
+        leaf.open_sessions().any(|(sn, session)| {
+            self.nodes
+                .get(sn as usize)
+                .is_some_and(|node| node.is_up() && node.sessions.contains_key(&session))
+        })
+    }
+
+    /// Marks the run as done (checked after each event).
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// A seeded number for a new core (a leaf's, or an elected supernode's).
+    pub fn seed_for(&self, what: u64, n: u32, life: u32) -> u64 {
+        splitmix64(self.config.seed ^ splitmix64(what << 48 | u64::from(n) << 16 | u64::from(life)))
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Event {} bytes, SupernodeToLeaf {}, LeafToSupernode {}, SupernodeToSupernode {}, LeafCore {}",
+            std::mem::size_of::<super::Event>(),
+            std::mem::size_of::<superpeer_common::wire::SupernodeToLeaf>(),
+            std::mem::size_of::<superpeer_common::wire::LeafToSupernode>(),
+            std::mem::size_of::<superpeer_common::wire::SupernodeToSupernode>(),
+            std::mem::size_of::<superpeer::leaf::LeafCore>()
         );
-        if kept {
-            node.sessions.insert(
-                session,
-                Peer::Neighbor {
-                    node: dialer,
-                    session: dialer_session,
-                },
-            );
-            self.topology.changed();
-            self.queue.after(
-                back,
-                Event::LinkConfirm {
-                    dialer,
-                    dialer_session,
-                    target,
-                    target_session: session,
-                },
-            );
-        } else {
-            self.queue.after(back, Event::DialFailed { dialer, target });
-        }
-        self.carry_out(target);
-    }
-
-    fn link_confirm(
-        &mut self,
-        dialer: u32,
-        dialer_session: SessionId,
-        target: u32,
-        target_session: SessionId,
-    ) {
-        let now = self.now();
-        let Some(node) = self.nodes.get_mut(dialer as usize) else {
-            return;
-        };
-        let kept = node.core.link_up(
-            now,
-            dialer_session,
-            supernode_id(target),
-            supernode_id(dialer),
-            Some(supernode_addr(target)),
-        );
-        if kept {
-            node.sessions.insert(
-                dialer_session,
-                Peer::Neighbor {
-                    node: target,
-                    session: target_session,
-                },
-            );
-            self.topology.changed();
-        } else {
-            // The driver closes a link its core did not keep; the other side sees it end.
-            let delay = self
-                .latency
-                .one_way(Place::Supernode(dialer), Place::Supernode(target));
-            self.queue.after(
-                delay,
-                Event::Gone {
-                    sn: target,
-                    session: target_session,
-                },
-            );
-        }
-        self.carry_out(dialer);
-    }
-
-    fn gone(&mut self, sn: u32, session: SessionId) {
-        let now = self.now();
-        let Some(node) = self.nodes.get_mut(sn as usize) else {
-            return;
-        };
-        match node.sessions.remove(&session) {
-            Some(Peer::Leaf(leaf)) => {
-                node.core.leaf_gone(now, session);
-                self.leaves.unindexed(leaf, sn);
-            }
-            Some(Peer::Neighbor { .. }) => {
-                node.core.link_down(now, session);
-                self.topology.changed();
-            }
-            None => {}
-        }
-        self.carry_out(sn);
-    }
-
-    fn deliver_to_supernode(&mut self, sn: u32, session: SessionId, msg: SupernodeToSupernode) {
-        let now = self.now();
-        let Some(node) = self.nodes.get_mut(sn as usize) else {
-            return;
-        };
-        if !node.sessions.contains_key(&session) {
-            return; // closed meanwhile: the frame dies with the connection
-        }
-        if let SupernodeToSupernode::Query { query, .. } = &msg {
-            self.queries.visited(ids::query_number(&query.id), sn);
-        }
-        node.core.neighbor_message(now, session, msg);
-        self.carry_out(sn);
     }
 }
