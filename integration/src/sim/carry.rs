@@ -35,6 +35,7 @@ impl World<'_> {
                     // The node's own searches: through a channel to its driver, at once.
                     if let Some(leaf) = node.owner {
                         let life = self.leaves.life(leaf);
+                        let msg = Box::new(msg);
                         let event = Event::OwnAnswer { leaf, life, msg };
                         self.queue.after(std::time::Duration::ZERO, event);
                     }
@@ -48,7 +49,7 @@ impl World<'_> {
                             leaf,
                             life,
                             no,
-                            msg,
+                            msg: Box::new(msg),
                         };
                         self.queue.after(delay, event);
                     }
@@ -64,7 +65,7 @@ impl World<'_> {
                         let event = Event::ToSupernode {
                             sn: to,
                             session: theirs,
-                            msg,
+                            msg: Box::new(msg),
                         };
                         self.queue.after(delay, event);
                     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::Faults;
 use super::leaves::SimLeaf;
 use super::report::Stats;
-use super::world::{Event, Timeline, World};
+use super::world::{AttachReply, Event, Timeline, World};
 
 /// How a leaf lost its supernode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +115,8 @@ pub struct Dynamics {
     pub failover: Vec<Failover>,
     /// First time every online leaf was placed, once the initial population was up.
     pub all_placed_secs: Option<f64>,
-    /// Most leaves unplaced at once after the initial population was up, and when.
+    /// Most leaves unplaced at once once the initial joins are done (when the overlay
+    /// forms), and when.
     pub max_unplaced: usize,
     pub max_unplaced_secs: f64,
     /// Probes and list fetches by leaves, per online leaf and second over the run.
@@ -126,6 +127,12 @@ pub struct Dynamics {
     /// Moves of attached leaves to a clearly faster supernode, per online leaf and second.
     pub moves: u64,
     pub moves_per_leaf_sec: f64,
+    /// Searches under way at leaves that moved (their cores ended them).
+    pub searches_ended_by_moves: u64,
+    /// Attach attempts: welcomed, refused as full, failed (no answer, or not a supernode).
+    pub attaches_welcomed: u64,
+    pub attaches_refused: u64,
+    pub attaches_failed: u64,
     pub series: Vec<Sample>,
     pub phases: Vec<PhaseFigures>,
 }
@@ -138,6 +145,10 @@ pub struct Tracker {
     pub list_fetches: u64,
     /// Leaves that moved to another supernode while attached (a clearly faster one).
     pub moves: u64,
+    /// Searches under way at a leaf when it moved (the core ends them).
+    pub searches_ended_by_moves: u64,
+    /// Attaches: welcomed, refused as full, failed.
+    attaches: [u64; 3],
     moves_at_last: u64,
     elections: u64,
     step_downs: u64,
@@ -155,6 +166,8 @@ pub struct Tracker {
     leaf_secs: f64,
     supernode_secs: f64,
     population_up: Duration,
+    /// Unplaced leaves are counted from here (the joins are done).
+    joined: Duration,
     all_placed: Option<Duration>,
     max_unplaced: (usize, Duration),
 }
@@ -171,6 +184,8 @@ impl Tracker {
             probes: 0,
             list_fetches: 0,
             moves: 0,
+            searches_ended_by_moves: 0,
+            attaches: [0; 3],
             moves_at_last: 0,
             elections: 0,
             step_downs: 0,
@@ -187,6 +202,7 @@ impl Tracker {
             leaf_secs: 0.0,
             supernode_secs: 0.0,
             population_up: timeline.join + timeline.join_spread,
+            joined: timeline.mesh,
             all_placed: None,
             max_unplaced: (0, Duration::ZERO),
         }
@@ -249,6 +265,18 @@ impl Tracker {
         self.reattached(leaf, at);
     }
 
+    /// An attach ended this way.
+    pub fn attach_outcome(&mut self, reply: &AttachReply) {
+        let i = match reply {
+            AttachReply::Welcomed { .. } => 0,
+            AttachReply::Full(_) => 1,
+            AttachReply::Failed(_) => 2,
+        };
+        if let Some(count) = self.attaches.get_mut(i) {
+            *count += 1;
+        }
+    }
+
     /// An elected supernode stepped down; `refused`: its registration stood refused.
     pub fn stepped_down(&mut self, refused: bool) {
         self.step_downs += 1;
@@ -300,6 +328,10 @@ impl Tracker {
             probes_per_supernode_sec: per(self.probes, self.supernode_secs),
             moves: self.moves,
             moves_per_leaf_sec: per(self.moves, self.leaf_secs),
+            searches_ended_by_moves: self.searches_ended_by_moves,
+            attaches_welcomed: self.attaches[0],
+            attaches_refused: self.attaches[1],
+            attaches_failed: self.attaches[2],
             series: self.series.clone(),
             phases,
         }
@@ -334,7 +366,7 @@ impl World<'_> {
             if unplaced == 0 && online > 0 && t.all_placed.is_none() {
                 t.all_placed = Some(now);
             }
-            if unplaced > t.max_unplaced.0 {
+            if unplaced > t.max_unplaced.0 && now >= t.joined {
                 t.max_unplaced = (unplaced, now);
             }
         }

@@ -113,7 +113,7 @@ impl World<'_> {
         let event = Event::FromLeaf {
             sn: s.sn,
             session,
-            msg,
+            msg: Box::new(msg),
         };
         self.queue.after(delay, event);
     }
@@ -125,7 +125,7 @@ impl World<'_> {
         };
         if let Some(session) = s.session {
             let delay = self.latency.one_way(Place::Leaf(n), self.place(s.sn));
-            let msg = LeafToSupernode::Leaving;
+            let msg = Box::new(LeafToSupernode::Leaving);
             let event = Event::FromLeaf {
                 sn: s.sn,
                 session,

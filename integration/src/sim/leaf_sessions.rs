@@ -65,7 +65,7 @@ impl World<'_> {
         let failed = Event::ProbeFailed {
             leaf: n,
             life,
-            target: id,
+            target: Box::new(id),
         };
         match self.target(n, &id) {
             Target::Supernode(sn, rtt) => {
@@ -94,7 +94,7 @@ impl World<'_> {
             let failed = Event::ProbeFailed {
                 leaf: n,
                 life,
-                target: id,
+                target: Box::new(id),
             };
             self.queue.after(LEAF_IDLE, failed);
             return;
@@ -137,7 +137,7 @@ impl World<'_> {
             leaf: n,
             life,
             no,
-            reply: AttachReply::Failed(why),
+            reply: Box::new(AttachReply::Failed(why)),
         };
         match target {
             Target::Supernode(sn, rtt) => {
@@ -168,7 +168,7 @@ impl World<'_> {
                 leaf: n,
                 life,
                 no,
-                reply: AttachReply::Failed("no answer"),
+                reply: Box::new(AttachReply::Failed("no answer")),
             };
             self.queue
                 .after(CONNECT_TIMEOUT.saturating_sub(back * 3), failed);
@@ -190,7 +190,7 @@ impl World<'_> {
             leaf: n,
             life,
             no,
-            reply,
+            reply: Box::new(reply),
         };
         self.queue.after(back, event);
         self.carry_out(sn);
@@ -211,6 +211,7 @@ impl World<'_> {
             return;
         }
         let mut welcomed_at = None;
+        self.dynamics.attach_outcome(&reply);
         let outcome = match reply {
             AttachReply::Welcomed { sn, session } => {
                 let open = LeafSession {
@@ -235,10 +236,13 @@ impl World<'_> {
             return;
         };
         let before = core.supernode().map(|v| v.node_id);
+        let (running, queued) = core.searches();
         core.handle_attach(now, no, outcome);
         let current = core.supernode().map(|v| v.node_id);
         if before.is_some() && current != before {
             self.dynamics.moves += 1;
+            // A move ends the searches under way (`handle_attach`).
+            self.dynamics.searches_ended_by_moves += (running + queued) as u64;
         }
         if welcomed_at.is_some() && current == welcomed_at {
             let at = self.queue.now();

@@ -11,9 +11,9 @@
 //! Anything B sends right after keeping the link is scheduled after the confirmation and
 //! takes the same half RTT, so it reaches A after A's core knows the session, as frames
 //! wait in the QUIC stream until A's driver reads them. A dial to a supernode that is not
-//! running fails after the handshake gives up.
-
-use std::time::Duration;
+//! running fails when the dialler's handshake gives up: QUIC's idle timer runs during the
+//! handshake, so after the dialler's idle timeout (4 s for a supernode started as one, 3 s
+//! for one a leaf runs), before its 5 s handshake timeout.
 
 use superpeer_common::NodeId;
 use superpeer_common::wire::SupernodeToSupernode;
@@ -21,14 +21,11 @@ use superpeer_supernode::SessionId;
 
 use super::world::{Event, Peer, World};
 
-/// How long a dial from a supernode to nobody takes to fail (QUIC's handshake timeout,
-/// shortened as before: it changes only when a dead supernode's slot is retried).
-const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
-
 impl World<'_> {
     /// Dials the supernode `target` names for `sn`.
     pub fn dial(&mut self, sn: u32, target: NodeId) {
-        let Some(dialer_life) = self.nodes.get(sn as usize).map(|n| n.life) else {
+        let Some((dialer_life, timeout)) = self.nodes.get(sn as usize).map(|n| (n.life, n.idle))
+        else {
             return;
         };
         let live = self
@@ -38,9 +35,9 @@ impl World<'_> {
             let event = Event::DialFailed {
                 dialer: sn,
                 dialer_life,
-                target,
+                target: Box::new(target),
             };
-            self.queue.after(DIAL_TIMEOUT, event);
+            self.queue.after(timeout, event);
             return;
         };
         let delay = self
@@ -70,24 +67,29 @@ impl World<'_> {
     ) {
         let now = self.now();
         let back = self.latency.one_way(self.place(target), self.place(dialer));
-        let Some(dialer_id) = self.nodes.get(dialer as usize).map(|n| n.me) else {
+        let Some((dialer_id, timeout)) = self.nodes.get(dialer as usize).map(|n| (n.me, n.idle))
+        else {
             return;
         };
+        let target_id = self
+            .nodes
+            .get(target as usize)
+            .map_or(dialer_id.node_id, |n| n.me.node_id);
         let Some(node) = self.live_node(target) else {
             // It went away meanwhile: the handshake gives up.
             let failed = Event::DialFailed {
                 dialer,
                 dialer_life,
-                target: self
-                    .nodes
-                    .get(target as usize)
-                    .map_or(dialer_id.node_id, |n| n.me.node_id),
+                target: Box::new(target_id),
             };
-            self.queue.after(DIAL_TIMEOUT, failed);
+            let waited = self
+                .latency
+                .rtt(self.place(dialer), self.place(target))
+                .mul_f64(1.5);
+            self.queue.after(timeout.saturating_sub(waited), failed);
             return;
         };
         let session = node.new_session();
-        let target_id = node.me.node_id;
         let kept = node.core.link_up(
             now,
             session,
@@ -116,7 +118,7 @@ impl World<'_> {
             let failed = Event::DialFailed {
                 dialer,
                 dialer_life,
-                target: target_id,
+                target: Box::new(target_id),
             };
             self.queue.after(back, failed);
         }

@@ -137,6 +137,7 @@ impl World<'_> {
     /// The list server's answer reaches supernode `sn` after the one-way delay.
     fn answer_registration(&mut self, sn: u32, life: u32, status: RegistrationStatus) {
         let delay = self.to_list_server(sn);
+        let status = Box::new(status);
         self.queue
             .after(delay, Event::Registration { sn, life, status });
     }

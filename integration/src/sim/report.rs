@@ -570,6 +570,11 @@ impl Report {
             d.moves,
             d.moves_per_leaf_sec
         );
+        let _ = writeln!(
+            out,
+            "attaches: {} welcomed, {} refused as full, {} failed; {} searches under way ended by their leaf's move",
+            d.attaches_welcomed, d.attaches_refused, d.attaches_failed, d.searches_ended_by_moves
+        );
         for f in &d.failover {
             let _ = writeln!(
                 out,

@@ -119,9 +119,9 @@ impl World<'_> {
             self.leaves.unindexed(leaf, sn);
             self.dynamics
                 .orphaned(self.leaves.get_mut(leaf), life, id, at, cause);
-            let msg = SupernodeToLeaf::MoveTo {
+            let msg = Box::new(SupernodeToLeaf::MoveTo {
                 supernodes: supernodes.clone(),
-            };
+            });
             let delay = self.latency.one_way(from, Place::Leaf(leaf));
             self.queue.after(
                 delay,
@@ -188,7 +188,8 @@ impl World<'_> {
             Some(sn) => sn,
             None => {
                 let sn = self.nodes.len() as u32;
-                let core = SupernodeCore::new(now, me, self.config.core.clone(), 0);
+                let seed = self.seed_for(2, n, 1);
+                let core = SupernodeCore::new(now, me, self.config.core.clone(), seed);
                 self.nodes.push(Node::new(core, Some(n), 0.0));
                 self.leaves.set_slot(n, sn);
                 sn
@@ -198,10 +199,14 @@ impl World<'_> {
             return;
         };
         let seed = self.seed_for(2, n, slot_life);
+        let fresh =
+            (slot_life > 1).then(|| SupernodeCore::new(now, me, self.config.core.clone(), seed));
         let Some(node) = self.nodes.get_mut(slot as usize) else {
             return;
         };
-        node.core = SupernodeCore::new(now, me, self.config.core.clone(), seed);
+        if let Some(core) = fresh {
+            node.core = core;
+        }
         node.core.learn(now, &known);
         node.sessions.clear();
         node.state = NodeState::Up;
