@@ -319,7 +319,7 @@ impl LeafCore {
         self.next_check = now + MAX_SLEEP;
         if now >= self.next_reprobe {
             self.next_reprobe = now + self.config.reprobe_interval;
-            self.joiner.reprobe_all(now);
+            self.joiner.new_round(now);
         }
         if now >= self.next_refresh {
             self.next_refresh = now + self.config.refresh_interval;

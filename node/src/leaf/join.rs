@@ -12,7 +12,11 @@
 //!    suggestions as candidates; a failure backs off exponentially.
 //! 4. While attached, re-probing may find a clearly faster supernode: [`Joiner::better_than_current`]
 //!    suggests a move only past a hysteresis (much faster *and* faster by a margin), so a
-//!    leaf does not flap between two similar supernodes.
+//!    leaf does not flap between two similar supernodes. Each round ([`Joiner::new_round`])
+//!    an attached leaf spends at most `probes_per_round` probes: the current supernode and
+//!    the best measured ones first, then candidates never measured. A leaf that knows 500
+//!    supernodes must not probe them all every round: the simulator showed 200 leaves a
+//!    supernode making 500 probes a second at every supernode that way.
 //! 5. When the supernode goes away ([`Joiner::lost`]), the next best candidate is chosen
 //!    at once; the lost one backs off.
 
@@ -42,6 +46,10 @@ pub struct JoinConfig {
     pub max_backoff: Duration,
     /// Most candidates remembered.
     pub max_candidates: usize,
+    /// Probes an attached leaf makes per round (half re-measuring the best known, the
+    /// current one first; half trying candidates never measured). A leaf looking for a
+    /// supernode probes whatever is due, `probe_batch` at a time.
+    pub probes_per_round: usize,
 }
 
 impl Default for JoinConfig {
@@ -55,6 +63,7 @@ impl Default for JoinConfig {
             failure_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_candidates: 500,
+            probes_per_round: 6,
         }
     }
 }
@@ -65,7 +74,7 @@ struct Candidate {
     addr: SocketAddr,
     load: Option<Load>,
     rtt: Option<(Duration, Instant)>,
-    /// Its RTT is to be measured again, however recent (see [`Joiner::reprobe_all`]).
+    /// Its RTT is to be measured again, however recent (see [`Joiner::new_round`]).
     stale: bool,
     probing: bool,
     failures: u32,
@@ -102,12 +111,54 @@ pub struct Joiner {
     me: NodeId,
     candidates: HashMap<NodeId, Candidate>,
     current: Option<NodeId>,
+    /// Probes left in this round while attached.
+    round: RoundBudget,
+}
+
+/// An attached leaf's probes left in this round: for re-measuring known candidates and
+/// for trying new ones; what one kind cannot use goes to the other.
+#[derive(Clone, Copy, Debug)]
+struct RoundBudget {
+    remeasure: usize,
+    explore: usize,
+}
+
+impl RoundBudget {
+    fn new(per_round: usize) -> Self {
+        Self {
+            remeasure: per_round.div_ceil(2),
+            explore: per_round / 2,
+        }
+    }
+
+    /// How many of `measured` and of `unmeasured` due candidates to probe now, at most
+    /// `room` in all; spends them.
+    fn take(&mut self, measured: usize, unmeasured: usize, room: usize) -> (usize, usize) {
+        let total = self.remeasure + self.explore;
+        let mut m = measured.min(self.remeasure);
+        let mut u = unmeasured.min(self.explore);
+        // Lend what one kind cannot use to the other.
+        m = measured.min(m + (self.explore - u));
+        u = unmeasured.min(u + (self.remeasure.saturating_sub(m)));
+        // Fit the batch, keeping the two in turn.
+        while m + u > room.min(total) {
+            if m > u { m -= 1 } else { u -= 1 }
+        }
+        let from_own = m.min(self.remeasure);
+        self.remeasure -= from_own;
+        self.explore -= (m - from_own).min(self.explore);
+        let from_own = u.min(self.explore);
+        self.explore -= from_own;
+        self.remeasure = self.remeasure.saturating_sub(u - from_own);
+        (m, u)
+    }
 }
 
 impl Joiner {
     /// A joiner for node `me` (which never joins itself).
     pub fn new(me: NodeId, config: JoinConfig) -> Self {
         Self {
+            round: RoundBudget::new(config.probes_per_round),
             config,
             me,
             candidates: HashMap::new(),
@@ -141,11 +192,12 @@ impl Joiner {
     }
 
     /// Candidates to probe now (at most `probe_batch` probing at once), marked as probing.
+    /// While attached, at most what is left of the round's budget.
     pub fn poll_probes(&mut self, now: Instant) -> Vec<PeerAddr> {
         let probing = self.candidates.values().filter(|c| c.probing).count();
         let room = self.config.probe_batch.saturating_sub(probing);
         let ttl = self.config.probe_ttl;
-        let mut due: Vec<(bool, NodeId)> = self
+        let due = self
             .candidates
             .iter()
             .filter(|(_, c)| !c.probing && c.ready(now))
@@ -153,14 +205,38 @@ impl Joiner {
                 c.stale
                     || c.rtt
                         .is_none_or(|(_, at)| now.saturating_duration_since(at) >= ttl)
+            });
+        let (mut measured, mut unmeasured): (Vec<_>, Vec<_>) = due
+            .map(|(id, c)| {
+                let first = Some(*id) != self.current;
+                (first, c.rtt.map(|(rtt, _)| rtt), *id)
             })
-            .map(|(id, c)| (c.rtt.is_some(), *id))
-            .collect();
-        // Never-probed candidates first.
-        due.sort();
-        due.truncate(room);
-        due.into_iter()
-            .filter_map(|(_, id)| {
+            .partition(|(_, rtt, _)| rtt.is_some());
+        measured.sort();
+        unmeasured.sort();
+        let chosen: Vec<NodeId> = if self.current.is_some() {
+            // The current one and the best known, and the never measured, in turn.
+            let (m, u) = self.round.take(measured.len(), unmeasured.len(), room);
+            let mut measured = measured.into_iter().take(m);
+            let mut unmeasured = unmeasured.into_iter().take(u);
+            let mut chosen = Vec::new();
+            while chosen.len() < m + u {
+                chosen.extend(measured.next().map(|(_, _, id)| id));
+                chosen.extend(unmeasured.next().map(|(_, _, id)| id));
+            }
+            chosen
+        } else {
+            // Looking for a supernode: the never measured first.
+            unmeasured.append(&mut measured);
+            unmeasured
+                .into_iter()
+                .take(room)
+                .map(|(_, _, id)| id)
+                .collect()
+        };
+        chosen
+            .into_iter()
+            .filter_map(|id| {
                 let c = self.candidates.get_mut(&id)?;
                 c.probing = true;
                 Some(PeerAddr::pinned(id, c.addr))
@@ -274,8 +350,10 @@ impl Joiner {
         clearly.then_some((best, rtt))
     }
 
-    /// Marks every probe as stale so the next [`Joiner::poll_probes`] measures them again.
-    pub fn reprobe_all(&mut self, _now: Instant) {
+    /// A new re-probe round: every measurement is stale, and an attached leaf may spend
+    /// `probes_per_round` probes on the best of them and on new candidates.
+    pub fn new_round(&mut self, _now: Instant) {
+        self.round = RoundBudget::new(self.config.probes_per_round);
         // A flag, not a back-dated time: an `Instant` cannot go back further than the
         // machine's uptime.
         for c in self.candidates.values_mut() {

@@ -200,3 +200,55 @@ fn our_own_id_is_never_a_candidate_and_the_cache_lists_best_first() {
         "a cached list is stale when read back"
     );
 }
+
+/// Probes polled (and answered at 50 ms) until none is due; returns who was probed.
+fn probe_until_quiet(joiner: &mut Joiner, now: Instant) -> Vec<u8> {
+    let mut probed = Vec::new();
+    loop {
+        let batch = joiner.poll_probes(now);
+        if batch.is_empty() {
+            return probed;
+        }
+        for p in batch {
+            let node = p.node_id.unwrap();
+            probed.push(node.as_bytes()[0]);
+            joiner.probe_result(now, node, Some((ms(50), None)));
+        }
+    }
+}
+
+#[test]
+fn an_attached_leaf_spends_a_few_probes_a_round_however_many_it_knows() {
+    let now = Instant::now();
+    // Twenty measured (1 the fastest, 20 the slowest), attached to 3.
+    let rtts: Vec<u64> = (1..=20).map(|n| 10 + n).collect();
+    let mut joiner = probed(now, &rtts);
+    joiner.attached(id(3));
+    // Forty more learned while attached.
+    let more: Vec<_> = (21..=60).map(|n| info(n, 0, 10)).collect();
+    joiner.add(&more);
+    let per_round = JoinConfig::default().probes_per_round;
+    for round in 1..=3u32 {
+        let at = now + Duration::from_secs(30) * round;
+        joiner.new_round(at);
+        let probed = probe_until_quiet(&mut joiner, at);
+        assert_eq!(probed.len(), per_round, "round {round}: {probed:?}");
+        // The current one first, then the best measured and new ones in turn.
+        assert_eq!(probed[0], 3, "round {round}: {probed:?}");
+        let best: Vec<u8> = probed.iter().copied().filter(|n| *n <= 20).collect();
+        let new: Vec<u8> = probed.iter().copied().filter(|n| *n > 20).collect();
+        assert_eq!(best.len(), per_round / 2, "round {round}: {probed:?}");
+        assert_eq!(new.len(), per_round / 2, "round {round}: {probed:?}");
+    }
+    // Nothing more until the next round.
+    assert!(
+        joiner
+            .poll_probes(now + Duration::from_secs(100))
+            .is_empty()
+    );
+    // Without a supernode, whatever is due is probed, a batch at a time.
+    joiner.lost(now + Duration::from_secs(100), id(3));
+    let at = now + Duration::from_secs(100);
+    let probed = probe_until_quiet(&mut joiner, at);
+    assert!(probed.len() > 40, "{}", probed.len());
+}
