@@ -113,6 +113,8 @@ pub struct Joiner {
     current: Option<NodeId>,
     /// Probes left in this round while attached.
     round: RoundBudget,
+    /// Candidates being probed (kept, not counted: this is asked at every event).
+    probing: usize,
 }
 
 /// An attached leaf's probes left in this round: for re-measuring known candidates and
@@ -129,6 +131,10 @@ impl RoundBudget {
             remeasure: per_round.div_ceil(2),
             explore: per_round / 2,
         }
+    }
+
+    fn spent(&self) -> bool {
+        self.remeasure + self.explore == 0
     }
 
     /// How many of `measured` and of `unmeasured` due candidates to probe now, at most
@@ -163,6 +169,7 @@ impl Joiner {
             me,
             candidates: HashMap::new(),
             current: None,
+            probing: 0,
         }
     }
 
@@ -176,7 +183,9 @@ impl Joiner {
             match self.candidates.get_mut(&info.node_id) {
                 Some(c) => {
                     if c.addr != info.addr {
+                        let probing = c.probing;
                         *c = Candidate::new(info.addr, Some(info.load));
+                        c.probing = probing;
                     } else if c.rtt.is_none() || !info.stale {
                         c.load = Some(info.load);
                     }
@@ -194,8 +203,10 @@ impl Joiner {
     /// Candidates to probe now (at most `probe_batch` probing at once), marked as probing.
     /// While attached, at most what is left of the round's budget.
     pub fn poll_probes(&mut self, now: Instant) -> Vec<PeerAddr> {
-        let probing = self.candidates.values().filter(|c| c.probing).count();
-        let room = self.config.probe_batch.saturating_sub(probing);
+        let room = self.config.probe_batch.saturating_sub(self.probing);
+        if room == 0 || (self.current.is_some() && self.round.spent()) {
+            return Vec::new();
+        }
         let ttl = self.config.probe_ttl;
         let due = self
             .candidates
@@ -239,6 +250,7 @@ impl Joiner {
             .filter_map(|id| {
                 let c = self.candidates.get_mut(&id)?;
                 c.probing = true;
+                self.probing += 1;
                 Some(PeerAddr::pinned(id, c.addr))
             })
             .collect()
@@ -255,7 +267,10 @@ impl Joiner {
         let Some(c) = self.candidates.get_mut(&node_id) else {
             return;
         };
-        c.probing = false;
+        if c.probing {
+            c.probing = false;
+            self.probing = self.probing.saturating_sub(1);
+        }
         match result {
             Some((rtt, load)) => {
                 c.rtt = Some((rtt, now));
@@ -271,7 +286,7 @@ impl Joiner {
 
     /// True while probes are under way.
     pub fn probing(&self) -> bool {
-        self.candidates.values().any(|c| c.probing)
+        self.probing > 0
     }
 
     /// The candidate to attach to now: measured, with room, not backing off, lowest RTT.
