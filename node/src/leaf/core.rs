@@ -60,6 +60,10 @@ pub const REFRESH_MIN_GAP: Duration = Duration::from_secs(2);
 /// Supernodes asked for, of a list server or of our supernode.
 pub const SUPERNODES_ASKED: u16 = 50;
 
+/// Least time between two saves of the known supernodes (lists come every 30 s; the cache
+/// only has to survive a restart).
+pub const CACHE_SAVE_EVERY: Duration = Duration::from_secs(300);
+
 /// Longest a refused publish waits before it is tried again.
 pub const PUBLISH_RETRY: Duration = Duration::from_secs(30);
 
@@ -215,6 +219,9 @@ pub struct LeafCore {
     next_reprobe: Instant,
     next_refresh: Instant,
     retry_publish: Option<Instant>,
+    /// When the known supernodes may be saved next, and whether they changed since.
+    next_cache_save: Instant,
+    cache_dirty: bool,
     /// The next look at the clock at the latest (an absolute time, so that a stream of
     /// events cannot keep postponing it).
     next_check: Instant,
@@ -255,6 +262,8 @@ impl LeafCore {
             next_reprobe: now + config.reprobe_interval,
             next_refresh: now + config.refresh_interval,
             retry_publish: None,
+            next_cache_save: now,
+            cache_dirty: false,
             next_check: now + MAX_SLEEP,
             searches: Searches::new(now),
             publication: Publication::new(entries, ASSUMED_LIMITS.max_entries as usize),
@@ -293,6 +302,7 @@ impl LeafCore {
         consider(self.searches.next_deadline());
         consider(self.searches.next_release(now));
         consider(self.retry_publish);
+        consider(self.cache_dirty.then_some(self.next_cache_save));
         // A deadline already past has been acted on (or has nothing to act on): waking
         // for it again would only spin.
         consider(self.first_join_ends().filter(|end| *end > now));
@@ -320,6 +330,9 @@ impl LeafCore {
         if now >= self.next_reprobe {
             self.next_reprobe = now + self.config.reprobe_interval;
             self.joiner.new_round(now);
+        }
+        if self.cache_dirty && now >= self.next_cache_save {
+            self.save_cache(now);
         }
         if now >= self.next_refresh {
             self.next_refresh = now + self.config.refresh_interval;

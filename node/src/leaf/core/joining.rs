@@ -8,8 +8,8 @@ use superpeer_common::{NodeId, PeerAddr};
 
 use super::promotion::Role;
 use super::{
-    ASSUMED_LIMITS, AttachOutcome, Attached, LeafAction, LeafCore, PUBLISH_RETRY, REFRESH_MIN_GAP,
-    SUPERNODES_ASKED, SessionNo, Source,
+    ASSUMED_LIMITS, AttachOutcome, Attached, CACHE_SAVE_EVERY, LeafAction, LeafCore, PUBLISH_RETRY,
+    REFRESH_MIN_GAP, SUPERNODES_ASKED, SessionNo, Source,
 };
 
 impl LeafCore {
@@ -38,7 +38,7 @@ impl LeafCore {
         }
         self.joiner.add(infos);
         if matches!(source, Source::ListServer { .. }) {
-            self.save_cache();
+            self.save_cache(now);
         }
         self.drive(now);
     }
@@ -162,7 +162,7 @@ impl LeafCore {
             SupernodeToLeaf::Supernodes(list) => {
                 if list.validate().is_ok() {
                     self.joiner.add(&list.supernodes);
-                    self.save_cache();
+                    self.save_cache(now);
                 }
             }
             SupernodeToLeaf::MoveTo { supernodes } => {
@@ -245,7 +245,15 @@ impl LeafCore {
         self.actions.push_back(LeafAction::FetchLists);
     }
 
-    pub(super) fn save_cache(&mut self) {
+    /// Saves the known supernodes now, or marks them to be saved once
+    /// [`CACHE_SAVE_EVERY`] has passed since the last save.
+    pub(super) fn save_cache(&mut self, now: Instant) {
+        if now < self.next_cache_save {
+            self.cache_dirty = true;
+            return;
+        }
+        self.cache_dirty = false;
+        self.next_cache_save = now + CACHE_SAVE_EVERY;
         self.actions
             .push_back(LeafAction::SaveCache(self.joiner.known()));
     }
