@@ -127,6 +127,19 @@ pub enum IdentityError {
     /// The state dir or the key file could not be written.
     #[error("cannot write identity key {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    /// The key file is a symbolic link to nothing. It is left alone: writing through it
+    /// would create a file wherever it points, and replacing it would lose that choice.
+    #[error(
+        "identity key {path} is a symbolic link to a file that does not exist; restore its \
+         target, or remove the link to create a new identity (the node id will change)"
+    )]
+    DanglingLink { path: PathBuf },
+    /// The key file appeared and disappeared again while we created it (another program
+    /// is deleting it).
+    #[error(
+        "identity key {path} keeps disappearing while it is created; is another program removing it?"
+    )]
+    Vanished { path: PathBuf },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
@@ -173,32 +186,45 @@ impl Identity {
     /// Loads `dir/identity.key`, or creates it (and `dir`) on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
         let path = dir.join(IDENTITY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                warn_if_readable_by_others(&path);
-                Self::from_pem(&bytes).map_err(|reason| IdentityError::Corrupt { path, reason })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let identity = Self::generate()?;
-                std::fs::create_dir_all(dir).map_err(|source| IdentityError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-                let created = create_new_atomic(&path, identity.to_pem().as_bytes(), 0o600)
-                    .map_err(|source| IdentityError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if !created {
-                    // Another process created it first: use that one, or we would run
-                    // under an id that is not on disk.
-                    return Self::load_or_create(dir);
+        // Twice at most: a second round only follows a process that created the key between
+        // our read and our create. Anything else that makes the read miss while the create
+        // finds a file (a dangling symlink) is an error, never a loop.
+        for _ in 0..2 {
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    warn_if_readable_by_others(&path);
+                    return Self::from_pem(&bytes)
+                        .map_err(|reason| IdentityError::Corrupt { path, reason });
                 }
-                tracing::info!(node_id = %identity.node_id, path = %path.display(), "created a new identity");
-                Ok(identity)
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if is_symlink(&path) {
+                        return Err(IdentityError::DanglingLink { path });
+                    }
+                    if let Some(identity) = Self::create(dir, &path)? {
+                        return Ok(identity);
+                    }
+                }
+                Err(source) => return Err(IdentityError::Read { path, source }),
             }
-            Err(source) => Err(IdentityError::Read { path, source }),
         }
+        Err(IdentityError::Vanished { path })
+    }
+
+    /// Writes a new key at `path`; `None` when another process created one first (then we
+    /// use theirs, or we would run under an id that is not on disk). The key is linked into
+    /// place, which never follows or replaces whatever `path` names.
+    fn create(dir: &Path, path: &Path) -> Result<Option<Self>, IdentityError> {
+        let identity = Self::generate()?;
+        let write_error = |source| IdentityError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(write_error)?;
+        if !create_new_atomic(path, identity.to_pem().as_bytes(), 0o600).map_err(write_error)? {
+            return Ok(None);
+        }
+        tracing::info!(node_id = %identity.node_id, path = %path.display(), "created a new identity");
+        Ok(Some(identity))
     }
 
     /// This node's id.
@@ -238,6 +264,10 @@ impl Identity {
             .ok_or("not an Ed25519 PKCS#8 v1 key")?;
         Ok(Self::from_seed(seed))
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
 }
 
 #[cfg(unix)]
@@ -322,6 +352,42 @@ mod tests {
             Identity::load_or_create(dir.path()),
             Err(IdentityError::Read { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dangling_symlink_is_a_clear_error_and_is_left_alone() {
+        // Before: the read missed, the create found the link, and the retry recursed until
+        // the stack overflowed.
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join(IDENTITY_FILE);
+        let target = dir.path().join("elsewhere").join("key.pem");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, IdentityError::DanglingLink { .. }), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!target.exists(), "nothing was written through the link");
+        assert_eq!(std::fs::read_link(&link).unwrap(), target);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_to_a_key_is_followed_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        let first = Identity::load_or_create(&real).unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::symlink(real.join(IDENTITY_FILE), state.join(IDENTITY_FILE)).unwrap();
+        assert_eq!(
+            Identity::load_or_create(&state).unwrap().node_id(),
+            first.node_id()
+        );
     }
 
     #[test]
