@@ -2,8 +2,11 @@
 //! pacing under the supernode's query limit.
 
 use superpeer_common::TokenBucket;
-use superpeer_common::wire::{Holder, QueryEnd, SupernodeToLeaf};
+use superpeer_common::wire::{
+    Holder, MAX_HITS_PER_MESSAGE, MAX_HOLDERS_PER_HIT, QueryEnd, SupernodeToLeaf,
+};
 
+use super::searches::MAX_HOLDERS_PER_SEARCH;
 use super::tests::{Setup, addr, attached, drain, id, limits, ms, quiet, ready, secs, sent};
 use super::*;
 
@@ -113,6 +116,100 @@ fn hits_are_merged_by_content_and_only_news_is_passed_on() {
     };
     assert_eq!(answer(&mut s, late), Vec::new());
     assert_eq!(answer(&mut s, done), Vec::new());
+}
+
+/// A hit for content number `content` with `holders` holders numbered from `first`:
+/// room for more distinct contents and holders than the `u8` helpers give.
+fn wide_hit(content: u32, first: u32, holders: u32) -> QueryHit {
+    let mut content_id = [0u8; 32];
+    content_id[..4].copy_from_slice(&content.to_be_bytes());
+    QueryHit {
+        content_id: ContentId::from_bytes(content_id),
+        name: format!("song {content}.mp3"),
+        size: 1000,
+        holders: (first..first + holders)
+            .map(|n| {
+                let mut node_id = [7u8; 32];
+                node_id[..4].copy_from_slice(&n.to_be_bytes());
+                Holder {
+                    node_id: NodeId::from_bytes(node_id),
+                    addr: SocketAddr::from(([10, 0, 0, 1], (n % 60_000) as u16 + 1)),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What a flood passed on: the distinct contents, and the largest holder list of a hit.
+fn passed_on(actions: &[LeafAction]) -> (std::collections::HashSet<ContentId>, usize) {
+    let mut contents = std::collections::HashSet::new();
+    let mut widest = 0;
+    for action in actions {
+        if let LeafAction::Hits { hits, .. } = action {
+            for hit in hits {
+                contents.insert(hit.content_id);
+                widest = widest.max(hit.holders.len());
+            }
+        }
+    }
+    (contents, widest)
+}
+
+#[test]
+fn a_flood_of_hits_is_held_to_want_and_the_holder_caps() {
+    // A malicious supernode answers a search for 10 with 12 s of full messages: 20,000
+    // distinct contents, then known contents again and again with new holders each time.
+    let (mut s, q) = one_search();
+    let mut actions = Vec::new();
+    for round in 0..100u32 {
+        let hits = (0..MAX_HITS_PER_MESSAGE as u32)
+            .map(|i| wide_hit(round * 1000 + i, round * 10_000 + i * 32, 32))
+            .collect();
+        actions.extend(answer(&mut s, SupernodeToLeaf::Hits { id: q, hits }));
+        s.now += ms(100);
+    }
+    for round in 0..100u32 {
+        let hits = (0..10)
+            .map(|c| wide_hit(c, 5_000_000 + round * 1000 + c * 32, 32))
+            .collect();
+        actions.extend(answer(&mut s, SupernodeToLeaf::Hits { id: q, hits }));
+    }
+    let (contents, widest) = passed_on(&actions);
+    assert_eq!(contents.len(), 10, "the first `want` contents, no more");
+    assert_eq!(widest, MAX_HOLDERS_PER_HIT);
+    assert_eq!(s.core.searches.held(), (10, 10 * MAX_HOLDERS_PER_HIT));
+    // Nothing was passed on once every content was full.
+    let after: Vec<_> = (0..10)
+        .map(|c| wide_hit(c, 9_000_000 + c * 32, 32))
+        .collect();
+    assert_eq!(
+        answer(&mut s, SupernodeToLeaf::Hits { id: q, hits: after }),
+        Vec::new()
+    );
+}
+
+#[test]
+fn a_search_holds_a_bounded_number_of_holders_whatever_it_wants() {
+    let mut s = ready(quiet(), Vec::new(), 100);
+    drain(&mut s.core);
+    let q = s.core.search(s.now, &words("song"), u32::MAX).unwrap();
+    drain(&mut s.core);
+    let mut actions = Vec::new();
+    for round in 0..50u32 {
+        let hits = (0..MAX_HITS_PER_MESSAGE as u32)
+            .map(|i| wide_hit(round * 1000 + i, round * 10_000 + i * 32, 32))
+            .collect();
+        actions.extend(answer(&mut s, SupernodeToLeaf::Hits { id: q, hits }));
+    }
+    let (contents, _) = passed_on(&actions);
+    assert!(
+        contents.len() <= MAX_CONTENTS_PER_SEARCH,
+        "{}",
+        contents.len()
+    );
+    let (held_contents, held_holders) = s.core.searches.held();
+    assert!(held_contents <= MAX_CONTENTS_PER_SEARCH);
+    assert_eq!(held_holders, MAX_HOLDERS_PER_SEARCH);
 }
 
 #[test]

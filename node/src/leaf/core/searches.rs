@@ -7,6 +7,13 @@
 //! in order; only past [`MAX_QUEUED_SEARCHES`] is a search refused, with a clear reason. The
 //! supernode's bucket starts full when the leaf attaches, no later than ours starts (on the
 //! `Limits` message), so ours never has a token the supernode's lacks.
+//!
+//! A supernode decides what it sends us, so a search keeps only what we asked for: the
+//! first `want` contents (at most [`MAX_CONTENTS_PER_SEARCH`]), [`MAX_HOLDERS_PER_HIT`]
+//! holders each and [`MAX_HOLDERS_PER_SEARCH`] in all; no name is kept (each hit passed on
+//! carries its own).
+//! Past that, hits are dropped unread, so a flood costs a search a bounded table and the
+//! asker a bounded number of results, whatever arrives before the deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -34,9 +41,15 @@ pub const ASSUMED_LIMITS: LeafLimits = LeafLimits {
     max_entries: 10_000,
 };
 
-/// Most distinct contents one search reports, whatever a supernode sends: `want` bounds
-/// what we asked for, this bounds a supernode that ignores it.
-pub const MAX_CONTENTS_PER_SEARCH: usize = 2_000;
+/// Most distinct contents one search reports, whatever `want` says: the most a control
+/// request may ask for (`control::MAX_WANT`). A search stops taking new contents at its
+/// `want`; a supernode that sends more is ignored past it.
+pub const MAX_CONTENTS_PER_SEARCH: usize = 1_000;
+
+/// Most holders one search keeps, over all its contents (each at most
+/// `MAX_HOLDERS_PER_HIT`): with [`MAX_RUNNING_SEARCHES`], what a flood of hits can make
+/// the search table hold (256 x 4,096 holders of about 60 bytes: some 60 MB at worst).
+pub const MAX_HOLDERS_PER_SEARCH: usize = 4_096;
 
 /// What a search produced, for the driver to pass on to whoever asked.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +65,10 @@ struct Running {
     answered: bool,
     /// Holders reported so far, per content.
     seen: HashMap<ContentId, Vec<Holder>>,
+    /// Holders in `seen`, all contents together.
+    holders: usize,
+    /// Contents it takes at most: the query's `want`, capped.
+    want: usize,
     deadline: Instant,
 }
 
@@ -110,7 +127,7 @@ impl Searches {
             self.queued.push_back(query);
             return Ok(None);
         }
-        self.sent(now, query.id);
+        self.sent(now, &query);
         Ok(Some(query))
     }
 
@@ -119,7 +136,7 @@ impl Searches {
         let mut due = Vec::new();
         while !self.held && !self.queued.is_empty() && self.bucket.try_take(now) {
             if let Some(query) = self.queued.pop_front() {
-                self.sent(now, query.id);
+                self.sent(now, &query);
                 due.push(query);
             }
         }
@@ -134,12 +151,15 @@ impl Searches {
         Some(now + Duration::from_millis(u64::from(self.limits.query_interval_ms).min(60_000) / 4))
     }
 
-    fn sent(&mut self, now: Instant, id: QueryId) {
+    fn sent(&mut self, now: Instant, query: &Query) {
+        let want = usize::try_from(query.want).unwrap_or(usize::MAX);
         self.running.insert(
-            id,
+            query.id,
             Running {
                 answered: false,
                 seen: HashMap::new(),
+                holders: 0,
+                want: want.clamp(1, MAX_CONTENTS_PER_SEARCH),
                 deadline: now + SEARCH_DEADLINE,
             },
         );
@@ -157,32 +177,10 @@ impl Searches {
         match msg {
             SupernodeToLeaf::Hits { id, hits } => {
                 let search = self.running.get_mut(&id)?;
-                let mut fresh = Vec::new();
-                for mut hit in hits {
-                    if hit.validate().is_err() {
-                        continue;
-                    }
-                    if !search.seen.contains_key(&hit.content_id)
-                        && search.seen.len() >= MAX_CONTENTS_PER_SEARCH
-                    {
-                        continue;
-                    }
-                    // The same content from another supernode: pass it on again only if it
-                    // brings holders not reported yet, with every holder known so far (a
-                    // later result for a content id supersedes the earlier one).
-                    let known = search.seen.entry(hit.content_id).or_default();
-                    let before = known.len();
-                    for holder in &hit.holders {
-                        if !known.contains(holder) && known.len() < MAX_HOLDERS_PER_HIT {
-                            known.push(*holder);
-                        }
-                    }
-                    if known.len() == before {
-                        continue;
-                    }
-                    hit.holders = known.clone();
-                    fresh.push(hit);
-                }
+                let fresh: Vec<QueryHit> = hits
+                    .into_iter()
+                    .filter_map(|hit| search.take(hit))
+                    .collect();
                 if fresh.is_empty() {
                     return None;
                 }
@@ -243,6 +241,48 @@ impl Searches {
     /// Searches running and queued.
     pub fn len(&self) -> (usize, usize) {
         (self.running.len(), self.queued.len())
+    }
+
+    /// Contents and holders the running searches hold, all together: what the caps bound.
+    #[cfg(test)]
+    pub fn held(&self) -> (usize, usize) {
+        self.running
+            .values()
+            .fold((0, 0), |(c, h), s| (c + s.seen.len(), h + s.holders))
+    }
+}
+
+impl Running {
+    /// Merges one hit; returns what to pass on, if anything is new. The same content from
+    /// another supernode is passed on again only if it brings holders not reported yet,
+    /// with every holder known so far (a later result for a content id supersedes the
+    /// earlier one).
+    fn take(&mut self, mut hit: QueryHit) -> Option<QueryHit> {
+        if hit.validate().is_err() {
+            return None;
+        }
+        if !self.seen.contains_key(&hit.content_id) && self.seen.len() >= self.want {
+            return None;
+        }
+        if self.holders >= MAX_HOLDERS_PER_SEARCH {
+            return None;
+        }
+        let known = self.seen.entry(hit.content_id).or_default();
+        let before = known.len();
+        for holder in &hit.holders {
+            if known.len() >= MAX_HOLDERS_PER_HIT || self.holders >= MAX_HOLDERS_PER_SEARCH {
+                break;
+            }
+            if !known.contains(holder) {
+                known.push(*holder);
+                self.holders += 1;
+            }
+        }
+        if known.len() == before {
+            return None;
+        }
+        hit.holders = known.clone();
+        Some(hit)
     }
 }
 
