@@ -27,5 +27,8 @@ mod server;
 pub use client::{ClientError, RegistrationStatus, fetch_supernodes, keep_registered};
 pub use persist::{PersistError, REGISTRY_FILE, unix_ms};
 pub use rate_limit::RateLimiter;
-pub use registry::{RefuseReason, RegisterOutcome, Registry, RegistryConfig, SavedEntry};
+pub use registry::{
+    DEFAULT_MAX_CAPACITY, DEFAULT_MAX_PER_SOURCE, RefuseReason, RegisterOutcome, Registry,
+    RegistryConfig, SavedEntry,
+};
 pub use server::{ListServer, ListServerConfig, ListServerError};

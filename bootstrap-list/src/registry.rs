@@ -13,8 +13,8 @@
 //! 4. Entries restored from disk ([`Registry::restore`]) are listed at once, marked stale,
 //!    until the node registers again (or they expire).
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,15 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use superpeer_common::NodeId;
 use superpeer_common::wire::{Load, SupernodeInfo, SupernodeList};
+
+/// Default of [`RegistryConfig::max_per_source`]: supernodes listed (or waiting for their
+/// dial-back) per source address.
+pub const DEFAULT_MAX_PER_SOURCE: usize = 4;
+
+/// Default of [`RegistryConfig::max_capacity`]: twice a supernode's default `--max-leaves`
+/// (500), so an honest big supernode still counts for more than a default one, but no claim
+/// outweighs two of them.
+pub const DEFAULT_MAX_CAPACITY: u32 = 1_000;
 
 /// Tunables of the registry.
 #[derive(Clone, Debug)]
@@ -40,12 +49,14 @@ pub struct RegistryConfig {
     /// total capacity of listed supernodes.
     pub short_ratio: f64,
     /// Most entries (listed and pending) registered from one source address, so one host
-    /// cannot fill the registry.
+    /// cannot fill the registry or crowd the lists with identities it makes up for free.
+    /// A few: honest operators run one supernode per address, rarely more behind one NAT.
     pub max_per_source: usize,
     /// How long a registration may wait for its dial-back before its slot is freed.
     pub pending_timeout: Duration,
-    /// Largest capacity a supernode may claim. Loads are self-reported: an absurd claim
-    /// must not put a node first in every list or hide a shortage.
+    /// Largest capacity believed of a supernode. Loads are self-reported: an absurd claim
+    /// must not put a node first in every list or hide a shortage. A larger claim is scaled
+    /// down with its leaves, so how full it says it is stays the same.
     pub max_capacity: u32,
 }
 
@@ -58,9 +69,9 @@ impl Default for RegistryConfig {
             max_pending: 256,
             full_ratio: 0.9,
             short_ratio: 0.8,
-            max_per_source: 64,
+            max_per_source: DEFAULT_MAX_PER_SOURCE,
             pending_timeout: Duration::from_secs(15),
-            max_capacity: 10_000,
+            max_capacity: DEFAULT_MAX_CAPACITY,
         }
     }
 }
@@ -112,6 +123,14 @@ struct Listed {
     freshness: Freshness,
     /// The address it registered from (`None` when restored from disk).
     source: Option<IpAddr>,
+}
+
+impl Listed {
+    /// The address whose weight this entry shares in the lists: where it registered from,
+    /// or (restored from disk) the address it was verified at.
+    fn weight_group(&self) -> IpAddr {
+        self.source.unwrap_or(self.addr.ip())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -292,8 +311,14 @@ impl Registry {
 
     /// Up to `max` supernodes for an asker. Live entries with room come first, in a random
     /// order weighted by their spare capacity (so askers spread over them); then stale ones;
-    /// then live ones that are full. `made_at_ms` is the wall-clock time stamped on the list.
+    /// then live ones that are full. An address's entries share one address's weight, so
+    /// identities made up behind one address never outweigh a single supernode with the
+    /// largest believed capacity. `made_at_ms` is the wall-clock time stamped on the list.
     pub fn select(&self, made_at_ms: u64, max: usize, rng: &mut impl Rng) -> SupernodeList {
+        let mut per_address: HashMap<IpAddr, u32> = HashMap::new();
+        for e in self.listed.values() {
+            *per_address.entry(e.weight_group()).or_default() += 1;
+        }
         let mut ranked: Vec<(u8, f64, SupernodeInfo)> = self
             .listed
             .iter()
@@ -311,7 +336,9 @@ impl Registry {
                 };
                 // Efraimidis-Spirakis: sorting by u^(1/w) descending samples without
                 // replacement with probability proportional to the weight w.
-                let weight = f64::from(e.load.capacity.saturating_sub(e.load.leaves).max(1));
+                let spare = f64::from(e.load.capacity.saturating_sub(e.load.leaves).max(1));
+                let sharing = per_address.get(&e.weight_group()).copied().unwrap_or(1);
+                let weight = spare / f64::from(sharing.max(1));
                 let key = rng.random::<f64>().powf(1.0 / weight);
                 (tier, key, info)
             })
@@ -328,8 +355,15 @@ impl Registry {
     /// A self-reported load within sane bounds.
     fn clamp(&self, load: Load) -> Load {
         let capacity = load.capacity.min(self.config.max_capacity);
+        let leaves = load.leaves.min(load.capacity);
+        // Scaled with the capacity, so a big supernode's share in use is kept.
+        let leaves = if load.capacity > capacity {
+            u64::from(leaves) * u64::from(capacity) / u64::from(load.capacity)
+        } else {
+            u64::from(leaves)
+        };
         Load {
-            leaves: load.leaves.min(capacity),
+            leaves: u32::try_from(leaves).unwrap_or(capacity),
             capacity,
             neighbors: load.neighbors.min(100_000),
         }

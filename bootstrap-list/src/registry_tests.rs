@@ -464,3 +464,48 @@ fn self_reported_loads_are_clamped() {
         500
     );
 }
+
+#[test]
+fn big_claims_are_scaled_down_keeping_how_full_they_are() {
+    let now = Instant::now();
+    let mut reg = Registry::new(RegistryConfig::default());
+    listed(&mut reg, now, 1, load(9_000, 10_000));
+    let list = reg.select(0, 5, &mut StdRng::seed_from_u64(1));
+    assert_eq!(list.supernodes[0].load, load(900, DEFAULT_MAX_CAPACITY));
+}
+
+#[test]
+fn sybils_behind_one_address_do_not_dominate_the_lists() {
+    // Nine honest supernodes of the default size, one per address; one attacker address
+    // registers 64 identities, each claiming room for 10,000 leaves. Before: all 64 were
+    // listed, with 20 times an honest node's weight each, and headed 99% of the lists.
+    let now = Instant::now();
+    let mut reg = Registry::new(RegistryConfig::default());
+    for n in 1..=9 {
+        listed(&mut reg, now, n, load(0, 500));
+    }
+    let attacker = IpAddr::from([192, 0, 2, 66]);
+    let mut sybils = Vec::new();
+    for n in 100..164u16 {
+        if let RegisterOutcome::DialBack { node_id, addr } =
+            reg.handle_register(now, id(n), attacker, addr(n), load(0, 10_000))
+        {
+            assert!(reg.handle_dial_back(now, node_id, addr, true));
+            sybils.push(node_id);
+        }
+    }
+    assert_eq!(sybils.len(), DEFAULT_MAX_PER_SOURCE);
+    let mut rng = StdRng::seed_from_u64(7);
+    let draws = 4_000;
+    let headed = (0..draws)
+        .filter(|_| sybils.contains(&reg.select(0, 1, &mut rng).supernodes[0].node_id))
+        .count();
+    // The attacker's address weighs at most one supernode of the largest believed capacity
+    // (1,000 against 9 x 500: 18% expected).
+    let share = headed as f64 / f64::from(draws);
+    assert!(share < 0.25, "the sybils headed {share:.2} of the lists");
+    assert!(
+        share > 0.10,
+        "the sybils still get their fair share ({share:.2})"
+    );
+}

@@ -176,6 +176,10 @@ pub struct ListServerArgs {
     /// Drop a supernode not heard from for this long, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
     pub expiry_ms: u64,
+    /// Supernodes listed per source address at most (more behind one NAT, or on one test
+    /// machine, need a higher value).
+    #[arg(long, value_name = "N", default_value_t = superpeer_bootstrap_list::DEFAULT_MAX_PER_SOURCE as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_per_address: u32,
 }
 
 #[derive(Debug, Args)]

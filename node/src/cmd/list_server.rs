@@ -14,6 +14,7 @@ pub fn run(args: ListServerArgs) -> anyhow::Result<()> {
     let mut config = ListServerConfig::new(args.listen, state_dir.clone());
     config.registry.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.registry.expiry = Duration::from_millis(args.expiry_ms);
+    config.registry.max_per_source = args.max_per_address as usize;
     anyhow::ensure!(
         config.registry.expiry > config.registry.heartbeat_interval,
         "--expiry-ms must be longer than --heartbeat-ms"

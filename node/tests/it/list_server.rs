@@ -366,7 +366,11 @@ async fn a_registration_flood_stays_bounded_and_does_not_lock_out_real_supernode
 async fn many_supernodes_behind_one_address_all_get_listed() {
     // Past the per-address registration burst: the refused ones get in on a later heartbeat.
     let dir = tempfile::tempdir().unwrap();
-    let server = Daemon::list_server("127.0.0.25", dir.path(), &["--heartbeat-ms", "500"]);
+    let server = Daemon::list_server(
+        "127.0.0.25",
+        dir.path(),
+        &["--heartbeat-ms", "500", "--max-per-address", "24"],
+    );
     let mut nodes: Vec<_> = (0..24)
         .map(|_| TestSupernode::start("127.0.0.26", &server.pinned, load(0)))
         .collect();
