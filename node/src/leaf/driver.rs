@@ -293,6 +293,7 @@ impl Leaf {
             entries,
             rand::random(),
         );
+        let config_state_dir = config.state_dir.clone();
         let mut driver = Driver {
             endpoint,
             advertise,
@@ -310,6 +311,7 @@ impl Leaf {
             supernode: None,
             accepting: None,
             leaving: Vec::new(),
+            cache: super::cache::Writer::start(config_state_dir),
         };
         driver.start(super::cache::load(&driver.config.state_dir));
         driver.run(events_rx, shutdown).await;
@@ -338,6 +340,8 @@ struct Driver {
     accepting: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// Sessions saying goodbye, waited for at shutdown.
     leaving: Vec<session::Leaving>,
+    /// Writes `supernodes.json` off the event loop.
+    cache: super::cache::Writer,
 }
 
 impl Driver {

@@ -11,7 +11,6 @@ use tracing::{debug, info, warn};
 use super::session::{self, Attached};
 use super::supernode::{self, Settings};
 use super::{Driver, Event};
-use crate::leaf::cache;
 use crate::leaf::core::{AttachOutcome, LeafAction, SUPERNODES_ASKED, Source};
 use crate::leaf::status::LeafStatus;
 
@@ -168,11 +167,8 @@ impl Driver {
                 debug!("asking the list servers for supernodes");
                 self.fetch_lists();
             }
-            LeafAction::SaveCache(known) => {
-                let dir = self.config.state_dir.clone();
-                // Written atomically, off the driver's thread.
-                tokio::task::spawn_blocking(move || cache::save(&dir, &known));
-            }
+            // Written atomically by the writer's task, never on this loop.
+            LeafAction::SaveCache(known) => self.cache.save(known),
             LeafAction::Hits { id, hits } => {
                 let Some(results) = self.searches.get(&id) else {
                     return;
