@@ -25,6 +25,7 @@ pub fn run(
     mut core: LeafCoreConfig,
     max_neighbors: Option<usize>,
 ) -> anyhow::Result<()> {
+    raise_descriptor_limit();
     let (args, listen) = args.resolve()?;
     let supernode = core.start_as_supernode;
     if supernode && args.list_servers.is_empty() {
@@ -107,6 +108,37 @@ pub fn run(
         Ok(())
     })
 }
+
+/// Open files a daemon asks for when the hard limit is unlimited.
+#[cfg(unix)]
+const WANTED_DESCRIPTORS: u64 = 1 << 20;
+
+/// Raises the soft limit on open files to the hard one. A daemon holds a socket per control
+/// connection and a file per upload, download and scan, and the common soft default
+/// (1,024) is what a local flood exhausted first; the hard limit is what the administrator
+/// allows. Failing to raise it is not fatal: the caps on connections still hold.
+#[cfg(unix)]
+pub fn raise_descriptor_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.unwrap_or(WANTED_DESCRIPTORS);
+    if limit.current.is_some_and(|current| current >= target) || limit.current.is_none() {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = ?limit.current, to = target, "raised the open-file limit"),
+        Err(e) => {
+            tracing::info!(error = %e, limit = ?limit.current, "cannot raise the open-file limit")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_descriptor_limit() {}
 
 /// Completes when `stop` turns true (or its sender is gone).
 pub async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -200,5 +232,29 @@ impl ControlHandler for NodeControl {
             listed_by: outcome.listed_by.iter().map(|a| a.to_string()).collect(),
             note: outcome.note,
         })
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    #[test]
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+        let before = getrlimit(Resource::Nofile);
+        let Some(hard) = before.maximum.filter(|hard| *hard > 256) else {
+            return; // nothing to lower and raise on this machine
+        };
+        let lowered = Rlimit {
+            current: Some(256),
+            maximum: Some(hard),
+        };
+        setrlimit(Resource::Nofile, lowered).unwrap();
+        super::raise_descriptor_limit();
+        let after = getrlimit(Resource::Nofile);
+        // Put back whatever the test process had, whatever happened.
+        setrlimit(Resource::Nofile, before).unwrap();
+        assert_eq!(after.current, Some(hard));
+        assert_eq!(after.maximum, Some(hard));
     }
 }

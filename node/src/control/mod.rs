@@ -27,11 +27,14 @@
 //!
 //! Layout:
 //! - `mod.rs`: the JSON types shared by both sides, the [`ControlHandler`] trait.
-//! - `server`: [`serve`], the axum server, token check, `control.json` life cycle.
+//! - `server`: [`serve`], the accept loop and axum router, token check, `control.json`
+//!   life cycle.
+//! - `connections`: the connection table (cap, which connection makes room).
 //! - `client`: [`ControlClient`], the blocking client the CLI commands use.
 //! - `testing` (tests only): a fake daemon.
 
 mod client;
+mod connections;
 mod server;
 #[cfg(test)]
 mod testing;

@@ -3,15 +3,20 @@
 //!
 //! 1. [`serve`] refuses a non-loopback address, binds, makes a random 32-byte token and
 //!    writes `control.json` (address, token, pid) atomically with mode 0600.
-//! 2. Every request passes the token check first (constant-time compare), then the route.
-//! 3. On shutdown the server stops taking connections, gives running requests
+//! 2. Each connection is admitted by the connection table (`connections`: at most
+//!    [`MAX_CONNECTIONS`], strangers evicted first) and must send each request head within
+//!    [`HEADER_TIMEOUT`] of the server waiting for it (idle keep-alive time included).
+//! 3. Every request passes the token check first (constant-time compare), then the route.
+//!    A request without the token is answered 401 and its connection closed; one with it
+//!    marks its connection as the owner's (never evicted).
+//! 4. On shutdown the server stops taking connections, gives running requests
 //!    [`SHUTDOWN_GRACE`] to finish, and removes `control.json` if it still holds our token
 //!    (a newer daemon on the same state dir may have replaced it).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -24,12 +29,16 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use serde::Serialize;
 
+use super::connections::{Admission, Connections, MAX_CONNECTIONS};
 use super::{CONTROL_FILE, ControlFile, ControlHandler, ErrorJson, GetRequest, SearchRequest};
 
 /// Largest request body the server reads; a search request is a few hundred bytes.
@@ -37,6 +46,14 @@ pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Searches the control API runs at once; more get 503.
 pub const MAX_CONCURRENT_SEARCHES: usize = 16;
+
+/// How long a connection may take to send a request head, from when the server starts
+/// waiting for it: a connection that sends nothing, or trickles its headers, is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the accept loop rests after an accept error (out of descriptors, say), so it
+/// does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// How long running requests may go on after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -120,24 +137,128 @@ async fn write_control_file(
 
 /// Serves until `shutdown`, then lets running requests finish for a short while.
 async fn run(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stopped.await;
+    let table: Table = Arc::new(Mutex::new(Connections::new(MAX_CONNECTIONS)));
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = tasks.join_next() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Some(connection) = admit(&table, stream, &app, stopping.clone()) {
+                        tasks.spawn(connection);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "control API accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
     });
-    let server = server.into_future();
-    tokio::pin!(server, shutdown);
-    tokio::select! {
-        result = &mut server => {
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "control API stopped");
+    if drained.await.is_err() {
+        tracing::debug!("control requests still running at shutdown; dropped");
+    }
+}
+
+type Table = Arc<Mutex<Connections<Arc<Notify>>>>;
+
+/// Takes `stream` into the table (closing the connection it evicts); returns the task that
+/// serves it, or `None` when it was refused (dropping it closes it).
+fn admit(
+    table: &Table,
+    stream: TcpStream,
+    app: &Router,
+    mut stopping: watch::Receiver<bool>,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let evict = Arc::new(Notify::new());
+    let admission = lock(table).admit(Arc::clone(&evict));
+    let Admission::Admitted { id, evicted } = admission else {
+        tracing::debug!("control API full of the owner's connections; refused one");
+        return None;
+    };
+    if let Some(evicted) = evicted {
+        evicted.notify_one();
+    }
+    let service = ConnectionService {
+        inner: TowerToHyperService::new(app.clone()),
+        mark: OwnerMark {
+            table: Arc::clone(table),
+            id,
+        },
+    };
+    let table = Arc::clone(table);
+    Some(async move {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .keep_alive(true);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = evict.notified() => {}
+            () = stopped(&mut stopping) => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
             }
         }
-        () = &mut shutdown => {
-            let _ = stop.send(());
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-                tracing::debug!("control requests still running at shutdown; dropped");
-            }
-        }
+        lock(&table).closed(id);
+    })
+}
+
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+fn lock(table: &Table) -> std::sync::MutexGuard<'_, Connections<Arc<Notify>>> {
+    table
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Marks its connection as the owner's once a request on it shows the token.
+#[derive(Clone)]
+struct OwnerMark {
+    table: Table,
+    id: u64,
+}
+
+impl OwnerMark {
+    fn set(&self) {
+        lock(&self.table).proven(self.id);
+    }
+}
+
+/// The router, with each request carrying its connection's [`OwnerMark`].
+#[derive(Clone)]
+struct ConnectionService {
+    inner: TowerToHyperService<Router>,
+    mark: OwnerMark,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = <TowerToHyperService<Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Response;
+    type Error = <TowerToHyperService<Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Error;
+    type Future = <TowerToHyperService<Router> as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Future;
+
+    fn call(&self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.mark.clone());
+        self.inner.call(request)
     }
 }
 
@@ -204,7 +325,15 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
+        // A stranger gets one answer per connection, not a slot to keep.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         return response;
+    }
+    if let Some(mark) = request.extensions().get::<OwnerMark>() {
+        mark.set();
     }
     next.run(request).await
 }
@@ -345,3 +474,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;

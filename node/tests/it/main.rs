@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod control_flood;
 mod download;
 mod elected;
 mod leaf;
