@@ -83,10 +83,12 @@ pub async fn serve_incoming(
         (Intent::Link, Role::Supernode) => {
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
             let (reply_tx, reply_rx) = oneshot::channel();
+            // The address its handshake came from (QUIC validated it): a dial-back goes
+            // there, never to an address it merely claims.
             let link = Event::LinkUp {
                 node_id: peer,
                 initiator: peer,
-                addr: hello.advertise,
+                addr: Some(conn.remote_addr()),
                 conn: conn.clone(),
                 outbox,
                 reply: reply_tx,
