@@ -189,4 +189,47 @@ mod tests {
         );
         answering.await.unwrap().unwrap();
     }
+
+    #[tokio::test]
+    async fn a_prober_that_says_nothing_is_cut_off() {
+        let bind = || {
+            let identity = Arc::new(Identity::generate().unwrap());
+            Endpoint::bind(
+                identity,
+                "127.0.0.1:0".parse().unwrap(),
+                TransportLimits::default(),
+            )
+            .unwrap()
+        };
+        let (server, client) = (bind(), bind());
+        let s = server.clone();
+        let answering = tokio::spawn(async move {
+            let conn = accept(s.incoming().await.unwrap(), Duration::from_secs(5))
+                .await
+                .unwrap();
+            let (mut session, _) = conn.accept_session().await.unwrap();
+            let started = Instant::now();
+            let result = answer_probe(&mut session, Role::Leaf, || None).await;
+            (result, started.elapsed())
+        });
+        let conn = client
+            .connect(&PeerAddr::pinned(
+                server.node_id(),
+                server.local_addr().unwrap(),
+            ))
+            .await
+            .unwrap();
+        // Welcomed, then silent: keep-alives alone would hold the session forever.
+        let (_session, reply) = conn
+            .open_session(&Hello::new(Role::Leaf, Intent::Probe, None))
+            .await
+            .unwrap();
+        assert!(matches!(reply, HelloReply::Welcome { .. }));
+        let (result, took) = answering.await.unwrap();
+        assert!(matches!(result, Err(WireError::TimedOut(_))), "{result:?}");
+        assert!(
+            took >= PROBE_SESSION_LIMIT && took < PROBE_SESSION_LIMIT + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
 }

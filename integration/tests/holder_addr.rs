@@ -55,7 +55,10 @@ fn a_leaf_cannot_point_downloaders_at_a_victim_address() {
         )
         .unwrap();
     attached(&liar, Duration::from_secs(30)).unwrap();
-    let liar_addr = liar.listening.expect("the liar's bound address").to_string();
+    let liar_addr = liar
+        .listening
+        .expect("the liar's bound address")
+        .to_string();
     let downloader = cluster
         .leaf("downloader", &["--peer", &sn, "--no-election"])
         .unwrap();
@@ -63,10 +66,14 @@ fn a_leaf_cannot_point_downloaders_at_a_victim_address() {
     let downloader_ip: IpAddr = downloader.listening.unwrap().ip();
     let supernode_ip: IpAddr = supernode.listening.unwrap().ip();
 
-    let hit = wait_for("the liar's file to be found", Duration::from_secs(20), || {
-        let hits = search(&downloader, &[FILE_WORD], 10)?;
-        Ok(hits.into_iter().find(|h| h.content_id == content_id))
-    })
+    let hit = wait_for(
+        "the liar's file to be found",
+        Duration::from_secs(20),
+        || {
+            let hits = search(&downloader, &[FILE_WORD], 10)?;
+            Ok(hits.into_iter().find(|h| h.content_id == content_id))
+        },
+    )
     .unwrap();
     let events = get(&downloader, &content_id, None);
     let finished = events.as_ref().is_ok_and(|events| {
