@@ -59,7 +59,8 @@ impl GateLimits {
 #[derive(Debug)]
 pub enum Admitted {
     /// Go ahead: complete the handshake, holding the ticket for the connection's life.
-    Serve(Ticket, quinn::Incoming),
+    /// (Boxed: an `Incoming` is 400 bytes, the other answers a few.)
+    Serve(Ticket, Box<quinn::Incoming>),
     /// Answered with a Retry; a real peer comes back with a token.
     Retried,
     /// Refused, for this reason (for logs).
@@ -141,7 +142,7 @@ impl Gate {
                     handshaking: true,
                     counted: validated,
                 };
-                Admitted::Serve(ticket, incoming)
+                Admitted::Serve(ticket, Box::new(incoming))
             }
             Decision::Retry => match incoming.retry() {
                 Ok(()) => Admitted::Retried,

@@ -345,7 +345,7 @@ impl Supernode {
                     let Some(incoming) = incoming else { break };
                     let source = incoming.remote_address();
                     let (ticket, incoming) = match gate.admit(incoming) {
-                        Admitted::Serve(ticket, incoming) => (ticket, incoming),
+                        Admitted::Serve(ticket, incoming) => (ticket, *incoming),
                         Admitted::Retried => continue,
                         Admitted::Refused(why) => {
                             debug!(%source, "refusing a connection: {why}");

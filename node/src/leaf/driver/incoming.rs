@@ -33,7 +33,7 @@ pub async fn serve(
         let Some(incoming) = incoming else { return };
         let source = incoming.remote_address();
         let (mut ticket, incoming) = match gate.admit(incoming) {
-            Admitted::Serve(ticket, incoming) => (ticket, incoming),
+            Admitted::Serve(ticket, incoming) => (ticket, *incoming),
             Admitted::Retried => continue,
             Admitted::Refused(why) => {
                 debug!(%source, "refusing a connection: {why}");
