@@ -478,13 +478,16 @@ where
     let (mut lost, mut failed) = (Vec::new(), Vec::new());
     for (end, _, _) in &ends {
         match end {
+            End::Closed(CloseCode::Refused, why) if why.contains("from this address") => {
+                capped += 1
+            }
             End::Closed(got, _) => {
                 expect(&attack, *got, code);
                 closed += 1;
             }
             End::Lost(why) => lost.push(why.clone()),
             // One address gets a share of the slots (64 on a supernode, 16 on a leaf): the
-            // rest of a crowd from it is refused at once, which is the node defending itself.
+            // rest of a crowd from it is refused, which is the node defending itself.
             End::NotConnected(why) if why.contains("refused to accept") => capped += 1,
             End::NotConnected(why) => failed.push(why.clone()),
         }
