@@ -1,0 +1,179 @@
+//! Downloads against hostile peers (issue 14): a leaf that republishes a content id with a
+//! false size, and search results that name many holders at one victim address. Real
+//! processes and real QUIC on 127.0.40.x-127.0.41.x.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use superpeer::transfer::{DownloadPlan, download};
+use superpeer_common::wire::{
+    FileEntry, Hello, HelloReply, Intent, LeafToSupernode, Role, SupernodeToLeaf,
+};
+use superpeer_common::{ContentId, NodeId, PeerAddr};
+
+use crate::download::{finished, get, random_bytes};
+use crate::leaf::{attached, leaf, network, search};
+use crate::support::*;
+
+/// Every file under `dir` with its length (the partial files included: they are hidden).
+fn lengths(dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let len = std::fs::symlink_metadata(e.path()).unwrap().len();
+            (e.file_name().to_string_lossy().into_owned(), len)
+        })
+        .collect()
+}
+
+/// A leaf run by the test that attaches to `supernode` and publishes `entry` as it is
+/// (any size it likes), then serves nothing. Kept attached while the returned task runs.
+async fn publish_raw(
+    ip: &str,
+    supernode: &PeerAddr,
+    entry: FileEntry,
+) -> tokio::task::JoinHandle<()> {
+    let endpoint = bind(ip);
+    let advertise = endpoint.local_addr().unwrap();
+    let conn = endpoint.connect(supernode).await.unwrap();
+    let hello = Hello::new(Role::Leaf, Intent::Attach, Some(advertise));
+    let (mut session, reply) = conn.open_session(&hello).await.unwrap();
+    assert!(matches!(reply, HelloReply::Welcome { .. }), "{reply:?}");
+    session
+        .writer
+        .send(&LeafToSupernode::Publish {
+            entries: vec![entry],
+        })
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let (_endpoint, _conn, mut session) = (endpoint, conn, session);
+        while let Ok(Some(_)) = session.reader.recv::<SupernodeToLeaf>().await {}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_published_with_a_false_size_neither_blocks_the_download_nor_allocates() {
+    let net = network(40, 1);
+    let data = random_bytes(3 * 1024 * 1024 + 777, 40);
+    let id = ContentId::of_bytes(&data);
+    let (holder_state, share) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(share.path().join("concert.mkv"), &data).unwrap();
+    let _honest = leaf(
+        "127.0.40.10",
+        holder_state.path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--share",
+            share.path().to_str().unwrap(),
+        ],
+    );
+    let (state, downloads) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _downloader = leaf(
+        "127.0.40.20",
+        state.path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--downloads",
+            downloads.path().to_str().unwrap(),
+        ],
+    );
+    attached(state.path()).await;
+    wait_for(
+        "the honest copy to be indexed",
+        Duration::from_secs(20),
+        || async { (!search(state.path(), &["concert"]).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // The liar republishes the same id at 1 TiB, after the honest holder: its copy is the
+    // newest.
+    let lie = FileEntry {
+        content_id: id,
+        name: "concert.mkv".into(),
+        size: 1 << 40,
+    };
+    let _liar = publish_raw("127.0.40.11", &net.sn[0].pinned, lie).await;
+    wait_for("the lie to be indexed", Duration::from_secs(20), || async {
+        let results = search(state.path(), &["concert"]).await;
+        results
+            .iter()
+            .any(|r| r["size"].as_u64() == Some(1 << 40))
+            .then_some(())
+    })
+    .await;
+
+    let (ok, events, stderr) = get(state.path(), &id.to_string(), &[]).await;
+    for (name, len) in lengths(downloads.path()) {
+        assert!(
+            len <= data.len() as u64,
+            "{name} is {len} bytes: preallocated for the lie"
+        );
+    }
+    assert!(ok, "get failed: {stderr} {events:#?}");
+    let path = finished(&events)["path"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    assert_eq!(finished(&events)["size"].as_u64(), Some(data.len() as u64));
+}
+
+/// A UDP socket standing in for a bystander: counts the QUIC connection attempts that
+/// reach it (distinct destination connection ids of long-header packets).
+fn victim(ip: &str) -> (std::net::SocketAddr, Arc<Mutex<HashSet<Vec<u8>>>>) {
+    let socket = std::net::UdpSocket::bind(format!("{ip}:0")).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let counted = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = socket.recv(&mut buf) {
+            let packet = &buf[..n];
+            // Long header: first bit set; version (4 bytes); DCID length; DCID.
+            if n > 6 && packet[0] & 0x80 != 0 {
+                let len = packet[5] as usize;
+                if let Some(dcid) = packet.get(6..6 + len) {
+                    counted.lock().unwrap().insert(dcid.to_vec());
+                }
+            }
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_naming_many_holders_at_one_address_cannot_aim_a_download_at_it() {
+    let (addr, attempts) = victim("127.0.41.9");
+    // 32 invented holders, every one at the victim's address.
+    let holders: Vec<PeerAddr> = (0..32u8)
+        .map(|n| PeerAddr::pinned(NodeId::from_bytes([n + 1; 32]), addr))
+        .collect();
+    let downloads = tempfile::tempdir().unwrap();
+    let endpoint = bind("127.0.41.20");
+    let plan = DownloadPlan {
+        content_id: ContentId::of_bytes(b"anything"),
+        size: 10 * 1024 * 1024,
+        name: "bait.bin".into(),
+        holders,
+    };
+    let (progress, mut events) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        download(&endpoint, plan, downloads.path(), progress),
+    )
+    .await
+    .expect("the download gives up");
+    assert!(outcome.is_err());
+    let attempts = attempts.lock().unwrap().len();
+    assert!(
+        attempts <= superpeer::transfer::MAX_HOLDERS_PER_IP,
+        "{attempts} connection attempts reached the victim"
+    );
+    // Nothing was allocated for a size nobody proved.
+    for (name, len) in lengths(downloads.path()) {
+        assert_eq!(len, 0, "{name}");
+    }
+}
