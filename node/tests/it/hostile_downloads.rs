@@ -177,3 +177,77 @@ async fn a_result_naming_many_holders_at_one_address_cannot_aim_a_download_at_it
         assert_eq!(len, 0, "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofing_names_are_saved_defused_and_a_symlinked_part_file_is_refused() {
+    let net = network(42, 1);
+    let (holder_state, share) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spoof = random_bytes(70_000, 421);
+    let device = random_bytes(20_000, 422);
+    let notes = random_bytes(90_000, 423);
+    // Shown as "holidayexe.jpg" wherever the override is honoured.
+    std::fs::write(share.path().join("holiday\u{202E}gpj.exe"), &spoof).unwrap();
+    std::fs::write(share.path().join("CON"), &device).unwrap();
+    std::fs::write(share.path().join("notes.txt"), &notes).unwrap();
+    let _holder = leaf(
+        "127.0.42.10",
+        holder_state.path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--share",
+            share.path().to_str().unwrap(),
+        ],
+    );
+    let (state, downloads) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _downloader = leaf(
+        "127.0.42.20",
+        state.path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--downloads",
+            downloads.path().to_str().unwrap(),
+        ],
+    );
+    attached(state.path()).await;
+    let ids: Vec<ContentId> = [&spoof, &device, &notes]
+        .iter()
+        .map(|d| ContentId::of_bytes(d))
+        .collect();
+    for id in &ids {
+        wait_for(
+            "the files to be indexed",
+            Duration::from_secs(20),
+            || async {
+                let found = search(state.path(), &[&id.to_string()]).await;
+                (!found.is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
+
+    for (id, data) in ids.iter().zip([&spoof, &device]) {
+        let (ok, events, stderr) = get(state.path(), &id.to_string(), &[]).await;
+        assert!(ok, "get failed: {stderr} {events:#?}");
+        let path = std::path::PathBuf::from(finished(&events)["path"].as_str().unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), **data);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains('\u{202E}'), "saved as {name:?}");
+        let stem = name.split('.').next().unwrap();
+        assert!(!stem.eq_ignore_ascii_case("con"), "saved as {name:?}");
+    }
+
+    // Someone who can write to the downloads folder points the partial file's name at a
+    // file of ours: the download must not write through it.
+    let outside = tempfile::tempdir().unwrap();
+    let precious = outside.path().join("precious");
+    std::fs::write(&precious, b"keep me").unwrap();
+    let part = downloads
+        .path()
+        .join(format!(".notes.txt.{}.part", ids[2].short()));
+    std::os::unix::fs::symlink(&precious, &part).unwrap();
+    let (ok, events, _) = get(state.path(), &ids[2].to_string(), &[]).await;
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me", "{events:#?}");
+    assert!(!ok, "a symlinked partial file must be refused: {events:#?}");
+}
