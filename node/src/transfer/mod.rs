@@ -49,7 +49,8 @@
 //! - `uploads`: what the holder's sessions share: upload slots, sessions per peer,
 //!   outboards ([`Uploads`]).
 //! - `session`: one holder session, [`serve_transfer`]: reading ranges while sending.
-//! - `outboard_cache`: the holder's cache of hash trees.
+//! - `outboard_cache`: the holder's cache of hash trees in memory.
+//! - `outboard_store`: every shared file's hash tree on disk, saved by the sharing scan.
 //! - `download`: the downloader's driver: [`download()`], [`DownloadPlan`].
 //! - `dial`: which holders of a search result a download may dial.
 //! - `size_proof`: the size proven by the verified last piece before anything is allocated.
@@ -70,6 +71,7 @@ mod encoding;
 mod job;
 mod outboard;
 mod outboard_cache;
+mod outboard_store;
 mod part;
 mod pieces;
 mod readback;
@@ -89,10 +91,11 @@ mod tests;
 
 pub use dial::{MAX_HOLDERS_PER_DOWNLOAD, MAX_HOLDERS_PER_IP, dialable};
 pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download};
+pub use outboard_store::OutboardStore;
 pub use report::{DownloadError, Progress};
 pub use serve::{ServedFiles, serve_connection};
 pub use session::serve_transfer;
-pub use uploads::{MAX_SESSIONS_PER_PEER, Uploads};
+pub use uploads::{DEFAULT_UPLOAD_SLOTS, MAX_HASHING, MAX_SESSIONS_PER_PEER, Uploads};
 
 /// Bytes of one piece: what one `Range` request may ask for. A multiple of
 /// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in

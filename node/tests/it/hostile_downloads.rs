@@ -251,3 +251,86 @@ async fn spoofing_names_are_saved_defused_and_a_symlinked_part_file_is_refused()
     assert_eq!(std::fs::read(&precious).unwrap(), b"keep me", "{events:#?}");
     assert!(!ok, "a symlinked partial file must be refused: {events:#?}");
 }
+
+/// Bytes the process `pid` has read through read(2) and friends so far.
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycling_requests_over_many_shared_files_never_rehashes_them() {
+    use superpeer_common::wire::{DownloaderToHolder, HolderToDownloader};
+    const FILES: usize = 40;
+    const FILE_LEN: usize = 256 * 1024;
+    let net = network(41, 1);
+    let (holder_state, share) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut ids = Vec::new();
+    for n in 0..FILES {
+        let data = random_bytes(FILE_LEN, 4100 + n as u64);
+        ids.push(ContentId::of_bytes(&data));
+        std::fs::write(share.path().join(format!("file{n}.bin")), data).unwrap();
+    }
+    let holder = leaf(
+        "127.0.41.30",
+        holder_state.path(),
+        &[
+            "--peer",
+            &net.sn[0].pinned.to_string(),
+            "--share",
+            share.path().to_str().unwrap(),
+        ],
+    );
+    let status = attached(holder_state.path()).await;
+    assert_eq!(status["shared_files"].as_u64(), Some(FILES as u64));
+    let addr = wait_for("the holder's address", Duration::from_secs(20), || async {
+        let found = search(holder_state.path(), &[&ids[0].to_string()]).await;
+        found
+            .first()
+            .map(|r| r["holders"][0]["addr"].as_str().unwrap().to_string())
+    })
+    .await;
+    let holder_addr = PeerAddr::unpinned(addr.parse().unwrap());
+
+    let before = bytes_read(holder.pid());
+    // Twice round every shared id, a fresh identity every few requests (the per-peer
+    // session cap is no obstacle to an attacker).
+    let mut answered = 0;
+    for round in 0..2 {
+        for (n, chunk) in ids.chunks(4).enumerate() {
+            let endpoint = bind(&format!("127.0.41.{}", 40 + (round * 10 + n) % 50));
+            let conn = endpoint.connect(&holder_addr).await.unwrap();
+            let hello = Hello::new(Role::Leaf, Intent::Transfer, None);
+            let (mut session, reply) = conn.open_session(&hello).await.unwrap();
+            assert!(matches!(reply, HelloReply::Welcome { .. }), "{reply:?}");
+            for id in chunk {
+                session
+                    .writer
+                    .send(&DownloaderToHolder::Have { content_id: *id })
+                    .await
+                    .unwrap();
+                let answer: HolderToDownloader = session.reader.recv_required().await.unwrap();
+                if matches!(answer, HolderToDownloader::Have { .. }) {
+                    answered += 1;
+                }
+            }
+            conn.close(superpeer_common::wire::CloseCode::Normal, "done");
+        }
+    }
+    assert_eq!(
+        answered,
+        2 * FILES,
+        "every request answered from the saved outboards"
+    );
+    let read = bytes_read(holder.pid()) - before;
+    // Rehashing on each miss would read every file twice: 20 MiB. The outboards are 1 KiB.
+    assert!(
+        read < (FILE_LEN * FILES / 4) as u64,
+        "the holder read {read} bytes to answer {answered} requests"
+    );
+}
