@@ -83,7 +83,7 @@ pub async fn download(
             max: MAX_DOWNLOAD_SIZE,
         });
     }
-    let holders = dialable(&holders);
+    let mut holders = dialable(&holders);
     let resumed = {
         let (dir, name) = (dest_dir.to_path_buf(), name.clone());
         blocking(move || Ok(PartFile::proves_size(&dir, &name, content_id, size))).await
@@ -94,6 +94,10 @@ pub async fn download(
         let mut dropped = Vec::new();
         let proven = prove_size(endpoint, &holders, content_id, size, |p| dropped.push(p)).await;
         for event in dropped {
+            // A holder that failed the proof is not dialled again.
+            if let Progress::HolderDropped { node_id, .. } = &event {
+                holders.retain(|h| h.node_id != *node_id);
+            }
             let _ = progress.send(event).await;
         }
         proven?

@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(loaded.root(), id);
         assert_eq!(loaded.data(), outboard.data());
         // Another size is another tree: refused.
-        assert!(store.load(&id, data.len() as u64 + 1).is_none());
+        assert!(store.load(&id, data.len() as u64 + 64 * 1024).is_none());
         store.retain(&HashSet::from([id]));
         assert!(store.has(&id));
         store.retain(&HashSet::new());

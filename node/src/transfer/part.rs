@@ -374,9 +374,9 @@ mod tests {
         let placed = part.place(dir.path(), "photo\u{202E}gpj.exe").unwrap();
         let name = placed.file_name().unwrap().to_str().unwrap();
         assert!(!name.contains('\u{202E}'), "{name:?}");
-        let (part, _) = PartFile::open(dir.path(), "CON:x", id, 3).unwrap();
-        let placed = part.place(dir.path(), "CON:x").unwrap();
-        assert_eq!(placed.file_name().unwrap(), "_CON_x");
+        let (part, _) = PartFile::open(dir.path(), "CON.txt", id, 3).unwrap();
+        let placed = part.place(dir.path(), "CON.txt").unwrap();
+        assert_eq!(placed.file_name().unwrap(), "_CON.txt");
     }
 
     #[test]
