@@ -877,7 +877,9 @@ mod tests {
     fn a_false_size_gets_its_own_hit_and_never_hides_the_honest_holders() {
         let mut index = sample();
         let honest = entry("c", "Let It Be.mp3");
-        index.publish(holder(2), &[honest.clone()]).unwrap();
+        index
+            .publish(holder(2), std::slice::from_ref(&honest))
+            .unwrap();
         // Published last, so its copy heads the content's list.
         let lie = FileEntry {
             size: 1 << 40,
