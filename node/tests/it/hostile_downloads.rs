@@ -99,11 +99,9 @@ async fn a_copy_published_with_a_false_size_neither_blocks_the_download_nor_allo
     };
     let _liar = publish_raw("127.0.40.11", &net.sn[0].pinned, lie).await;
     wait_for("the lie to be indexed", Duration::from_secs(20), || async {
-        let results = search(state.path(), &["concert"]).await;
-        results
-            .iter()
-            .any(|r| r["size"].as_u64() == Some(1 << 40))
-            .then_some(())
+        let results = search(state.path(), &[&id.to_string()]).await;
+        let holders: u64 = results.iter().filter_map(|r| r["sources"].as_u64()).sum();
+        (holders >= 2).then_some(())
     })
     .await;
 
