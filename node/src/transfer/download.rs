@@ -84,11 +84,17 @@ pub async fn download(
         });
     }
     let mut holders = dialable(&holders);
+    // The folder first: a download that cannot be written fetches nothing.
     let resumed = {
         let (dir, name) = (dest_dir.to_path_buf(), name.clone());
-        blocking(move || Ok(PartFile::proves_size(&dir, &name, content_id, size))).await
+        blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            Ok(PartFile::proves_size(&dir, &name, content_id, size))
+        })
+        .await
+        .map_err(|source| io_error("cannot create a partial file in", dest_dir, source))?
     };
-    let tail = if resumed.unwrap_or(false) {
+    let tail = if resumed {
         None
     } else {
         let mut dropped = Vec::new();
