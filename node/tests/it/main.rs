@@ -9,6 +9,7 @@
 
 mod download;
 mod elected;
+mod hostile_downloads;
 mod leaf;
 mod list_server;
 mod promote;

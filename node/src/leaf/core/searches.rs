@@ -50,8 +50,9 @@ pub enum SearchOutput {
 struct Running {
     /// Whether any result was passed on.
     answered: bool,
-    /// Holders reported so far, per content.
-    seen: HashMap<ContentId, Vec<Holder>>,
+    /// Holders reported so far, per content and size (a holder that gives another size is
+    /// another result: a false size must not hide the holders of the true one).
+    seen: HashMap<(ContentId, u64), Vec<Holder>>,
     deadline: Instant,
 }
 
@@ -162,7 +163,8 @@ impl Searches {
                     if hit.validate().is_err() {
                         continue;
                     }
-                    if !search.seen.contains_key(&hit.content_id)
+                    let key = (hit.content_id, hit.size);
+                    if !search.seen.contains_key(&key)
                         && search.seen.len() >= MAX_CONTENTS_PER_SEARCH
                     {
                         continue;
@@ -170,7 +172,7 @@ impl Searches {
                     // The same content from another supernode: pass it on again only if it
                     // brings holders not reported yet, with every holder known so far (a
                     // later result for a content id supersedes the earlier one).
-                    let known = search.seen.entry(hit.content_id).or_default();
+                    let known = search.seen.entry(key).or_default();
                     let before = known.len();
                     for holder in &hit.holders {
                         if !known.contains(holder) && known.len() < MAX_HOLDERS_PER_HIT {
