@@ -23,12 +23,14 @@
 //! - `content`: [`ContentId`] and streaming hashing.
 //! - `keywords`: the tokenizer.
 //! - `probe`: RTT probes and dial-back checks.
+//! - `gate`: [`Gate`], which connections an accept loop takes (caps per source, QUIC Retry).
 //! - `token_bucket`: [`TokenBucket`], for per-peer rate limits.
 //! - `atomic_file`: [`write_atomic`], for every file a node saves.
 
 mod address;
 mod atomic_file;
 mod content;
+mod gate;
 mod identity;
 mod keywords;
 mod probe;
@@ -40,12 +42,15 @@ pub mod wire;
 pub use address::{ParsePeerAddrError, PeerAddr};
 pub use atomic_file::{create_new_atomic, write_atomic};
 pub use content::{ContentId, ParseContentIdError};
+pub use gate::{Admitted, Gate, GateLimits, Ticket};
 pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdError};
 pub use keywords::{MAX_KEYWORD_BYTES, MAX_KEYWORDS_PER_NAME, keywords};
-pub use probe::{MAX_PINGS_PER_PROBE, ProbeResult, answer_probe, probe};
+pub use probe::{
+    MAX_PINGS_PER_PROBE, PROBE_SESSION_LIMIT, ProbeResult, answer_probe, answers_at, probe,
+};
 pub use tls::{ALPN, TlsError};
 pub use token_bucket::TokenBucket;
 pub use transport::{
     ConnectError, Connection, Endpoint, HELLO_TIMEOUT, Session, TransportError, TransportLimits,
-    accept,
+    UNADMITTED_MAX_FRAME, accept,
 };

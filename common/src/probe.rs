@@ -8,10 +8,15 @@
 //! 3. The round trip is the median of the samples: one handshake is too noisy, and quinn's
 //!    own estimate starts at 333 ms before any sample.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::transport::{Connection, Session};
-use crate::wire::{Hello, HelloReply, Intent, Load, ProbeReply, ProbeRequest, Role, WireError};
+use crate::address::PeerAddr;
+use crate::identity::NodeId;
+use crate::transport::{Connection, Endpoint, Session};
+use crate::wire::{
+    CloseCode, Hello, HelloReply, Intent, Load, ProbeReply, ProbeRequest, Role, WireError,
+};
 
 /// What a probe learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,12 +65,47 @@ pub async fn probe(
     Ok(ProbeResult { rtt, role, load })
 }
 
+/// Dial-back: whether node `node_id` answers at `addr` within `within`. The handshake is
+/// pinned, and only the holder of that node's key can complete it, so `true` proves the
+/// address reaches that node (not merely someone). Nothing is said on the connection.
+pub async fn answers_at(
+    endpoint: &Endpoint,
+    node_id: NodeId,
+    addr: SocketAddr,
+    within: Duration,
+) -> bool {
+    let target = PeerAddr::pinned(node_id, addr);
+    let dialling = endpoint.connect(&target);
+    match tokio::time::timeout(within, dialling).await {
+        Ok(Ok(conn)) => {
+            conn.close(CloseCode::Normal, "dial-back done");
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Most pings answered on one probe session; a prober needs a handful.
 pub const MAX_PINGS_PER_PROBE: u64 = 16;
 
-/// Responder: welcomes a probe and answers its pings until the prober finishes. `load` is
-/// read at each ping so the answer is current.
+/// Longest a probe session is answered, from the welcome: a prober's few pings take a few
+/// round trips. A probe session holds a connection slot, so one that lingers is closed
+/// ([`WireError::TimedOut`]) rather than held for as long as its keep-alives go on.
+pub const PROBE_SESSION_LIMIT: Duration = Duration::from_secs(5);
+
+/// Responder: welcomes a probe and answers its pings until the prober finishes, within
+/// [`PROBE_SESSION_LIMIT`]. `load` is read at each ping so the answer is current.
 pub async fn answer_probe(
+    session: &mut Session,
+    role: Role,
+    load: impl Fn() -> Option<Load>,
+) -> Result<(), WireError> {
+    tokio::time::timeout(PROBE_SESSION_LIMIT, answer_pings(session, role, load))
+        .await
+        .unwrap_or(Err(WireError::TimedOut("the prober to finish")))
+}
+
+async fn answer_pings(
     session: &mut Session,
     role: Role,
     load: impl Fn() -> Option<Load>,
@@ -148,5 +188,48 @@ mod tests {
             result.rtt
         );
         answering.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_prober_that_says_nothing_is_cut_off() {
+        let bind = || {
+            let identity = Arc::new(Identity::generate().unwrap());
+            Endpoint::bind(
+                identity,
+                "127.0.0.1:0".parse().unwrap(),
+                TransportLimits::default(),
+            )
+            .unwrap()
+        };
+        let (server, client) = (bind(), bind());
+        let s = server.clone();
+        let answering = tokio::spawn(async move {
+            let conn = accept(s.incoming().await.unwrap(), Duration::from_secs(5))
+                .await
+                .unwrap();
+            let (mut session, _) = conn.accept_session().await.unwrap();
+            let started = Instant::now();
+            let result = answer_probe(&mut session, Role::Leaf, || None).await;
+            (result, started.elapsed())
+        });
+        let conn = client
+            .connect(&PeerAddr::pinned(
+                server.node_id(),
+                server.local_addr().unwrap(),
+            ))
+            .await
+            .unwrap();
+        // Welcomed, then silent: keep-alives alone would hold the session forever.
+        let (_session, reply) = conn
+            .open_session(&Hello::new(Role::Leaf, Intent::Probe, None))
+            .await
+            .unwrap();
+        assert!(matches!(reply, HelloReply::Welcome { .. }));
+        let (result, took) = answering.await.unwrap();
+        assert!(matches!(result, Err(WireError::TimedOut(_))), "{result:?}");
+        assert!(
+            took >= PROBE_SESSION_LIMIT && took < PROBE_SESSION_LIMIT + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 }

@@ -59,7 +59,7 @@ impl Default for TransportLimits {
 }
 
 /// What an incoming connection may make us hold before its hello is accepted: the whole
-/// connection's unread bytes (a hello is at most [`MAX_HELLO_FRAME`]). Credit granted
+/// connection's unread bytes (a hello is at most [`UNADMITTED_MAX_FRAME`]). Credit granted
 /// in the handshake cannot be taken back, so incoming connections start here and get the
 /// full [`TransportLimits::receive_window`] only once admitted
 /// ([`Connection::admit`]): a crowd of peers that never finish their hello, or stuff
@@ -402,10 +402,12 @@ impl Connection {
                 reader: FrameReader::new(recv),
                 writer: FrameWriter::new(send),
             };
-            // A hello is small: do not let a peer make us buffer a large frame for it.
-            session.reader.limit_frames(MAX_HELLO_FRAME);
+            // A hello is small, and so is all a session says until it is admitted (probe
+            // pings, transfer requests): do not let a peer make us buffer a large frame.
+            // Conversations with larger messages raise the limit: [`Session::admitted`]
+            // once a leaf or link is taken, the transfer and list services to theirs.
+            session.reader.limit_frames(UNADMITTED_MAX_FRAME);
             let hello = wire::receive_hello(&mut session.reader, &mut session.writer).await;
-            session.reader.limit_frames(wire::MAX_FRAME_SIZE);
             Ok::<_, WireError>((session, hello))
         };
         let result = match tokio::time::timeout(HELLO_TIMEOUT, opened).await {
@@ -430,8 +432,10 @@ const LINGER: Duration = Duration::from_millis(500);
 /// How long an accepted connection may take to open its session and say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Largest hello frame accepted (a hello is well under 200 bytes).
-const MAX_HELLO_FRAME: usize = 1024;
+/// Largest frame accepted on an incoming session until it is admitted: the hello (well
+/// under 200 bytes) and probe pings (a dozen) fit many times over. A crowd of sessions that
+/// are never admitted thus pins at most this much each in frame buffers, not a megabyte.
+pub const UNADMITTED_MAX_FRAME: usize = 1024;
 
 /// The first bidirectional stream of a connection, after the hello exchange.
 pub struct Session {
@@ -445,6 +449,13 @@ impl Session {
     /// Responder: answers the hello.
     pub async fn reply(&mut self, reply: &HelloReply) -> Result<(), WireError> {
         wire::send_hello_reply(&mut self.writer, reply).await
+    }
+
+    /// Responder: the session was admitted (a leaf attached, a link taken): its frames may
+    /// now be as large as [`wire::MAX_FRAME_SIZE`] (publishes), instead of
+    /// [`UNADMITTED_MAX_FRAME`].
+    pub fn admitted(&mut self) {
+        self.reader.limit_frames(wire::MAX_FRAME_SIZE);
     }
 }
 

@@ -387,3 +387,51 @@ async fn a_server_claiming_a_key_it_does_not_hold_is_refused() {
     }
     serving.abort();
 }
+
+/// What the responder reads after the hello: how large a frame it takes before and after
+/// the session is admitted.
+async fn frame_limit_after_hello(admit: bool, body_len: usize) -> Result<usize, WireError> {
+    let (client, server) = connected_pair().await;
+    let server_task = tokio::spawn(async move {
+        let (mut session, _) = server.accept_session().await.unwrap();
+        if admit {
+            session.admitted();
+        }
+        session
+            .reply(&HelloReply::Welcome {
+                role: Role::Supernode,
+            })
+            .await
+            .unwrap();
+        let frame = session.reader.read_frame().await;
+        frame.map(|body| body.map_or(0, <[u8]>::len))
+    });
+    let (mut session, _) = client
+        .open_session(&Hello::new(Role::Leaf, Intent::Attach, None))
+        .await
+        .unwrap();
+    let mut frame = (body_len as u32).to_be_bytes().to_vec();
+    frame.resize(4 + body_len, 7);
+    // The server may close before it has all of a refused frame: the write's result is moot.
+    let _ = session.writer.write_frame(&frame).await;
+    server_task.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_session_takes_large_frames_only_once_admitted() {
+    let big = 64 * 1024;
+    assert!(matches!(
+        frame_limit_after_hello(false, big).await,
+        Err(WireError::FrameTooLarge {
+            max: UNADMITTED_MAX_FRAME,
+            ..
+        })
+    ));
+    assert_eq!(
+        frame_limit_after_hello(false, UNADMITTED_MAX_FRAME)
+            .await
+            .unwrap(),
+        UNADMITTED_MAX_FRAME
+    );
+    assert_eq!(frame_limit_after_hello(true, big).await.unwrap(), big);
+}

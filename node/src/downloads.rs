@@ -6,6 +6,11 @@
 //! - A download belongs to the daemon, not to the request that started it: the client may
 //!   hang up, and another `get` of the same content follows the running download. At most
 //!   [`MAX_RUNNING`] run at once, one per content id (two would write the same partial file).
+//! - Results are kept per content id and size: a copy published with a false size is a
+//!   result of its own, never mixed with the holders of the true size. Sizes are tried
+//!   most holders first; each is proven before anything is allocated for it (see
+//!   [`crate::transfer::download`]), so a lie costs one failed proof. The holders dialled
+//!   for one `get` are capped per IP address and in all ([`dialable`]).
 //! - The transfer itself is [`crate::transfer::download`]: verified pieces from several
 //!   holders, the partial file kept for a resume. A download whose remembered holders are
 //!   all gone searches once more for fresh ones before it gives up.
@@ -25,7 +30,7 @@ use tracing::{info, warn};
 use crate::control::{DownloadJson, GetEventJson, GetRequest, SourceJson};
 use crate::leaf::LeafHandle;
 use crate::names::sanitize;
-use crate::transfer::{DownloadError, DownloadPlan, Progress, download};
+use crate::transfer::{DownloadError, DownloadPlan, Progress, dialable, download};
 
 /// Downloads running at once; more are refused until one ends.
 pub const MAX_RUNNING: usize = 8;
@@ -35,6 +40,9 @@ pub const MAX_ENDED: usize = 20;
 
 /// Search results remembered as sources for later downloads.
 const MAX_KNOWN: usize = 10_000;
+
+/// Sizes remembered, and tried, for one content id at most.
+const MAX_SIZES: usize = 3;
 
 /// How often a running download reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -62,11 +70,60 @@ struct Inner {
     ended: Mutex<VecDeque<DownloadJson>>,
 }
 
-/// Search results by content id, oldest evicted first.
+/// Search results by content id, oldest evicted first; per content, one result per size
+/// its holders give it (see [`SizeGroups`]).
 #[derive(Default)]
 struct Known {
-    hits: HashMap<ContentId, QueryHit>,
+    hits: HashMap<ContentId, SizeGroups>,
     order: VecDeque<ContentId>,
+}
+
+/// The results for one content id, one per size claimed, at most [`MAX_SIZES`]. A content
+/// has one true size; the others are lies (or stale), so only a few are worth keeping, and
+/// the one with fewest holders goes first.
+#[derive(Clone, Debug, Default)]
+struct SizeGroups(Vec<QueryHit>);
+
+impl SizeGroups {
+    /// Takes in a result: it replaces the one of the same size (a later result carries
+    /// every holder known so far).
+    fn add(&mut self, hit: &QueryHit) {
+        match self.0.iter_mut().find(|known| known.size == hit.size) {
+            Some(known) => *known = hit.clone(),
+            None => self.0.push(hit.clone()),
+        }
+        // Most holders first: the order sizes are tried in.
+        self.0
+            .sort_by_key(|known| std::cmp::Reverse(known.holders.len()));
+        self.0.truncate(MAX_SIZES);
+    }
+
+    /// The sizes to try, most holders first, with the holders a download may dial: over
+    /// all sizes together at most a few per IP address and a few in all (see
+    /// [`dialable`]), so a search result cannot aim one `get` at a third party.
+    fn plans(&self, me: NodeId) -> Vec<QueryHit> {
+        let all: Vec<PeerAddr> = self
+            .0
+            .iter()
+            .flat_map(|hit| hit.holders.iter())
+            .filter(|h| h.node_id != me)
+            .map(|h| PeerAddr::pinned(h.node_id, h.addr))
+            .collect();
+        let allowed = dialable(&all);
+        self.0
+            .iter()
+            .map(|hit| {
+                let mut hit = hit.clone();
+                hit.holders.retain(|h| {
+                    allowed
+                        .iter()
+                        .any(|a| a.node_id == Some(h.node_id) && a.addr == h.addr)
+                });
+                hit
+            })
+            .filter(|hit| !hit.holders.is_empty())
+            .collect()
+    }
 }
 
 /// A running download: its state, and the events its followers hear.
@@ -122,7 +179,16 @@ impl Downloads {
     /// Remembers a search result's holders for a later `get` of its content.
     pub fn remember(&self, hit: &QueryHit) {
         let mut known = lock(&self.inner.known);
-        if known.hits.insert(hit.content_id, hit.clone()).is_none() {
+        let mut fresh = false;
+        known
+            .hits
+            .entry(hit.content_id)
+            .or_insert_with(|| {
+                fresh = true;
+                SizeGroups::default()
+            })
+            .add(hit);
+        if fresh {
             known.order.push_back(hit.content_id);
             if known.order.len() > MAX_KNOWN {
                 if let Some(old) = known.order.pop_front() {
@@ -211,28 +277,36 @@ impl Downloads {
     ) -> GetEventJson {
         let started = Instant::now();
         let remembered = lock(&self.inner.known).hits.get(&content_id).cloned();
-        let (mut hit, mut fresh) = (remembered, false);
+        let (mut groups, mut fresh) = (remembered, false);
         loop {
-            let current = match hit.take() {
-                Some(hit) => hit,
+            let current = match groups.take() {
+                Some(groups) => groups,
                 None => {
                     let _ = run.events.send(GetEventJson::Searching {
                         content_id: content_id.to_string(),
                     });
                     fresh = true;
                     match search_holders(&leaf, content_id).await {
-                        Ok(hit) => {
-                            self.remember(&hit);
-                            hit
+                        Ok(hits) => {
+                            let mut groups = SizeGroups::default();
+                            for hit in &hits {
+                                self.remember(hit);
+                                groups.add(hit);
+                            }
+                            groups
                         }
                         Err(error) => return GetEventJson::Failed { error },
                     }
                 }
             };
-            match self.transfer(&current, target.clone(), run, started).await {
+            match self.each_size(&current, &target, run, started).await {
                 Ok(event) => return event,
                 // The remembered holders are gone: look for fresh ones once.
-                Err(DownloadError::NoHolders { .. }) if !fresh => continue,
+                Err(DownloadError::NoHolders { .. } | DownloadError::SizeUnproven { .. })
+                    if !fresh =>
+                {
+                    continue;
+                }
                 Err(e) => {
                     return GetEventJson::Failed {
                         error: e.to_string(),
@@ -240,6 +314,28 @@ impl Downloads {
                 }
             }
         }
+    }
+
+    /// Tries the sizes the holders give, most holders first, until one is proven (the
+    /// content has one true size; a lying copy fails its proof without allocating).
+    async fn each_size(
+        &self,
+        groups: &SizeGroups,
+        target: &Option<(PathBuf, String)>,
+        run: &Running,
+        started: Instant,
+    ) -> Result<GetEventJson, DownloadError> {
+        let mut last = DownloadError::NoHolders {
+            missing: 0,
+            total: 0,
+        };
+        for hit in groups.plans(self.inner.endpoint.node_id()) {
+            match self.transfer(&hit, target.clone(), run, started).await {
+                Err(e @ DownloadError::SizeUnproven { .. }) => last = e,
+                outcome => return outcome,
+            }
+        }
+        Err(last)
     }
 
     /// One attempt with the holders of `hit`.
@@ -250,11 +346,9 @@ impl Downloads {
         run: &Running,
         started: Instant,
     ) -> Result<GetEventJson, DownloadError> {
-        let me = self.inner.endpoint.node_id();
         let holders: Vec<PeerAddr> = hit
             .holders
             .iter()
-            .filter(|h| h.node_id != me)
             .map(|h| PeerAddr::pinned(h.node_id, h.addr))
             .collect();
         let (dir, name) = target.unwrap_or_else(|| (self.inner.dir.clone(), hit.name.clone()));
@@ -389,8 +483,8 @@ fn out_target(out: &Path) -> Result<(PathBuf, String), String> {
 }
 
 /// Searches the network for holders of `content_id`: the first hit, with the holders that
-/// arrive shortly after it.
-async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<QueryHit, String> {
+/// arrive shortly after it; one hit per size the holders give.
+async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<Vec<QueryHit>, String> {
     let deadline = Instant::now() + SEARCH_RETRY_FOR;
     let mut hits = loop {
         // `want` counts contents, and there is one: asking for more makes the supernodes
@@ -404,9 +498,9 @@ async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<Quer
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     };
-    let mut best: Option<QueryHit> = None;
+    let mut found = SizeGroups::default();
     loop {
-        let next = match &best {
+        let next = match found.0.first() {
             None => hits.recv().await,
             Some(_) => match tokio::time::timeout(GATHER_HOLDERS, hits.recv()).await {
                 Ok(next) => next,
@@ -416,11 +510,13 @@ async fn search_holders(leaf: &LeafHandle, content_id: ContentId) -> Result<Quer
         let Some(hit) = next else { break };
         let hit = hit?;
         if hit.content_id == content_id {
-            // Later results for a content carry every holder known so far.
-            best = Some(hit);
+            found.add(&hit);
         }
     }
-    best.ok_or_else(|| format!("no holder of {content_id} found on the network"))
+    if found.0.is_empty() {
+        return Err(format!("no holder of {content_id} found on the network"));
+    }
+    Ok(found.0)
 }
 
 /// A receiver of `events` (after `first`) that ends with the download.

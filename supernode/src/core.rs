@@ -580,7 +580,7 @@ impl SupernodeCore {
                 if supernodes.len() > MAX_SUPERNODES_PER_LIST {
                     return self.violation(session, "too many supernodes in gossip");
                 }
-                neighbor.load = load;
+                neighbor.load = crate::mesh::clamp(load);
                 let node_id = neighbor.node_id;
                 neighbor.links = supernodes
                     .iter()
@@ -588,7 +588,7 @@ impl SupernodeCore {
                     .filter(|id| *id != node_id)
                     .collect();
                 self.mesh.update_load(now, node_id, load);
-                self.mesh.learn(now, &supernodes);
+                self.mesh.learn_gossip(now, node_id, &supernodes);
             }
             SupernodeToSupernode::Ping { nonce } => {
                 self.send_neighbor(session, SupernodeToSupernode::Pong { nonce })
@@ -597,7 +597,7 @@ impl SupernodeCore {
         }
     }
 
-    /// Supernodes heard of from a list server.
+    /// Supernodes a list server listed (after its dial-back), or the operator named.
     pub fn learn(&mut self, now: Instant, infos: &[SupernodeInfo]) {
         self.mesh.learn(now, infos);
     }

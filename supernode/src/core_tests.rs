@@ -44,8 +44,22 @@ fn query(n: u8, words: &[&str]) -> LeafToSupernode {
     })
 }
 
+/// `core` believes `n` is a supernode, as if a list server listed it.
+fn believe(core: &mut SupernodeCore, now: Instant, n: u8) {
+    core.learn(
+        now,
+        &[SupernodeInfo {
+            node_id: id(n),
+            addr: addr(n),
+            load: Load::default(),
+            stale: false,
+        }],
+    );
+}
+
 /// Links `core` to neighbour `n` on session `session` and gives it a summary of `words`.
 fn link(core: &mut SupernodeCore, now: Instant, session: u64, n: u8, words: &[&str]) {
+    believe(core, now, n);
     assert!(core.link_up(now, SessionId(session), id(n), id(n), Some(addr(n))));
     let table = KeywordSummary::from_keywords(words.iter().copied()).to_bytes();
     core.neighbor_message(
@@ -149,6 +163,7 @@ fn local_files_answer_and_vanish_with_their_leaf() {
 fn summaries_follow_the_index_throttled() {
     let t0 = Instant::now();
     let mut sn = core(1, CoreConfig::default());
+    believe(&mut sn, t0, 2);
     assert!(sn.link_up(t0, SessionId(10), id(2), id(2), Some(addr(2))));
     let first = drain(&mut sn);
     assert!(
@@ -251,6 +266,7 @@ fn a_full_supernode_refuses_with_alternatives() {
 fn bad_neighbour_input_closes_the_link() {
     let now = Instant::now();
     let mut sn = core(1, CoreConfig::default());
+    believe(&mut sn, now, 2);
     assert!(sn.link_up(now, SessionId(10), id(2), id(2), None));
     drain(&mut sn);
     sn.neighbor_message(
@@ -400,6 +416,7 @@ fn dials_known_supernodes() {
 fn a_new_link_does_not_swallow_the_broadcast_of_a_changed_summary() {
     let t0 = Instant::now();
     let mut sn = core(1, CoreConfig::default());
+    believe(&mut sn, t0, 2);
     assert!(sn.link_up(t0, SessionId(10), id(2), id(2), Some(addr(2))));
     sn.handle_timeout(t0, 0);
     drain(&mut sn);
@@ -414,6 +431,7 @@ fn a_new_link_does_not_swallow_the_broadcast_of_a_changed_summary() {
     );
     // A second neighbour links before the next broadcast: it gets the new summary...
     let t1 = t0 + Duration::from_millis(300);
+    believe(&mut sn, t1, 3);
     assert!(sn.link_up(t1, SessionId(11), id(3), id(3), Some(addr(3))));
     drain(&mut sn);
     // ...and the first neighbour still gets it on the next tick.

@@ -16,8 +16,8 @@ use superpeer_common::wire::{
     SupernodeToLeaf, SupernodeToSupernode, encode,
 };
 use superpeer_common::{
-    Connection, ContentId, Endpoint, Identity, NodeId, PeerAddr, Session, TransportError,
-    TransportLimits,
+    Admitted, Connection, ContentId, Endpoint, Gate, GateLimits, Identity, NodeId, PeerAddr,
+    Session, TransportError, TransportLimits,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -56,8 +56,9 @@ pub struct SupernodeConfig {
     pub limits: TransportLimits,
     /// How often to ask the list servers for supernodes.
     pub refresh_interval: Duration,
-    /// Most connections served at once.
-    pub max_connections: usize,
+    /// Connections served at once, in all and per source address, and when to answer
+    /// with a QUIC Retry first.
+    pub gate: GateLimits,
     /// Who serves transfer sessions; without one they are refused.
     pub transfer: Option<TransferService>,
 }
@@ -72,7 +73,7 @@ impl std::fmt::Debug for SupernodeConfig {
             .field("core", &self.core)
             .field("limits", &self.limits)
             .field("refresh_interval", &self.refresh_interval)
-            .field("max_connections", &self.max_connections)
+            .field("gate", &self.gate)
             .field("transfer", &self.transfer.is_some())
             .finish()
     }
@@ -89,7 +90,7 @@ impl SupernodeConfig {
             core: CoreConfig::default(),
             limits: TransportLimits::default(),
             refresh_interval: Duration::from_secs(20),
-            max_connections: 4096,
+            gate: GateLimits::SUPERNODE,
             transfer: None,
         }
     }
@@ -317,7 +318,15 @@ impl Supernode {
             config.peers.clone(),
             events_tx.clone(),
         ));
-        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let gate = Gate::new(config.gate);
+        let serving = sessions::Serving {
+            endpoint: endpoint.clone(),
+            events: events_tx.clone(),
+            load: load_rx.clone(),
+            transfer: config.transfer.clone(),
+            receive_window: config.limits.receive_window,
+            dial_backs: Arc::new(Semaphore::new(sessions::MAX_DIAL_BACKS)),
+        };
         let mut sessions: HashMap<SessionId, Live> = HashMap::new();
         let mut local_searches = LocalSearches::default();
         // Real sessions are numbered from 1: 0 is `SessionId::LOCAL`.
@@ -334,19 +343,19 @@ impl Supernode {
                 () = &mut shutdown => break,
                 incoming = endpoint.incoming() => {
                     let Some(incoming) = incoming else { break };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        incoming.refuse();
-                        continue;
-                    };
                     let source = incoming.remote_address();
-                    let (events, load) = (events_tx.clone(), load_rx.clone());
-                    let timeout = config.limits.handshake_timeout;
-                    let transfer = config.transfer.clone();
-                    let window = config.limits.receive_window;
-                    tokio::spawn(async move {
-                        sessions::serve_incoming(incoming, timeout, events, load, transfer, window).await;
-                        drop(permit);
-                    }.instrument(info_span!("conn", %source)));
+                    let (ticket, incoming) = match gate.admit(incoming) {
+                        Admitted::Serve(ticket, incoming) => (ticket, *incoming),
+                        Admitted::Retried => continue,
+                        Admitted::Refused(why) => {
+                            debug!(%source, "refusing a connection: {why}");
+                            continue;
+                        }
+                    };
+                    tokio::spawn(
+                        sessions::serve_incoming(incoming, ticket, serving.clone())
+                            .instrument(info_span!("conn", %source)),
+                    );
                 }
                 Some(event) = events_rx.recv() => {
                     let now = Instant::now();

@@ -20,7 +20,9 @@
 //!
 //! Queries are AND over exact words. The posting set of the rarest query word is walked, each
 //! slot checked against the other words' sets (O(1) each), and hits are grouped by content id
-//! until `want` contents are found. So a query costs O(entries walked x words): a rare word or
+//! and size until `want` hits are found. A content's size is part of what a holder claims,
+//! not of the id: grouping by (id, size) keeps a copy published with a false size in a hit
+//! of its own, so it never hides the holders of the true size (downloaders prove the size). So a query costs O(entries walked x words): a rare word or
 //! a word set that matches densely stops early; the worst case is two frequent words that seldom
 //! occur together, which walks the smaller posting set once.
 //!
@@ -305,7 +307,7 @@ impl ContentIndex {
             .iter()
             .partition(|word| content_keyword(word).is_some());
         if let Some(first) = by_id.first() {
-            return self.query_content(first, &by_id, &words);
+            return self.query_content(first, &by_id, &words, want);
         }
         let mut ids = Vec::with_capacity(keywords.len());
         for word in keywords {
@@ -337,7 +339,7 @@ impl ContentIndex {
             let Some(entry) = self.entries.get(slot) else {
                 continue;
             };
-            if seen.insert(entry.content) {
+            if seen.insert((entry.content, entry.size)) {
                 let matches = |copy: u32| rarest.contains(&copy) && in_others(copy);
                 hits.extend(self.hit(slot, entry, matches));
             }
@@ -345,9 +347,16 @@ impl ContentIndex {
         hits
     }
 
-    /// The hit for the content `id_word` names, with the holders whose entry also has
-    /// every one of `words`; none if another content id is asked for at the same time.
-    fn query_content(&self, id_word: &str, ids: &[&String], words: &[&String]) -> Vec<QueryHit> {
+    /// The hits for the content `id_word` names, one per size its holders give it (most
+    /// holders first, at most `want`), with the holders whose entry also has every one of
+    /// `words`; none if another content id is asked for at the same time.
+    fn query_content(
+        &self,
+        id_word: &str,
+        ids: &[&String],
+        words: &[&String],
+        want: usize,
+    ) -> Vec<QueryHit> {
         if ids.iter().any(|other| other.as_str() != id_word) {
             return Vec::new();
         }
@@ -367,17 +376,32 @@ impl ContentIndex {
             }
         }
         let matches = |slot: u32| sets.iter().all(|set| set.contains(&slot));
+        // Each size claimed: its first matching copy and how many copies claim it. One
+        // entry per holder, so this is bounded by the holders of the content.
+        let mut sizes: Vec<(u64, u32, usize)> = Vec::new();
         let mut copy = self.contents.get(content).map_or(NIL, |c| c.first_copy);
         while copy != NIL {
             let Some(entry) = self.entries.get(copy) else {
                 break;
             };
             if matches(copy) {
-                return self.hit(copy, entry, matches).into_iter().collect();
+                match sizes.iter_mut().find(|(size, ..)| *size == entry.size) {
+                    Some((_, _, count)) => *count += 1,
+                    None => sizes.push((entry.size, copy, 1)),
+                }
             }
             copy = entry.next_copy;
         }
-        Vec::new()
+        // Most holders first: a lying copy gets its own hit, after the honest one.
+        sizes.sort_by_key(|&(_, _, count)| std::cmp::Reverse(count));
+        sizes
+            .into_iter()
+            .take(want)
+            .filter_map(|(_, slot, _)| {
+                let entry = self.entries.get(slot)?;
+                self.hit(slot, entry, matches)
+            })
+            .collect()
     }
 
     /// Number of entries (holder, content id pairs).
@@ -638,8 +662,10 @@ impl ContentIndex {
         }
     }
 
-    /// The hit for the content of `entry` (found at `slot`): its name and size, its holder
-    /// first, then every other holder of the content whose entry `matches`.
+    /// The hit for the content of `entry` (found at `slot`) at its size: its name and size,
+    /// its holder first, then every other holder of the content at the same size whose
+    /// entry `matches`. Holders that give the content another size are never listed here:
+    /// a copy published with a false size must not make the honest holders look wrong.
     fn hit(&self, slot: u32, entry: &Entry, matches: impl Fn(u32) -> bool) -> Option<QueryHit> {
         let content = self.contents.get(entry.content)?;
         let mut holders: Vec<Holder> = self
@@ -653,7 +679,7 @@ impl ContentIndex {
             let Some(other) = self.entries.get(copy) else {
                 break;
             };
-            if copy != slot && matches(copy) {
+            if copy != slot && other.size == entry.size && matches(copy) {
                 holders.extend(self.holders.get(other.holder).map(|r| r.holder));
             }
             copy = other.next_copy;
@@ -701,7 +727,8 @@ mod tests {
         FileEntry {
             content_id: ContentId::of_bytes(content.as_bytes()),
             name: name.to_owned(),
-            size: name.len() as u64,
+            // A content's size comes with its id, whatever a holder names it.
+            size: 1000 * content.len() as u64,
         }
     }
 
@@ -746,7 +773,7 @@ mod tests {
         );
         let hit = &index.query(&words("1969"), 10)[0];
         assert_eq!(hit.content_id, ContentId::of_bytes(b"a"));
-        assert_eq!(hit.size, "Abbey_Road-(1969).FLAC".len() as u64);
+        assert_eq!(hit.size, 1000);
         assert_eq!(hit.holders, [holder(1)]);
         // Words are whole words, not prefixes or substrings.
         assert!(index.query(&words("abb"), 10).is_empty());
@@ -844,6 +871,47 @@ mod tests {
         let renamed = index.query(&words("renamed"), 10);
         assert_eq!(renamed[0].holders, [holder(3)]);
         assert_eq!(index.holders(), 3);
+    }
+
+    #[test]
+    fn a_false_size_gets_its_own_hit_and_never_hides_the_honest_holders() {
+        let mut index = sample();
+        let honest = entry("c", "Let It Be.mp3");
+        index
+            .publish(holder(2), std::slice::from_ref(&honest))
+            .unwrap();
+        // Published last, so its copy heads the content's list.
+        let lie = FileEntry {
+            size: 1 << 40,
+            ..honest.clone()
+        };
+        index.publish(holder(9), &[lie]).unwrap();
+        let by_id = index.query(&[ContentId::of_bytes(b"c").to_string()], 50);
+        let groups: Vec<(u64, Vec<Holder>)> = by_id
+            .iter()
+            .map(|hit| {
+                let mut holders = hit.holders.clone();
+                holders.sort_by_key(|h| h.node_id);
+                (hit.size, holders)
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (honest.size, vec![holder(1), holder(2)]),
+                (1 << 40, vec![holder(9)]),
+            ]
+        );
+        let by_words = index.query(&words("let it be"), 10);
+        assert_eq!(by_words.len(), 2, "one hit per (id, size)");
+        for hit in &by_words {
+            let expected = if hit.size == honest.size { 2 } else { 1 };
+            assert_eq!(hit.holders.len(), expected, "{hit:?}");
+        }
+        // `want` counts hits: the first is the size most holders give.
+        let first = index.query(&[ContentId::of_bytes(b"c").to_string()], 1);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].size, honest.size);
     }
 
     #[test]

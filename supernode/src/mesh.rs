@@ -4,6 +4,15 @@
 //! links to up to `max_neighbors` of them (a full mesh while the network is small), dials
 //! new ones when a link is lost, and backs off from addresses that fail. When two supernodes
 //! dial each other at once, both keep the link started by the smaller node id.
+//!
+//! Trust (SECURITY.md): a supernode is believed to be one only when a list server listed
+//! it (after its dial-back), the operator named it, or it answered as itself at its address
+//! (we dialled it, pinned to its id). Gossip only adds [`Trust::Heard`] candidates: never
+//! dialled, listed or passed on, never overwriting a known address, at most
+//! [`MAX_HEARD_PER_NEIGHBOR`] per neighbour, forgotten after [`FORGET_AFTER`]. So no
+//! neighbour can make us send a packet to an address it names. A supernode that links to
+//! us without being believed is refused and dialled back at the address its handshake
+//! came from (proven by QUIC's handshake, so not a third party's), a few a minute.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +31,24 @@ const FORGET_AFTER: Duration = Duration::from_secs(120);
 const MAX_KNOWN: usize = 5_000;
 /// Longest wait between dial attempts to one supernode.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Most gossip-only candidates one neighbour may add.
+pub const MAX_HEARD_PER_NEIGHBOR: usize = 32;
+/// Most dial-backs to supernodes that linked to us unbelieved, per minute.
+pub const MAX_DIAL_BACKS_PER_MINUTE: usize = 20;
+/// Most leaves we believe a supernode has or can take (what it says is clamped to this:
+/// a claim decides who is asked first and who is handed to leaves).
+pub const MAX_BELIEVED_LEAVES: u32 = 2_000;
+
+/// Why we believe a supernode is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trust {
+    /// Only a neighbour said so: a candidate, never dialled, listed or gossiped.
+    Heard,
+    /// A list server listed it after its dial-back, or the operator named it.
+    Listed,
+    /// It answered as itself at its address when we dialled it.
+    Reached,
+}
 
 #[derive(Debug, Clone)]
 struct Known {
@@ -30,6 +57,40 @@ struct Known {
     heard: Instant,
     failures: u32,
     next_attempt: Instant,
+    trust: Trust,
+    /// Who told us, for a `Heard` one.
+    told_by: Option<NodeId>,
+    /// It linked to us unbelieved: dial it back once at the address it came from.
+    dial_back: bool,
+}
+
+impl Known {
+    fn new(now: Instant, addr: SocketAddr, load: Load, trust: Trust) -> Self {
+        Self {
+            addr,
+            load: clamp(load),
+            heard: now,
+            failures: 0,
+            next_attempt: now,
+            trust,
+            told_by: None,
+            dial_back: false,
+        }
+    }
+
+    fn dialable(&self) -> bool {
+        self.trust != Trust::Heard || self.dial_back
+    }
+}
+
+/// A load as far as we believe it.
+pub fn clamp(load: Load) -> Load {
+    let capacity = load.capacity.min(MAX_BELIEVED_LEAVES);
+    Load {
+        leaves: load.leaves.min(MAX_BELIEVED_LEAVES),
+        capacity,
+        neighbors: load.neighbors,
+    }
 }
 
 /// A live link.
@@ -58,6 +119,8 @@ pub struct Mesh {
     known: FxHashMap<NodeId, Known>,
     links: FxHashMap<NodeId, Link>,
     dialing: FxHashSet<NodeId>,
+    /// When the dial-backs of the last minute were asked for.
+    dial_backs: std::collections::VecDeque<Instant>,
 }
 
 impl Mesh {
@@ -69,10 +132,12 @@ impl Mesh {
             known: FxHashMap::default(),
             links: FxHashMap::default(),
             dialing: FxHashSet::default(),
+            dial_backs: std::collections::VecDeque::new(),
         }
     }
 
-    /// Supernodes heard of (list server, gossip). Our own entry is ignored.
+    /// Supernodes a list server listed, or the operator named: believed. Our own entry is
+    /// ignored.
     pub fn learn(&mut self, now: Instant, infos: &[SupernodeInfo]) {
         for info in infos {
             if info.node_id == self.me {
@@ -86,30 +151,56 @@ impl Mesh {
                         k.failures = 0;
                         k.next_attempt = now;
                     }
-                    k.load = info.load;
+                    k.load = clamp(info.load);
                     k.heard = now;
+                    k.trust = k.trust.max(Trust::Listed);
+                    k.told_by = None;
                 }
                 None if room => {
-                    self.known.insert(
-                        info.node_id,
-                        Known {
-                            addr: info.addr,
-                            load: info.load,
-                            heard: now,
-                            failures: 0,
-                            next_attempt: now,
-                        },
-                    );
+                    let known = Known::new(now, info.addr, info.load, Trust::Listed);
+                    self.known.insert(info.node_id, known);
                 }
                 None => {}
             }
         }
     }
 
+    /// Supernodes neighbour `from` says it is linked to: candidates at most, see the module
+    /// docs. A known supernode keeps its address and load; gossip only keeps it fresh.
+    pub fn learn_gossip(&mut self, now: Instant, from: NodeId, infos: &[SupernodeInfo]) {
+        let mut heard_from = self
+            .known
+            .values()
+            .filter(|k| k.trust == Trust::Heard && k.told_by == Some(from))
+            .count();
+        for info in infos {
+            if info.node_id == self.me || info.node_id == from {
+                continue;
+            }
+            let room = self.known.len() < MAX_KNOWN;
+            match self.known.get_mut(&info.node_id) {
+                Some(k) if k.addr == info.addr => k.heard = now,
+                Some(_) => {}
+                None if heard_from < MAX_HEARD_PER_NEIGHBOR && room => {
+                    let mut known = Known::new(now, info.addr, info.load, Trust::Heard);
+                    known.told_by = Some(from);
+                    self.known.insert(info.node_id, known);
+                    heard_from += 1;
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// How far we believe `node_id` is a supernode.
+    pub fn trust(&self, node_id: &NodeId) -> Option<Trust> {
+        self.known.get(node_id).map(|k| k.trust)
+    }
+
     /// Records a neighbour's load as it reports it.
     pub fn update_load(&mut self, now: Instant, node_id: NodeId, load: Load) {
         if let Some(k) = self.known.get_mut(&node_id) {
-            k.load = load;
+            k.load = clamp(load);
             k.heard = now;
         }
     }
@@ -127,7 +218,10 @@ impl Mesh {
             .known
             .iter()
             .filter(|(id, k)| {
-                k.next_attempt <= now && !self.links.contains_key(id) && !self.dialing.contains(id)
+                k.dialable()
+                    && k.next_attempt <= now
+                    && !self.links.contains_key(id)
+                    && !self.dialing.contains(id)
             })
             .map(|(id, k)| (*id, k.addr))
             .collect();
@@ -142,6 +236,15 @@ impl Mesh {
     /// A dial we asked for failed: back off exponentially.
     pub fn dial_failed(&mut self, now: Instant, node_id: NodeId) {
         self.dialing.remove(&node_id);
+        // A dial-back that failed: it is not a supernode we can reach; forget it.
+        if self
+            .known
+            .get(&node_id)
+            .is_some_and(|k| k.trust == Trust::Heard)
+        {
+            self.known.remove(&node_id);
+            return;
+        }
         if let Some(k) = self.known.get_mut(&node_id) {
             k.failures = k.failures.saturating_add(1);
             let backoff = Duration::from_secs(1)
@@ -161,14 +264,26 @@ impl Mesh {
         addr: Option<SocketAddr>,
     ) -> LinkDecision {
         self.dialing.remove(&node_id);
-        if let Some(addr) = addr {
-            let k = self.known.entry(node_id).or_insert(Known {
-                addr,
-                load: Load::default(),
-                heard: now,
-                failures: 0,
-                next_attempt: now,
-            });
+        if initiator == self.me {
+            // We dialled it, pinned to its id: it answered as itself at that address.
+            if let Some(k) = self.known.get_mut(&node_id) {
+                k.trust = Trust::Reached;
+                k.told_by = None;
+                k.dial_back = false;
+                k.heard = now;
+                k.failures = 0;
+            }
+        } else if self
+            .known
+            .get(&node_id)
+            .is_none_or(|k| k.trust == Trust::Heard)
+        {
+            // A stranger: not a link, but a dial back at the address it came from.
+            if let Some(addr) = addr {
+                self.ask_dial_back(now, node_id, addr);
+            }
+            return LinkDecision::Refuse;
+        } else if let Some(k) = self.known.get_mut(&node_id) {
             k.heard = now;
             k.failures = 0;
         }
@@ -198,6 +313,28 @@ impl Mesh {
             }
             Some(_) => LinkDecision::Refuse,
         }
+    }
+
+    /// Marks `node_id` to be dialled back at `addr`, within the minute's budget.
+    fn ask_dial_back(&mut self, now: Instant, node_id: NodeId, addr: SocketAddr) {
+        let minute = Duration::from_secs(60);
+        while self
+            .dial_backs
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= minute)
+        {
+            self.dial_backs.pop_front();
+        }
+        if self.dial_backs.len() >= MAX_DIAL_BACKS_PER_MINUTE
+            || self.dialing.contains(&node_id)
+            || (self.known.len() >= MAX_KNOWN && !self.known.contains_key(&node_id))
+        {
+            return;
+        }
+        self.dial_backs.push_back(now);
+        let mut known = Known::new(now, addr, Load::default(), Trust::Heard);
+        known.dial_back = true;
+        self.known.insert(node_id, known);
     }
 
     /// A link is gone. Returns true if it was the current link to that node; we will dial
@@ -238,7 +375,7 @@ impl Mesh {
         self.links.len()
     }
 
-    /// Number of other supernodes known.
+    /// Number of other supernodes known (gossip-only candidates included).
     pub fn known_count(&self) -> usize {
         self.known.len()
     }
@@ -257,7 +394,7 @@ impl Mesh {
         let mut infos: Vec<(bool, bool, SupernodeInfo)> = self
             .known
             .iter()
-            .filter(|(id, _)| Some(**id) != exclude)
+            .filter(|(id, k)| Some(**id) != exclude && k.trust != Trust::Heard)
             .map(|(id, k)| {
                 let full = k.load.capacity > 0 && k.load.leaves >= k.load.capacity;
                 let info = SupernodeInfo {
@@ -333,6 +470,7 @@ mod tests {
         let t0 = Instant::now();
         // Node 5 (larger) and node 3 (smaller) dial each other.
         let mut big = Mesh::new(id(5), 8);
+        big.learn(t0, &[info(3)]);
         assert_eq!(
             big.link_up(t0, id(3), SessionId(1), id(5), None),
             LinkDecision::Keep { close: None }
@@ -344,6 +482,7 @@ mod tests {
             }
         );
         let mut small = Mesh::new(id(3), 8);
+        small.learn(t0, &[info(5)]);
         assert_eq!(
             small.link_up(t0, id(5), SessionId(7), id(3), None),
             LinkDecision::Keep { close: None }
@@ -362,7 +501,7 @@ mod tests {
         let t0 = Instant::now();
         let mut rng = StdRng::seed_from_u64(3);
         let mut mesh = Mesh::new(id(100), 2);
-        mesh.learn(t0, &[info(1), info(2), info(3)]);
+        mesh.learn(t0, &[info(1), info(2), info(3), info(9)]);
         let dials = mesh.poll_dials(t0, &mut rng);
         assert_eq!(dials.len(), 2);
         // While both dials are under way, their slots are theirs.
@@ -422,5 +561,143 @@ mod tests {
         assert_eq!(list[0].node_id, id(2));
         assert_eq!(list[1].node_id, id(1));
         assert_eq!(mesh.list(10, Some(id(2))).len(), 1);
+    }
+
+    fn at(n: u8, addr: &str) -> SupernodeInfo {
+        SupernodeInfo {
+            addr: addr.parse().unwrap(),
+            ..info(n)
+        }
+    }
+
+    #[test]
+    fn gossip_never_makes_us_dial_or_list_an_address_it_names() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mesh = Mesh::new(id(100), 32);
+        // A neighbour gossips 200 invented supernodes, all at one victim address.
+        let invented: Vec<SupernodeInfo> = (0..200u8)
+            .map(|n| SupernodeInfo {
+                node_id: NodeId::from_bytes([
+                    n, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                    7, 7, 7, 7, 7, 7,
+                ]),
+                ..at(1, "127.0.9.9:9")
+            })
+            .collect();
+        mesh.learn_gossip(t0, id(1), &invented);
+        assert_eq!(
+            mesh.known_count(),
+            MAX_HEARD_PER_NEIGHBOR,
+            "capped per neighbour"
+        );
+        for later in [0, 5, 60, 119] {
+            let now = t0 + Duration::from_secs(later);
+            assert!(
+                mesh.poll_dials(now, &mut rng).is_empty(),
+                "dialled at {later} s"
+            );
+        }
+        assert!(mesh.list(100, None).is_empty(), "handed on to leaves");
+        mesh.expire(t0 + FORGET_AFTER);
+        assert_eq!(mesh.known_count(), 0, "forgotten");
+    }
+
+    #[test]
+    fn gossip_never_rewrites_a_believed_address() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mesh = Mesh::new(id(100), 32);
+        mesh.learn(t0, &[info(1), info(2)]);
+        // The eclipse: a neighbour says both honest supernodes moved to a victim address.
+        mesh.learn_gossip(t0, id(3), &[at(1, "127.0.9.9:9"), at(2, "127.0.9.9:9")]);
+        let mut dials = mesh.poll_dials(t0, &mut rng);
+        dials.sort();
+        assert_eq!(dials, vec![(id(1), info(1).addr), (id(2), info(2).addr)]);
+        let listed: Vec<SocketAddr> = mesh.list(10, None).iter().map(|i| i.addr).collect();
+        assert!(
+            listed
+                .iter()
+                .all(|a| a.ip() != "127.0.9.9".parse::<std::net::IpAddr>().unwrap())
+        );
+        // A list server may move one (it dialled it back there).
+        mesh.learn(t0, &[at(1, "127.0.0.11:7000")]);
+        assert_eq!(
+            mesh.list(10, None)
+                .iter()
+                .find(|i| i.node_id == id(1))
+                .unwrap()
+                .addr,
+            "127.0.0.11:7000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_stranger_linking_to_us_is_refused_and_dialled_back_where_it_came_from() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mesh = Mesh::new(id(100), 32);
+        let came_from: SocketAddr = "127.0.0.5:7000".parse().unwrap();
+        assert_eq!(
+            mesh.link_up(t0, id(5), SessionId(1), id(5), Some(came_from)),
+            LinkDecision::Refuse
+        );
+        assert_eq!(mesh.poll_dials(t0, &mut rng), vec![(id(5), came_from)]);
+        // Our dial reached it: now it is believed, and the link we dialled is kept.
+        assert_eq!(
+            mesh.link_up(t0, id(5), SessionId(2), id(100), None),
+            LinkDecision::Keep { close: None }
+        );
+        assert_eq!(mesh.trust(&id(5)), Some(Trust::Reached));
+        // A stranger whose dial-back fails is forgotten.
+        mesh.link_up(
+            t0,
+            id(6),
+            SessionId(3),
+            id(6),
+            Some("127.0.0.6:7000".parse().unwrap()),
+        );
+        assert_eq!(mesh.poll_dials(t0, &mut rng).len(), 1);
+        mesh.dial_failed(t0, id(6));
+        assert_eq!(mesh.trust(&id(6)), None);
+        // Dial-backs are budgeted: a flood of strangers gets a few a minute.
+        for n in 0..100u8 {
+            let stranger = NodeId::from_bytes([n; 32].map(|b| b ^ 0x80));
+            let addr = SocketAddr::from(([127, 0, 1, n], 7000));
+            mesh.link_up(
+                t0,
+                stranger,
+                SessionId(100 + u64::from(n)),
+                stranger,
+                Some(addr),
+            );
+        }
+        let mut dialled = 0;
+        while let dials = mesh.poll_dials(t0, &mut rng)
+            && !dials.is_empty()
+        {
+            for (node, _) in dials {
+                dialled += 1;
+                mesh.dial_failed(t0, node);
+            }
+        }
+        assert_eq!(dialled, MAX_DIAL_BACKS_PER_MINUTE - 2);
+    }
+
+    #[test]
+    fn claimed_loads_are_clamped() {
+        let t0 = Instant::now();
+        let mut mesh = Mesh::new(id(100), 32);
+        let mut huge = info(1);
+        huge.load = Load {
+            leaves: u32::MAX,
+            capacity: u32::MAX,
+            neighbors: 0,
+        };
+        mesh.learn(t0, &[huge, info(2)]);
+        let listed = mesh.list(10, None);
+        let one = listed.iter().find(|i| i.node_id == id(1)).unwrap();
+        assert_eq!(one.load.capacity, MAX_BELIEVED_LEAVES);
+        assert_eq!(one.load.leaves, MAX_BELIEVED_LEAVES);
     }
 }

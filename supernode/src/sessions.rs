@@ -6,14 +6,15 @@
 //! with the close code the error calls for; either way the actor hears `Gone`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use superpeer_common::wire::{
     CloseCode, Hello, HelloReply, Intent, LeafToSupernode, Load, Message, Role,
     SupernodeToSupernode, WireError,
 };
-use superpeer_common::{Connection, Endpoint, PeerAddr, Session, answer_probe};
-use tokio::sync::{mpsc, oneshot, watch};
+use superpeer_common::{Connection, Endpoint, PeerAddr, Session, Ticket, answer_probe, answers_at};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::SessionId;
@@ -25,23 +26,52 @@ pub type Outbox = mpsc::Sender<Vec<u8>>;
 /// Most frames queued for one session; a peer that reads slower than this is dropped.
 pub const OUTBOX_FRAMES: usize = 512;
 
-/// Completes an incoming connection and serves it until it ends.
-pub async fn serve_incoming(
-    incoming: quinn::Incoming,
-    handshake_timeout: Duration,
-    events: mpsc::Sender<Event>,
-    load: watch::Receiver<Load>,
-    transfer: Option<TransferService>,
-    receive_window: u32,
-) {
+/// Longest the dial-back to an attaching leaf's advertised address may take. The leaf waits
+/// for its welcome meanwhile (up to 5 s from its hello), so this stays well under that.
+pub const DIAL_BACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Dial-backs under way at once. Each sends a few QUIC Initials to an address a leaf
+/// named, so this also bounds what leaves can make us send to an address that is not
+/// theirs: past it, the observed address is used without asking.
+pub const MAX_DIAL_BACKS: usize = 16;
+
+/// What every connection task needs from the supernode.
+#[derive(Clone)]
+pub struct Serving {
+    /// Ours: dial-backs go out from it.
+    pub endpoint: Endpoint,
+    pub events: mpsc::Sender<Event>,
+    pub load: watch::Receiver<Load>,
+    pub transfer: Option<TransferService>,
+    /// The window an admitted session gets.
+    pub receive_window: u32,
+    /// Slots for dial-backs ([`MAX_DIAL_BACKS`]).
+    pub dial_backs: Arc<Semaphore>,
+}
+
+/// Completes an incoming connection and serves it until it ends. `ticket` holds its slot
+/// at the gate; dropping it at the end frees the slot.
+pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, serving: Serving) {
+    let handshake_timeout = serving.endpoint.limits().handshake_timeout;
     let conn = match superpeer_common::accept(incoming, handshake_timeout).await {
         Ok(conn) => conn,
         Err(e) => return debug!("handshake failed: {e}"),
     };
+    if !ticket.established() {
+        debug!(peer = %conn.peer().short(), "too many connections from this address");
+        return conn.close(CloseCode::Refused, "too many connections from this address");
+    }
     let (mut session, hello) = match conn.accept_session().await {
         Ok(pair) => pair,
         Err(e) => return debug!(peer = %conn.peer().short(), "bad hello: {e}"),
     };
+    let Serving {
+        events,
+        load,
+        transfer,
+        receive_window,
+        ..
+    } = serving.clone();
     let peer = conn.peer();
     match (hello.intent, hello.role) {
         (Intent::Probe, _) => {
@@ -49,7 +79,7 @@ pub async fn serve_incoming(
             finish(&conn, &mut session, result);
         }
         (Intent::Attach, _) => {
-            let addr = hello.advertise.unwrap_or_else(|| conn.remote_addr());
+            let addr = holder_address(&serving, &conn, hello.advertise).await;
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
             let (reply_tx, reply_rx) = oneshot::channel();
             let attach = Event::Attach {
@@ -69,6 +99,7 @@ pub async fn serve_incoming(
             if admitted {
                 // Publishes come in frames of up to 1 MiB.
                 conn.admit(receive_window);
+                session.admitted();
             }
             if session.reply(&reply).await.is_err() || !admitted {
                 refuse(&conn, &mut session).await;
@@ -83,10 +114,12 @@ pub async fn serve_incoming(
         (Intent::Link, Role::Supernode) => {
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
             let (reply_tx, reply_rx) = oneshot::channel();
+            // The address its handshake came from (QUIC validated it): a dial-back goes
+            // there, never to an address it merely claims.
             let link = Event::LinkUp {
                 node_id: peer,
                 initiator: peer,
-                addr: hello.advertise,
+                addr: Some(conn.remote_addr()),
                 conn: conn.clone(),
                 outbox,
                 reply: reply_tx,
@@ -97,6 +130,7 @@ pub async fn serve_incoming(
             match reply_rx.await {
                 Ok(Some(session_id)) => {
                     conn.admit(receive_window);
+                    session.admitted();
                     if session
                         .reply(&HelloReply::Welcome {
                             role: Role::Supernode,
@@ -143,6 +177,40 @@ pub async fn serve_incoming(
             refuse(&conn, &mut session).await;
         }
     }
+}
+
+/// The address published as the holder of an attaching leaf's files: the one its
+/// connection came from, or the one it advertises once a dial-back reached the same node
+/// there (port forwarding, a proxy). Never a bare claim: a leaf naming someone else's
+/// address would send every downloader of its files there.
+async fn holder_address(
+    serving: &Serving,
+    conn: &Connection,
+    advertised: Option<SocketAddr>,
+) -> SocketAddr {
+    let observed = conn.remote_addr();
+    let Some(claimed) = advertised.filter(|a| *a != observed && dialable(*a)) else {
+        return observed;
+    };
+    let Ok(_slot) = serving.dial_backs.try_acquire() else {
+        debug!(%claimed, "too many dial-backs under way; using the observed address");
+        return observed;
+    };
+    if answers_at(&serving.endpoint, conn.peer(), claimed, DIAL_BACK_TIMEOUT).await {
+        claimed
+    } else {
+        debug!(peer = %conn.peer().short(), %claimed, %observed, "advertised address failed the dial-back");
+        observed
+    }
+}
+
+/// Whether `addr` could be a node's address at all (not worth a dial-back otherwise).
+fn dialable(addr: SocketAddr) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && ip != std::net::Ipv4Addr::BROADCAST
 }
 
 /// Dials a supernode and, if it takes the link, serves it until it ends.

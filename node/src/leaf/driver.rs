@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use super::core::{LeafCore, LeafCoreConfig, PromotionOutcome, SessionNo, Source};
 use super::status::LeafStatus;
 use crate::share::{FolderChanges, ShareDelta, SharedFolder};
-use crate::transfer::{ServedFiles, Uploads};
+use crate::transfer::{DEFAULT_UPLOAD_SLOTS, OutboardStore, ServedFiles, Uploads};
 use session::{Attached, SessionLink};
 
 pub use supernode::transfer_service;
@@ -215,6 +215,9 @@ impl Leaf {
         let endpoint = Endpoint::bind(identity, config.listen, limits)?;
         let advertise = config.advertise.unwrap_or(endpoint.local_addr()?);
         let (events_tx, events_rx) = mpsc::channel(1024);
+        // Outboards from where the sharing scan saved them: no request hashes a file.
+        let store = OutboardStore::in_state_dir(&config.state_dir);
+        let uploads = Arc::new(Uploads::with_store(DEFAULT_UPLOAD_SLOTS, store));
         let served = ServedFiles::default();
         if let Some((folder, _)) = &folder {
             served.replace(folder.paths());
@@ -225,7 +228,7 @@ impl Leaf {
             config,
             folder,
             served,
-            uploads: Arc::new(Uploads::default()),
+            uploads,
             events_tx,
             events_rx,
         })

@@ -19,6 +19,13 @@
 //!    supernode making 500 probes a second at every supernode that way.
 //! 5. When the supernode goes away ([`Joiner::lost`]), the next best candidate is chosen
 //!    at once; the lost one backs off.
+//!
+//! Trust (SECURITY.md): list servers (which dial a supernode back before listing it), the
+//! operator's `--peer` and our own cache are believed ([`Joiner::add`]). A supernode's
+//! suggestions (its lists, `MoveTo`, `try_instead`) only add candidates
+//! ([`Joiner::add_suggested`]): they never change a known address, one that fails a probe
+//! or an attach is dropped at the next round, and they reach the cache only once they have
+//! answered a probe. Every candidate nobody has named for [`CANDIDATE_TTL`] is dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +33,9 @@ use std::time::{Duration, Instant};
 
 use superpeer_common::wire::{Load, SupernodeInfo};
 use superpeer_common::{NodeId, PeerAddr};
+
+/// A candidate nobody has named for this long is forgotten (unless we are attached to it).
+pub const CANDIDATE_TTL: Duration = Duration::from_secs(600);
 
 /// Tunables of joining.
 #[derive(Clone, Debug)]
@@ -62,7 +72,7 @@ impl Default for JoinConfig {
             full_backoff: Duration::from_secs(30),
             failure_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
-            max_candidates: 500,
+            max_candidates: 200,
             probes_per_round: 6,
         }
     }
@@ -79,10 +89,14 @@ struct Candidate {
     probing: bool,
     failures: u32,
     not_before: Option<Instant>,
+    /// When a source last named it.
+    named: Instant,
+    /// Only a supernode named it: unproven until it answers a probe.
+    suggested: bool,
 }
 
 impl Candidate {
-    fn new(addr: SocketAddr, load: Option<Load>) -> Self {
+    fn new(now: Instant, addr: SocketAddr, load: Option<Load>, suggested: bool) -> Self {
         Self {
             addr,
             load,
@@ -91,6 +105,8 @@ impl Candidate {
             probing: false,
             failures: 0,
             not_before: None,
+            named: now,
+            suggested,
         }
     }
 
@@ -173,31 +189,55 @@ impl Joiner {
         }
     }
 
-    /// Adds or refreshes candidates (a list server's, a supernode's, the cache's).
-    pub fn add(&mut self, infos: &[SupernodeInfo]) {
+    /// Adds or refreshes candidates a list server, `--peer` or the cache named: believed,
+    /// so they may move a known supernode to a new address.
+    pub fn add(&mut self, now: Instant, infos: &[SupernodeInfo]) {
+        self.add_from(now, infos, false);
+    }
+
+    /// Adds candidates a supernode suggested: a known one keeps its address.
+    pub fn add_suggested(&mut self, now: Instant, infos: &[SupernodeInfo]) {
+        self.add_from(now, infos, true);
+    }
+
+    fn add_from(&mut self, now: Instant, infos: &[SupernodeInfo], suggested: bool) {
         for info in infos {
             if info.node_id == self.me {
                 continue;
             }
             let room = self.candidates.len() < self.config.max_candidates;
             match self.candidates.get_mut(&info.node_id) {
+                Some(c) if c.addr != info.addr && suggested => {}
                 Some(c) => {
                     if c.addr != info.addr {
                         let probing = c.probing;
-                        *c = Candidate::new(info.addr, Some(info.load));
+                        *c = Candidate::new(now, info.addr, Some(info.load), false);
                         c.probing = probing;
                     } else if c.rtt.is_none() || !info.stale {
                         c.load = Some(info.load);
                     }
+                    c.named = now;
+                    c.suggested &= suggested;
                 }
                 None if room => {
                     let load = (!info.stale).then_some(info.load);
-                    self.candidates
-                        .insert(info.node_id, Candidate::new(info.addr, load));
+                    let candidate = Candidate::new(now, info.addr, load, suggested);
+                    self.candidates.insert(info.node_id, candidate);
                 }
                 None => {}
             }
         }
+    }
+
+    /// Drops what nobody has named for [`CANDIDATE_TTL`], and suggestions that failed.
+    fn forget_stale(&mut self, now: Instant) {
+        let current = self.current;
+        self.candidates.retain(|id, c| {
+            c.probing
+                || Some(*id) == current
+                || (now.saturating_duration_since(c.named) < CANDIDATE_TTL
+                    && !(c.suggested && c.failures > 0))
+        });
     }
 
     /// Candidates to probe now (at most `probe_batch` probing at once), marked as probing.
@@ -273,6 +313,8 @@ impl Joiner {
         }
         match result {
             Some((rtt, load)) => {
+                // It answered as itself (the probe is pinned to its id): proven.
+                c.suggested = false;
                 c.rtt = Some((rtt, now));
                 c.stale = false;
                 if load.is_some() {
@@ -329,7 +371,7 @@ impl Joiner {
                 load.leaves = load.capacity;
             }
         }
-        self.add(try_instead);
+        self.add_suggested(now, try_instead);
     }
 
     /// An attach attempt to `node_id` failed (no answer, handshake, protocol).
@@ -367,8 +409,9 @@ impl Joiner {
 
     /// A new re-probe round: every measurement is stale, and an attached leaf may spend
     /// `probes_per_round` probes on the best of them and on new candidates.
-    pub fn new_round(&mut self, _now: Instant) {
+    pub fn new_round(&mut self, now: Instant) {
         self.round = RoundBudget::new(self.config.probes_per_round);
+        self.forget_stale(now);
         // A flag, not a back-dated time: an `Instant` cannot go back further than the
         // machine's uptime.
         for c in self.candidates.values_mut() {
@@ -383,6 +426,7 @@ impl Joiner {
         let mut known: Vec<(Duration, SupernodeInfo)> = self
             .candidates
             .iter()
+            .filter(|(_, c)| !c.suggested)
             .map(|(id, c)| {
                 let info = SupernodeInfo {
                     node_id: *id,

@@ -27,7 +27,7 @@ fn ms(n: u64) -> Duration {
 fn probed(now: Instant, rtts: &[u64]) -> Joiner {
     let mut joiner = Joiner::new(id(200), JoinConfig::default());
     let infos: Vec<_> = (1..=rtts.len() as u8).map(|n| info(n, 0, 10)).collect();
-    joiner.add(&infos);
+    joiner.add(now, &infos);
     let mut pending = Vec::new();
     while pending.len() < rtts.len() {
         let batch = joiner.poll_probes(now);
@@ -68,7 +68,7 @@ fn the_lowest_rtt_with_room_is_chosen() {
 fn probes_go_five_at_a_time() {
     let now = Instant::now();
     let mut joiner = Joiner::new(id(200), JoinConfig::default());
-    joiner.add(&(1..=12).map(|n| info(n, 0, 10)).collect::<Vec<_>>());
+    joiner.add(now, &(1..=12).map(|n| info(n, 0, 10)).collect::<Vec<_>>());
     assert_eq!(joiner.poll_probes(now).len(), 5);
     assert!(joiner.poll_probes(now).is_empty(), "five still under way");
     assert!(joiner.next_attach(now).is_none(), "nothing measured yet");
@@ -105,7 +105,7 @@ fn a_full_supernode_is_skipped_and_its_suggestions_followed() {
 fn known_full_supernodes_are_not_chosen() {
     let now = Instant::now();
     let mut joiner = Joiner::new(id(200), JoinConfig::default());
-    joiner.add(&[info(1, 10, 10), info(2, 3, 10)]);
+    joiner.add(now, &[info(1, 10, 10), info(2, 3, 10)]);
     for p in joiner.poll_probes(now) {
         let node = p.node_id.unwrap();
         let load = if node == id(1) {
@@ -148,7 +148,7 @@ fn hysteresis_moves_only_to_a_clearly_faster_supernode() {
     );
     // Tiny RTTs: halving 2 ms to 0.9 ms is not worth a move (margin).
     let mut joiner = Joiner::new(id(200), JoinConfig::default());
-    joiner.add(&[info(1, 0, 10), info(2, 0, 10)]);
+    joiner.add(now, &[info(1, 0, 10), info(2, 0, 10)]);
     for p in joiner.poll_probes(now) {
         let rtt = if p.node_id == Some(id(1)) {
             Duration::from_micros(2000)
@@ -188,10 +188,13 @@ fn failover_goes_to_the_next_best_and_the_lost_one_backs_off() {
 fn our_own_id_is_never_a_candidate_and_the_cache_lists_best_first() {
     let now = Instant::now();
     let mut joiner = probed(now, &[50, 10]);
-    joiner.add(&[SupernodeInfo {
-        node_id: id(200),
-        ..info(3, 0, 10)
-    }]);
+    joiner.add(
+        now,
+        &[SupernodeInfo {
+            node_id: id(200),
+            ..info(3, 0, 10)
+        }],
+    );
     assert_eq!(joiner.len(), 2);
     let known = joiner.known();
     assert_eq!(known[0].node_id, id(2));
@@ -226,7 +229,7 @@ fn an_attached_leaf_spends_a_few_probes_a_round_however_many_it_knows() {
     joiner.attached(id(3));
     // Forty more learned while attached.
     let more: Vec<_> = (21..=60).map(|n| info(n, 0, 10)).collect();
-    joiner.add(&more);
+    joiner.add(now, &more);
     let per_round = JoinConfig::default().probes_per_round;
     for round in 1..=3u32 {
         let at = now + Duration::from_secs(30) * round;
@@ -251,4 +254,74 @@ fn an_attached_leaf_spends_a_few_probes_a_round_however_many_it_knows() {
     let at = now + Duration::from_secs(100);
     let probed = probe_until_quiet(&mut joiner, at);
     assert!(probed.len() > 40, "{}", probed.len());
+}
+
+#[test]
+fn a_supernodes_suggestions_never_move_a_known_candidate_and_are_dropped_when_they_fail() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[30, 40]);
+    joiner.attached(id(1));
+    // The eclipse: our supernode says 2 moved to a victim address, and suggests 3 there.
+    let victim: SocketAddr = "127.0.9.9:9".parse().unwrap();
+    let moved = SupernodeInfo {
+        addr: victim,
+        ..info(2, 0, 10)
+    };
+    let invented = SupernodeInfo {
+        addr: victim,
+        ..info(3, 0, 10)
+    };
+    joiner.add_suggested(now, &[moved, invented]);
+    let addr_of = |j: &Joiner, n: u8| {
+        j.known()
+            .iter()
+            .chain(std::iter::empty())
+            .find(|i| i.node_id == id(n))
+            .map(|i| i.addr)
+    };
+    assert_eq!(
+        addr_of(&joiner, 2),
+        Some(info(2, 0, 10).addr),
+        "kept its address"
+    );
+    assert_eq!(addr_of(&joiner, 3), None, "unproven: not cached");
+    // 3 is probed once, fails, and is gone at the next round.
+    joiner.new_round(now);
+    let probes = joiner.poll_probes(now);
+    assert!(probes.iter().any(|p| p.node_id == Some(id(3))));
+    joiner.probe_result(now, id(3), None);
+    for p in probes.iter().filter(|p| p.node_id != Some(id(3))) {
+        joiner.probe_result(now, p.node_id.unwrap(), Some((ms(30), None)));
+    }
+    let later = now + Duration::from_secs(30);
+    joiner.new_round(later);
+    assert_eq!(joiner.len(), 2, "the failed suggestion is forgotten");
+    // A list server may move one (it dialled it back there).
+    let listed = SupernodeInfo {
+        addr: "127.0.0.22:4000".parse().unwrap(),
+        ..info(2, 0, 10)
+    };
+    joiner.add(later, &[listed]);
+    assert_eq!(addr_of(&joiner, 2), Some(listed.addr));
+}
+
+#[test]
+fn candidates_nobody_names_expire_but_the_current_one_stays() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[30, 40, 50]);
+    joiner.attached(id(1));
+    let later = now + CANDIDATE_TTL;
+    joiner.add(later - Duration::from_secs(1), &[info(3, 0, 10)]);
+    joiner.new_round(later);
+    let mut left: Vec<u8> = joiner
+        .known()
+        .iter()
+        .map(|i| i.node_id.as_bytes()[0])
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![1, 3],
+        "2 was not named for the TTL; 1 is the current one"
+    );
 }

@@ -26,6 +26,9 @@ use superpeer_common::ContentId;
 use superpeer_common::wire::FileEntry;
 use tracing::{debug, info, warn};
 
+use crate::transfer::OutboardStore;
+use crate::transfer::verified::Outboard;
+
 use super::cache::{HashCache, mtime_ns, system_time_ns};
 use super::delta::{Published, ShareDelta};
 use super::progress::HashProgress;
@@ -44,6 +47,8 @@ pub struct SharedFolder {
     dir: PathBuf,
     state_dir: PathBuf,
     cache: HashCache,
+    /// Every shared file's outboard, computed with its content id (see `transfer`).
+    outboards: OutboardStore,
     progress: bool,
     published: Published,
     last_scan: ScanCounts,
@@ -83,6 +88,7 @@ impl SharedFolder {
             dir: canonical,
             state_dir: state_dir.to_path_buf(),
             cache: HashCache::load(state_dir),
+            outboards: OutboardStore::in_state_dir(state_dir),
             progress,
             published: Published::default(),
             last_scan: ScanCounts::default(),
@@ -189,7 +195,11 @@ impl SharedFolder {
                 }
             };
             let size = meta.len();
-            let cached = mtime_ns(&meta).and_then(|mtime| self.cache.get(path, size, mtime));
+            // A file whose outboard is not saved is read again (once): serving it must
+            // never need a whole-file hash.
+            let cached = mtime_ns(&meta)
+                .and_then(|mtime| self.cache.get(path, size, mtime))
+                .filter(|id| self.outboards.has(id));
             match cached {
                 Some(content_id) => files.push(SharedFile {
                     path: path.clone(),
@@ -214,13 +224,16 @@ impl SharedFolder {
         let bar = HashProgress::start(self.progress, pending.len(), total);
         let hashed = pending.len();
         for p in pending {
-            if let Some(file) = hash_pending(p, &mut self.cache, &bar, &mut skips) {
+            let store = &self.outboards;
+            if let Some(file) = hash_pending(p, &mut self.cache, store, &bar, &mut skips) {
                 files.push(file);
             }
         }
         drop(bar);
 
         self.cache.retain_paths(&paths.into_iter().collect());
+        self.outboards
+            .retain(&files.iter().map(|f| f.entry.content_id).collect());
         if let Err(e) = self.cache.save() {
             warn!(state_dir = %self.state_dir.display(), "cannot save the hash cache: {e}");
         }
@@ -245,6 +258,7 @@ struct Pending {
 fn hash_pending(
     p: Pending,
     cache: &mut HashCache,
+    outboards: &OutboardStore,
     bar: &HashProgress,
     skips: &mut Skips,
 ) -> Option<SharedFile> {
@@ -256,16 +270,25 @@ fn hash_pending(
         Ok(meta) => meta,
         Err(e) => return skips.unreadable(&p.path, e),
     };
+    let size = before.len();
     let mut read = 0u64;
-    let hashed = ContentId::of_reader(&file, |n| {
-        read = read.saturating_add(n);
-        bar.inc(n);
-    });
-    let content_id = match hashed {
-        Ok(id) => id,
+    // One read gives the content id and the outboard (its root is the id).
+    let counting = Counting {
+        inner: &file,
+        count: |n| {
+            read = read.saturating_add(n);
+            bar.inc(n);
+        },
+    };
+    let outboard = match Outboard::of_reader(counting, size) {
+        Ok(outboard) => outboard,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            debug!(file = %p.path.display(), "changed while being hashed; left for the next scan");
+            return None;
+        }
         Err(e) => return skips.unreadable(&p.path, e),
     };
-    let size = before.len();
+    let content_id = outboard.root();
     let mtime = mtime_ns(&before);
     let after = file.metadata().ok();
     let steady = read == size && after.is_some_and(|a| a.len() == size && mtime_ns(&a) == mtime);
@@ -273,7 +296,12 @@ fn hash_pending(
         debug!(file = %p.path.display(), "changed while being hashed; left for the next scan");
         return None;
     }
-    if let Some(mtime) = mtime.filter(|&m| settled(m, SystemTime::now())) {
+    // Cached only with its outboard saved: the cache then vouches for both.
+    let saved = outboards.save(&outboard);
+    if let Err(e) = &saved {
+        debug!(file = %p.path.display(), "cannot save its outboard: {e}");
+    }
+    if let Some(mtime) = mtime.filter(|&m| saved.is_ok() && settled(m, SystemTime::now())) {
         cache.insert(p.path.clone(), size, mtime, content_id);
     }
     Some(SharedFile {
@@ -284,6 +312,20 @@ fn hash_pending(
             size,
         },
     })
+}
+
+/// A reader that reports how many bytes it read (the progress bar).
+struct Counting<R, F> {
+    inner: R,
+    count: F,
+}
+
+impl<R: io::Read, F: FnMut(u64)> io::Read for Counting<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.count)(n as u64);
+        Ok(n)
+    }
 }
 
 /// Whether a file last modified at `mtime_ns` can no longer be modified again within the

@@ -3,7 +3,10 @@
 //! state file saved every few seconds, and the finished file checked whole and put in
 //! place.
 //!
-//! 1. Open (or resume) the partial file; report `Started`.
+//! 1. Keep the holders we may dial (`dial`). Prove the size (`size_proof`: the last piece,
+//!    verified, from a holder) unless an earlier run's state holds the last piece already;
+//!    only then open (or resume) the partial file at that size, and write the last piece
+//!    into it. Report `Started`.
 //! 2. Run the workers. A holder that fails (unreachable, `NotFound`, wrong size, bad data,
 //!    stalled, gone) is reported `HolderDropped`; its pieces go back to the table and a
 //!    standby holder takes its place. Meanwhile the file is read back from disk and hashed
@@ -27,11 +30,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
+use super::dial::dialable;
 use super::job::Job;
 use super::part::PartFile;
-use super::pieces::Pieces;
+use super::pieces::{Piece, Pieces};
 use super::readback::Readback;
 use super::report::{DownloadError, Progress};
+use super::size_proof::{ProvenTail, prove_size};
 use super::worker::{self, WorkerEnd};
 
 /// Holders downloaded from at once.
@@ -44,12 +49,14 @@ pub const MAX_DOWNLOAD_SIZE: u64 = 1 << 40;
 /// How often the list of verified pieces is saved while downloading.
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 
-/// What to download and from whom.
+/// What to download and from whom. The size is proven before anything is allocated; the
+/// holders are filtered before any is dialled (`dial`).
 #[derive(Clone, Debug)]
 pub struct DownloadPlan {
     /// The content: BLAKE3 of the whole file.
     pub content_id: ContentId,
-    /// Its size, as the search result said; a holder that says otherwise is dropped.
+    /// Its size, as the search result said: proven by the last piece before the partial file
+    /// is sized; a holder that says otherwise is dropped.
     pub size: u64,
     /// The name to give it (from the search result; sanitised before use).
     pub name: String,
@@ -76,14 +83,43 @@ pub async fn download(
             max: MAX_DOWNLOAD_SIZE,
         });
     }
+    let mut holders = dialable(&holders);
+    // The folder first: a download that cannot be written fetches nothing.
+    let resumed = {
+        let (dir, name) = (dest_dir.to_path_buf(), name.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            Ok(PartFile::proves_size(&dir, &name, content_id, size))
+        })
+        .await
+        .map_err(|source| io_error("cannot create a partial file in", dest_dir, source))?
+    };
+    let tail = if resumed {
+        None
+    } else {
+        let mut dropped = Vec::new();
+        let proven = prove_size(endpoint, &holders, content_id, size, |p| dropped.push(p)).await;
+        for event in dropped {
+            // A holder that failed the proof is not dialled again.
+            if let Progress::HolderDropped { node_id, .. } = &event {
+                holders.retain(|h| h.node_id != *node_id);
+            }
+            let _ = progress.send(event).await;
+        }
+        proven?
+    };
     let dir = dest_dir.to_path_buf();
     let opened = blocking(move || {
         std::fs::create_dir_all(&dir)?;
-        PartFile::open(&dir, &name, content_id, size).map(|(part, done)| (part, done, name))
+        let (part, verified) = PartFile::open(&dir, &name, content_id, size)?;
+        if let Some(ProvenTail { start, data, .. }) = &tail {
+            part.write_at(*start, data)?;
+        }
+        Ok((part, verified, name, tail))
     })
     .await
     .map_err(|source| io_error("cannot create a partial file in", dest_dir, source))?;
-    let (part, verified, name) = opened;
+    let (part, verified, name, tail) = opened;
     let part = Arc::new(part);
     let pieces = Pieces::new(size, &verified);
     let done_bytes = pieces.done_bytes();
@@ -97,6 +133,15 @@ pub async fn download(
         progress,
     ));
     job.report(Progress::Started { size, done_bytes }).await;
+    if let Some(tail) = tail {
+        // Written with the file opened; counted as the proving holder's piece.
+        let piece = Piece {
+            index: tail.index,
+            start: tail.start,
+            len: tail.data.len() as u64,
+        };
+        job.stored(piece, tail.from).await;
+    }
 
     let outcome = run_workers(endpoint, &job, &part, holders).await;
     if outcome.is_err() || !job.is_complete() {

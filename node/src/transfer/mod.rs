@@ -3,6 +3,9 @@
 //!
 //! Message flow on one connection, after a hello with [`Intent::Transfer`] and the holder's
 //! Welcome (messages in `superpeer_common::wire`):
+//! 0. Before anything is allocated for a download, its size is proven: the first holder
+//!    that answers is asked steps 1-3 for the last piece, which verifies against the
+//!    content id only at the true size (`size_proof`).
 //! 1. The downloader asks `DownloaderToHolder::Have { content_id }`. The holder answers
 //!    `HolderToDownloader::Have { content_id, size }` if it shares that content and the
 //!    file still hashes to the id, else `NotFound`, or `Busy { retry_after_ms }` when all
@@ -46,29 +49,37 @@
 //! - `uploads`: what the holder's sessions share: upload slots, sessions per peer,
 //!   outboards ([`Uploads`]).
 //! - `session`: one holder session, [`serve_transfer`]: reading ranges while sending.
-//! - `outboard_cache`: the holder's cache of hash trees.
+//! - `outboard_cache`: the holder's cache of hash trees in memory.
+//! - `outboard_store`: every shared file's hash tree on disk, saved by the sharing scan.
 //! - `download`: the downloader's driver: [`download()`], [`DownloadPlan`].
+//! - `dial`: which holders of a search result a download may dial.
+//! - `size_proof`: the size proven by the verified last piece before anything is allocated.
 //! - `report`: what a download tells its caller: [`Progress`], [`DownloadError`].
 //! - `worker`: one holder's connection during a download.
 //! - `job`: what a download's workers share: the piece table, the file, progress.
 //! - `pieces`: the piece table, a plain state machine.
-//! - `part`: the partial file, its state file, the final name.
+//! - `part`: the partial file, its state file, placing it under its final name.
+//! - `save_name`: the name a download is saved under, made safe.
 //! - `readback`: the final check, done as the download runs: the verified part of the
 //!   file read back from disk and hashed.
 //!
 //! [`Intent::Transfer`]: superpeer_common::wire::Intent::Transfer
 
+mod dial;
 mod download;
 mod encoding;
 mod job;
 mod outboard;
 mod outboard_cache;
+mod outboard_store;
 mod part;
 mod pieces;
 mod readback;
 mod report;
+mod save_name;
 mod serve;
 mod session;
+mod size_proof;
 mod span;
 mod uploads;
 pub mod verified;
@@ -78,11 +89,13 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use dial::{MAX_HOLDERS_PER_DOWNLOAD, MAX_HOLDERS_PER_IP, dialable};
 pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download};
+pub use outboard_store::OutboardStore;
 pub use report::{DownloadError, Progress};
 pub use serve::{ServedFiles, serve_connection};
 pub use session::serve_transfer;
-pub use uploads::{MAX_SESSIONS_PER_PEER, Uploads};
+pub use uploads::{DEFAULT_UPLOAD_SLOTS, MAX_HASHING, MAX_SESSIONS_PER_PEER, Uploads};
 
 /// Bytes of one piece: what one `Range` request may ask for. A multiple of
 /// [`verified::BLOCK`]; its encoding (the piece plus at most a few KiB of hashes) fits in

@@ -29,9 +29,27 @@ impl Outboard {
     pub fn of_file(path: &Path) -> io::Result<Outboard> {
         let file = File::open(path)?;
         let size = file.metadata()?.len();
-        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+        Outboard::of_reader(file, size)
+    }
+
+    /// An outboard saved earlier (`outboard_store`): the post-order pairs of a `size`-byte
+    /// file whose root is `root`. `None` when `data` is not the tree's length.
+    pub fn from_saved(root: ContentId, size: u64, data: Vec<u8>) -> Option<Outboard> {
         let tree = BaoTree::new(size, BLOCK_SIZE);
-        // Only a capacity hint: a tree too large for memory fails when it grows.
+        if data.len() as u64 != tree.outboard_size() {
+            return None;
+        }
+        let root = bao_tree::blake3::Hash::from_bytes(*root.as_bytes());
+        Some(Outboard {
+            inner: PostOrderMemOutboard { root, tree, data },
+        })
+    }
+
+    /// Hashes what `reader` gives (`size` bytes, streaming) and builds its outboard: the
+    /// sharing scan's single read of a file, which yields the content id and the tree.
+    pub fn of_reader(reader: impl Read, size: u64) -> io::Result<Outboard> {
+        let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+        let tree = BaoTree::new(size, BLOCK_SIZE);
         let mut data = Vec::with_capacity(usize::try_from(tree.outboard_size()).unwrap_or(0));
         let root = outboard_post_order(&mut reader, tree, &mut data).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -48,6 +66,11 @@ impl Outboard {
         Ok(Outboard {
             inner: PostOrderMemOutboard { root, tree, data },
         })
+    }
+
+    /// The post-order hash pairs, as saved.
+    pub fn data(&self) -> &[u8] {
+        &self.inner.data
     }
 
     /// The outboard of bytes in memory (tests and small files).

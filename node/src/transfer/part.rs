@@ -19,11 +19,7 @@ use serde::{Deserialize, Serialize};
 use superpeer_common::{ContentId, write_atomic};
 
 use super::PIECE;
-use crate::names::sanitize;
-
-/// Longest final file name in bytes; leaves room for a ` (N)` suffix under the usual
-/// 255-byte limit of file systems.
-const MAX_NAME_BYTES: usize = 200;
+use super::save_name::{final_name, split_extension, truncate};
 
 /// Longest name part of the partial file's name.
 const MAX_PART_NAME_BYTES: usize = 100;
@@ -62,19 +58,8 @@ impl PartFile {
         content_id: ContentId,
         size: u64,
     ) -> io::Result<(PartFile, Vec<[u64; 2]>)> {
-        let base = format!(
-            ".{}.{}.part",
-            truncate(&final_name(name), MAX_PART_NAME_BYTES),
-            content_id.short()
-        );
-        let path = dest_dir.join(&base);
-        let state_path = dest_dir.join(format!("{base}.json"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let (path, state_path) = part_paths(dest_dir, name, content_id);
+        let file = open_no_follow(&path)?;
         let verified = if file.metadata()?.len() == size {
             read_state(&state_path, content_id, size).unwrap_or_default()
         } else {
@@ -89,6 +74,21 @@ impl PartFile {
             size,
         };
         Ok((part, verified))
+    }
+
+    /// Whether an earlier run verified the last piece of `content_id` at `size` (its state
+    /// file says so and the partial file has that length): then the size is proven (see
+    /// `size_proof`) and need not be again. Creates nothing.
+    pub fn proves_size(dest_dir: &Path, name: &str, content_id: ContentId, size: u64) -> bool {
+        if size == 0 {
+            return false;
+        }
+        let (path, state_path) = part_paths(dest_dir, name, content_id);
+        let last = (size - 1) / PIECE;
+        let sized = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == size);
+        sized
+            && read_state(&state_path, content_id, size)
+                .is_some_and(|runs| runs.iter().any(|&[first, end]| first <= last && last < end))
     }
 
     /// Where the bytes go.
@@ -161,6 +161,66 @@ impl PartFile {
     }
 }
 
+/// `name`, or with ` (n)` before its extension for n > 0: `song (2).mp3`.
+fn with_suffix(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    let (stem, ext) = split_extension(name);
+    format!("{stem} ({n}){ext}")
+}
+
+/// The partial file's path in `dest_dir` and its state file's.
+fn part_paths(dest_dir: &Path, name: &str, content_id: ContentId) -> (PathBuf, PathBuf) {
+    let base = format!(
+        ".{}.{}.part",
+        truncate(&final_name(name), MAX_PART_NAME_BYTES),
+        content_id.short()
+    );
+    (dest_dir.join(&base), dest_dir.join(format!("{base}.json")))
+}
+
+/// Opens (or creates) the partial file at `path` for reading and writing, refusing a
+/// symbolic link there: someone who can write to the downloads folder could otherwise point
+/// the `.part` name at any file we may write (our key, a shell profile) and have a peer's
+/// bytes written into it.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(windows)]
+    {
+        // FILE_FLAG_OPEN_REPARSE_POINT: open a link itself, never what it points to.
+        use std::os::windows::fs::OpenOptionsExt;
+        options.custom_flags(0x0020_0000);
+    }
+    let file = options.open(path).map_err(|e| {
+        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link; refusing to write through it",
+                    path.display()
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    // Windows opened the link itself; a link is never our partial file.
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
 /// Reads the state file; `None` when it is missing, unreadable or for other content.
 fn read_state(path: &Path, content_id: ContentId, size: u64) -> Option<Vec<[u64; 2]>> {
     let bytes = fs::read(path).ok()?;
@@ -184,52 +244,6 @@ fn link_new(from: &Path, to: &Path) -> io::Result<()> {
         }
         Err(_) => fs::rename(from, to),
     }
-}
-
-/// A file name from the network made safe to create in the downloads folder: no path
-/// separators, control characters, `.` or `..` (see [`sanitize`]), no leading dot (a
-/// download is never hidden and never looks like one of our `.part` files), at most
-/// [`MAX_NAME_BYTES`] bytes with the extension kept.
-pub fn final_name(name: &str) -> String {
-    let clean = sanitize(name);
-    let visible = clean.trim_start_matches('.');
-    let visible = if visible.is_empty() {
-        "download"
-    } else {
-        visible
-    };
-    if visible.len() <= MAX_NAME_BYTES {
-        return visible.to_string();
-    }
-    let (stem, ext) = split_extension(visible);
-    let ext = if ext.len() <= 16 { ext } else { "" };
-    format!("{}{ext}", truncate(stem, MAX_NAME_BYTES - ext.len()))
-}
-
-/// `name`, or with ` (n)` before its extension for n > 0: `song (2).mp3`.
-fn with_suffix(name: &str, n: u32) -> String {
-    if n == 0 {
-        return name.to_string();
-    }
-    let (stem, ext) = split_extension(name);
-    format!("{stem} ({n}){ext}")
-}
-
-/// Splits at the last dot: `("archive.tar", ".gz")`; no extension when the only dot leads.
-fn split_extension(name: &str) -> (&str, &str) {
-    match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
-        _ => (name, ""),
-    }
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
 }
 
 #[cfg(unix)]
@@ -275,20 +289,6 @@ fn write_all_at(file: &File, mut offset: u64, mut bytes: &[u8]) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn final_names_stay_one_visible_component() {
-        assert_eq!(final_name("song.mp3"), "song.mp3");
-        assert_eq!(final_name("../../etc/passwd"), "_.._etc_passwd");
-        assert_eq!(final_name(".bashrc"), "bashrc");
-        assert_eq!(final_name(".."), "_");
-        assert_eq!(final_name("..."), "download");
-        assert_eq!(final_name("a\u{7}b\nc"), "a_b_c");
-        let long = format!("{}.flac", "é".repeat(300));
-        let capped = final_name(&long);
-        assert!(capped.len() <= MAX_NAME_BYTES, "{}", capped.len());
-        assert!(capped.ends_with("é.flac"));
-    }
 
     #[test]
     fn suffixes_go_before_the_extension() {
@@ -341,6 +341,42 @@ mod tests {
         assert!(!state.exists());
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 2, "only the two finished files remain");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_in_place_of_the_part_file_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("precious");
+        fs::write(&target, b"keep me").unwrap();
+        let id = ContentId::of_bytes(b"new");
+        let part_name = format!(".a.txt.{}.part", id.short());
+        std::os::unix::fs::symlink(&target, dir.path().join(&part_name)).unwrap();
+        let opened = PartFile::open(dir.path(), "a.txt", id, 1 << 20);
+        assert!(opened.is_err(), "a symlinked .part must be refused");
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        assert_eq!(fs::metadata(&target).unwrap().len(), 7, "not resized");
+        // A dangling link is refused too (it would create the file where it points).
+        let nowhere = outside.path().join("created-by-us");
+        fs::remove_file(dir.path().join(&part_name)).unwrap();
+        std::os::unix::fs::symlink(&nowhere, dir.path().join(&part_name)).unwrap();
+        assert!(PartFile::open(dir.path(), "a.txt", id, 3).is_err());
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn a_spoofing_name_is_saved_defused() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ContentId::of_bytes(b"new");
+        let (part, _) = PartFile::open(dir.path(), "photo\u{202E}gpj.exe", id, 3).unwrap();
+        part.write_at(0, b"new").unwrap();
+        let placed = part.place(dir.path(), "photo\u{202E}gpj.exe").unwrap();
+        let name = placed.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains('\u{202E}'), "{name:?}");
+        let (part, _) = PartFile::open(dir.path(), "CON.txt", id, 3).unwrap();
+        let placed = part.place(dir.path(), "CON.txt").unwrap();
+        assert_eq!(placed.file_name().unwrap(), "_CON.txt");
     }
 
     #[test]

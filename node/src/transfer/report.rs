@@ -51,6 +51,15 @@ pub enum DownloadError {
         /// Pieces in the file.
         total: u64,
     },
+    /// No holder proved that the content has the size the search result gave (see
+    /// `size_proof`): the size is a lie, or its holders are gone. Nothing was allocated.
+    #[error("no holder proved the content is {size} bytes ({asked} asked)")]
+    SizeUnproven {
+        /// The size claimed.
+        size: u64,
+        /// Holders asked.
+        asked: usize,
+    },
     /// The size is over [`MAX_DOWNLOAD_SIZE`](crate::transfer::MAX_DOWNLOAD_SIZE).
     #[error("{size} bytes is more than the {max}-byte limit of a download")]
     TooLarge {

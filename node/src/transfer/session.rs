@@ -30,7 +30,7 @@ use super::PIECE;
 use super::encoding::{Layout, PAIR_LEN, Parts, Segment, read_range};
 use super::outboard::Outboard;
 use super::outboard_cache::FileKey;
-use super::uploads::Uploads;
+use super::uploads::{NoOutboard, Uploads};
 use super::verify_error::VerifyError;
 
 /// What a `Busy` answer asks the downloader to wait.
@@ -142,11 +142,12 @@ async fn answer_have(
         return busy();
     };
     match uploads.outboard(lookup, &content_id).await {
-        Some((_, outboard)) => HolderToDownloader::Have {
+        Ok((_, outboard)) => HolderToDownloader::Have {
             content_id,
             size: outboard.size(),
         },
-        None => HolderToDownloader::NotFound { content_id },
+        Err(NoOutboard::Busy) => busy(),
+        Err(NoOutboard::NotFound) => HolderToDownloader::NotFound { content_id },
     }
 }
 
@@ -170,8 +171,10 @@ async fn prepare_range(
     let (key, outboard) = match current {
         Some((known, key, outboard)) if *known == path => (key.clone(), outboard.clone()),
         _ => {
-            let Some((key, outboard)) = uploads.outboard(lookup, &content_id).await else {
-                return Ok(not_found);
+            let (key, outboard) = match uploads.outboard(lookup, &content_id).await {
+                Ok(found) => found,
+                Err(NoOutboard::Busy) => return Ok(Answer::Now(busy())),
+                Err(NoOutboard::NotFound) => return Ok(not_found),
             };
             *current = Some((path, key.clone(), outboard.clone()));
             (key, outboard)

@@ -3,8 +3,14 @@
 //! - Upload slots cap the requests served at once across all sessions (hashing a file,
 //!   reading and checking a piece, sending it). With no slot free the answer is `Busy`.
 //! - A peer may hold at most [`MAX_SESSIONS_PER_PEER`] sessions at once.
-//! - Outboards are computed once per file version and cached; a file whose outboard's root
-//!   is no longer the content id it was shared under is not served.
+//! - Outboards come from memory (a small LRU), else from the [`OutboardStore`] on disk,
+//!   where the sharing scan saved them; a request never hashes a whole file while the
+//!   store has its outboard. A file the store lacks (saving failed, a test without a
+//!   store) is hashed on request at most [`MAX_HASHING`] at a time node-wide (the others
+//!   are answered `Busy`), and its outboard saved, so each file version is hashed at most
+//!   once whatever the requests. [`Uploads::full_hashes`] counts them.
+//! - A file whose outboard's root is no longer the content id it was shared under is not
+//!   served.
 //! - Content bytes sent are counted.
 
 use std::collections::HashMap;
@@ -18,9 +24,13 @@ use tracing::debug;
 
 use super::outboard::Outboard;
 use super::outboard_cache::{FileKey, OutboardCache};
+use super::outboard_store::OutboardStore;
 
 /// Upload slots of a node unless configured otherwise.
 pub const DEFAULT_UPLOAD_SLOTS: usize = 8;
+
+/// Whole files hashed on request at once, node-wide (see the module docs).
+pub const MAX_HASHING: usize = 1;
 
 /// Transfer sessions one peer may have open with us at once (a downloader uses one per
 /// holder; more is someone trying to take every upload slot).
@@ -35,6 +45,18 @@ pub struct Uploads {
     sessions: Mutex<HashMap<NodeId, usize>>,
     sent_bytes: AtomicU64,
     pieces_sent: AtomicU64,
+    store: Option<OutboardStore>,
+    hashing: Arc<Semaphore>,
+    full_hashes: AtomicU64,
+}
+
+/// Why no outboard is at hand for a content id.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NoOutboard {
+    /// Not shared, or the file no longer hashes to the id.
+    NotFound,
+    /// It would need a whole-file hash and [`MAX_HASHING`] run already: ask again later.
+    Busy,
 }
 
 impl Uploads {
@@ -46,7 +68,23 @@ impl Uploads {
             sessions: Mutex::new(HashMap::new()),
             sent_bytes: AtomicU64::new(0),
             pieces_sent: AtomicU64::new(0),
+            store: None,
+            hashing: Arc::new(Semaphore::new(MAX_HASHING)),
+            full_hashes: AtomicU64::new(0),
         }
+    }
+
+    /// Uploads with `slots` requests served at once, taking outboards from `store`.
+    pub fn with_store(slots: usize, store: OutboardStore) -> Uploads {
+        Uploads {
+            store: Some(store),
+            ..Uploads::new(slots)
+        }
+    }
+
+    /// Whole files hashed to answer requests since start (not the sharing scan's).
+    pub fn full_hashes(&self) -> u64 {
+        self.full_hashes.load(Ordering::Relaxed)
     }
 
     /// Content bytes sent since start (the ranges, not their hashes), and in how many pieces.
@@ -71,16 +109,19 @@ impl Uploads {
         })
     }
 
-    /// The outboard of the file `lookup` names for `content_id`, if it still hashes to it.
+    /// The outboard of the file `lookup` names for `content_id`, if it still hashes to it:
+    /// from memory, from the store, or (at most [`MAX_HASHING`] at once) by hashing it.
     pub(super) async fn outboard(
         &self,
         lookup: &impl Fn(&ContentId) -> Option<PathBuf>,
         content_id: &ContentId,
-    ) -> Option<(FileKey, Arc<Outboard>)> {
-        let path = lookup(content_id)?;
-        let meta = tokio::fs::metadata(&path).await.ok()?;
+    ) -> Result<(FileKey, Arc<Outboard>), NoOutboard> {
+        let path = lookup(content_id).ok_or(NoOutboard::NotFound)?;
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(|_| NoOutboard::NotFound)?;
         if !meta.is_file() {
-            return None;
+            return Err(NoOutboard::NotFound);
         }
         let key = FileKey {
             path,
@@ -91,26 +132,49 @@ impl Uploads {
         let outboard = match cached {
             Some(outboard) => outboard,
             None => {
-                let path = key.path.clone();
-                let computed = tokio::task::spawn_blocking(move || Outboard::of_file(&path))
-                    .await
-                    .ok()?;
-                let outboard = match computed {
-                    Ok(outboard) => Arc::new(outboard),
-                    Err(e) => {
-                        debug!(path = %key.path.display(), error = %e, "cannot hash shared file");
-                        return None;
-                    }
-                };
+                let outboard = Arc::new(self.load_or_hash(&key, *content_id).await?);
                 self.cache().insert(key.clone(), outboard.clone());
                 outboard
             }
         };
         if outboard.root() != *content_id {
             debug!(path = %key.path.display(), %content_id, "file changed since it was shared");
-            return None;
+            return Err(NoOutboard::NotFound);
         }
-        Some((key, outboard))
+        Ok((key, outboard))
+    }
+
+    /// The store's outboard of the file, else a whole-file hash if one may run now (saved
+    /// to the store for next time).
+    async fn load_or_hash(&self, key: &FileKey, id: ContentId) -> Result<Outboard, NoOutboard> {
+        if let Some(store) = self.store.clone() {
+            let size = key.size;
+            let loaded = tokio::task::spawn_blocking(move || store.load(&id, size)).await;
+            if let Ok(Some(outboard)) = loaded {
+                return Ok(outboard);
+            }
+        }
+        let Ok(_hashing) = self.hashing.clone().try_acquire_owned() else {
+            return Err(NoOutboard::Busy);
+        };
+        self.full_hashes.fetch_add(1, Ordering::Relaxed);
+        let (path, store) = (key.path.clone(), self.store.clone());
+        let computed = tokio::task::spawn_blocking(move || {
+            let outboard = Outboard::of_file(&path)?;
+            // Only the file shared under this id is worth keeping.
+            if let Some(store) = store.filter(|_| outboard.root() == id) {
+                if let Err(e) = store.save(&outboard) {
+                    debug!(error = %e, "cannot save an outboard");
+                }
+            }
+            Ok::<_, std::io::Error>(outboard)
+        })
+        .await
+        .map_err(|_| NoOutboard::NotFound)?;
+        computed.map_err(|e| {
+            debug!(path = %key.path.display(), error = %e, "cannot hash shared file");
+            NoOutboard::NotFound
+        })
     }
 
     /// An upload slot, if one is free.

@@ -13,7 +13,7 @@ use superpeer_common::wire::{
     CloseCode, DownloaderToHolder, FrameReader, FrameWriter, HelloReply, HolderToDownloader,
     Intent, Role, WireError,
 };
-use superpeer_common::{ConnectError, Connection, Endpoint, NodeId, PeerAddr, Session};
+use superpeer_common::{ConnectError, Connection, ContentId, Endpoint, NodeId, PeerAddr, Session};
 use tokio::task::JoinHandle;
 
 use super::encoding::{Layout, Parts};
@@ -32,10 +32,10 @@ const MAX_CHECKS: usize = 2;
 const MAX_ANSWER_FRAME: usize = 1024;
 
 /// Longest wait for the answer to `Have` (the holder may hash a large file first).
-const HAVE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const HAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Longest wait for one piece; a holder slower than that is dropped as stalled.
-const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `Busy` answers in a row before a holder is given up.
 const MAX_BUSY: u32 = 60;
@@ -168,7 +168,7 @@ async fn transfer(conn: &Connection, job: &Arc<Job>) -> Result<(), Stop> {
     if let HelloReply::Refused { reason, .. } = reply {
         return Err(HolderFault::Refused(reason).into());
     }
-    check_have(&mut session, job).await?;
+    check_have(&mut session, job.content_id, job.size).await?;
     // From here on pieces are read straight off the stream into their buffers.
     let Session { reader, writer } = session;
     let mut link = Link {
@@ -313,35 +313,40 @@ async fn exchange(link: &mut Link, job: &Arc<Job>, hand: &mut InHand) -> Result<
     Ok(())
 }
 
-/// Asks `Have` until the holder answers something other than `Busy`.
-async fn check_have(session: &mut Session, job: &Job) -> Result<(), Stop> {
+/// Asks `Have` until the holder answers something other than `Busy`; Ok when it holds
+/// `content_id` at `size`.
+pub(super) async fn check_have(
+    session: &mut Session,
+    content_id: ContentId,
+    size: u64,
+) -> Result<(), HolderFault> {
     let mut busy = 0;
     loop {
         session
             .writer
-            .send(&DownloaderToHolder::Have {
-                content_id: job.content_id,
-            })
+            .send(&DownloaderToHolder::Have { content_id })
             .await?;
         let answer = tokio::time::timeout(HAVE_TIMEOUT, session.reader.recv_required())
             .await
             .map_err(|_| HolderFault::Stalled(HAVE_TIMEOUT))??;
         match answer {
-            HolderToDownloader::Have { content_id, size } if content_id == job.content_id => {
-                if size != job.size {
+            HolderToDownloader::Have {
+                content_id: theirs,
+                size: their_size,
+            } if theirs == content_id => {
+                if their_size != size {
                     return Err(HolderFault::WrongSize {
-                        ours: job.size,
-                        theirs: size,
-                    }
-                    .into());
+                        ours: size,
+                        theirs: their_size,
+                    });
                 }
                 return Ok(());
             }
-            HolderToDownloader::NotFound { .. } => return Err(HolderFault::NotFound.into()),
+            HolderToDownloader::NotFound { .. } => return Err(HolderFault::NotFound),
             HolderToDownloader::Busy { retry_after_ms } => {
                 busy += 1;
                 if busy > MAX_BUSY {
-                    return Err(HolderFault::Busy.into());
+                    return Err(HolderFault::Busy);
                 }
                 let (min, max) = BUSY_WAIT;
                 let wait = u64::from(retry_after_ms).clamp(min, max);
@@ -353,7 +358,7 @@ async fn check_have(session: &mut Session, job: &Job) -> Result<(), Stop> {
 }
 
 /// The holder's next answer: one small frame.
-async fn answer(recv: &mut quinn::RecvStream) -> Result<HolderToDownloader, WireError> {
+pub(super) async fn answer(recv: &mut quinn::RecvStream) -> Result<HolderToDownloader, WireError> {
     let mut reader = FrameReader::new(recv);
     reader.limit_frames(MAX_ANSWER_FRAME);
     reader.recv_required().await
@@ -362,12 +367,12 @@ async fn answer(recv: &mut quinn::RecvStream) -> Result<HolderToDownloader, Wire
 /// Reads the encoded range after a `RangeFollows` into `parts`: its length prefix must be
 /// the length the layout computes (whatever `claimed` says), then each hash pair and block
 /// goes straight to its place.
-async fn receive_piece(
+pub(super) async fn receive_piece(
     recv: &mut quinn::RecvStream,
     layout: &Layout,
     parts: &mut Parts,
     claimed: u64,
-) -> Result<(), Stop> {
+) -> Result<(), HolderFault> {
     let expected = layout.encoded_len();
     let mut prefix = [0; 4];
     recv.read_exact(&mut prefix)
@@ -376,7 +381,10 @@ async fn receive_piece(
     let framed = u64::from(u32::from_be_bytes(prefix));
     for actual in [claimed, framed] {
         if actual != expected {
-            return Err(HolderFault::Corrupt(VerifyError::Length { expected, actual }).into());
+            return Err(HolderFault::Corrupt(VerifyError::Length {
+                expected,
+                actual,
+            }));
         }
     }
     for slot in parts.slots(layout) {

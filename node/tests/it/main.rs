@@ -10,6 +10,7 @@
 mod control_flood;
 mod download;
 mod elected;
+mod hostile_downloads;
 mod leaf;
 mod list_server;
 mod promote;

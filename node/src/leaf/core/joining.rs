@@ -36,7 +36,7 @@ impl LeafCore {
             let listed = infos.iter().filter(|i| !i.stale).count();
             self.election.list_answer(now, short, listed);
         }
-        self.joiner.add(infos);
+        self.joiner.add(now, infos);
         if matches!(source, Source::ListServer { .. }) {
             self.save_cache(now);
         }
@@ -161,13 +161,13 @@ impl LeafCore {
             }
             SupernodeToLeaf::Supernodes(list) => {
                 if list.validate().is_ok() {
-                    self.joiner.add(&list.supernodes);
+                    self.joiner.add_suggested(now, &list.supernodes);
                     self.save_cache(now);
                 }
             }
             SupernodeToLeaf::MoveTo { supernodes } => {
                 self.current = None;
-                self.joiner.add(&supernodes);
+                self.joiner.add_suggested(now, &supernodes);
                 self.joiner.lost(now, current.node_id);
                 self.actions.push_back(LeafAction::Close {
                     session,

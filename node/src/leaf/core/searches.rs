@@ -9,7 +9,7 @@
 //! `Limits` message), so ours never has a token the supernode's lacks.
 //!
 //! A supernode decides what it sends us, so a search keeps only what we asked for: the
-//! first `want` contents (at most [`MAX_CONTENTS_PER_SEARCH`]), [`MAX_HOLDERS_PER_HIT`]
+//! first `want` results (a content at one size; at most [`MAX_CONTENTS_PER_SEARCH`]), [`MAX_HOLDERS_PER_HIT`]
 //! holders each and [`MAX_HOLDERS_PER_SEARCH`] in all; no name is kept (each hit passed on
 //! carries its own).
 //! Past that, hits are dropped unread, so a flood costs a search a bounded table and the
@@ -63,11 +63,12 @@ pub enum SearchOutput {
 struct Running {
     /// Whether any result was passed on.
     answered: bool,
-    /// Holders reported so far, per content.
-    seen: HashMap<ContentId, Vec<Holder>>,
-    /// Holders in `seen`, all contents together.
+    /// Holders reported so far, per content and size (a holder that gives another size is
+    /// another result: a false size must not hide the holders of the true one).
+    seen: HashMap<(ContentId, u64), Vec<Holder>>,
+    /// Holders in `seen`, all results together.
     holders: usize,
-    /// Contents it takes at most: the query's `want`, capped.
+    /// Results (content and size) it takes at most: the query's `want`, capped.
     want: usize,
     deadline: Instant,
 }
@@ -261,13 +262,14 @@ impl Running {
         if hit.validate().is_err() {
             return None;
         }
-        if !self.seen.contains_key(&hit.content_id) && self.seen.len() >= self.want {
+        let key = (hit.content_id, hit.size);
+        if !self.seen.contains_key(&key) && self.seen.len() >= self.want {
             return None;
         }
         if self.holders >= MAX_HOLDERS_PER_SEARCH {
             return None;
         }
-        let known = self.seen.entry(hit.content_id).or_default();
+        let known = self.seen.entry(key).or_default();
         let before = known.len();
         for holder in &hit.holders {
             if known.len() >= MAX_HOLDERS_PER_HIT || self.holders >= MAX_HOLDERS_PER_SEARCH {

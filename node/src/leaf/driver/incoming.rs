@@ -3,18 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use superpeer_common::Endpoint;
 use superpeer_common::wire::{CloseCode, HelloReply, Intent, Role};
-use tokio::sync::{Semaphore, watch};
+use superpeer_common::{Admitted, Endpoint, Gate, GateLimits};
+use tokio::sync::watch;
+use tracing::debug;
 
 use crate::transfer::{ServedFiles, Uploads, serve_connection};
 
-/// Connections a leaf serves at once (probes and downloads of its files); more are refused
-/// before their handshake, so a crowd cannot make a leaf hold more than this many.
-pub const MAX_INCOMING: usize = 256;
+/// Longest an incoming handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers probes (dial-back checks, RTT measurements) and serves downloads of our shared
-/// files, until `stop` turns true (promotion hands the endpoint to a supernode). Refuses
+/// files, at most [`GateLimits::LEAF`] connections at once (256, 16 per source address:
+/// more are refused before their handshake, so neither a crowd nor one client can hold
+/// them all), until `stop` turns true (promotion hands the endpoint to a supernode). Refuses
 /// the rest: a leaf admits no leaves and links to no supernode.
 pub async fn serve(
     endpoint: Endpoint,
@@ -22,23 +24,31 @@ pub async fn serve(
     uploads: Arc<Uploads>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_INCOMING));
+    let gate = Gate::new(GateLimits::LEAF);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.incoming() => incoming,
             _ = stop.wait_for(|s| *s) => return,
         };
         let Some(incoming) = incoming else { return };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            incoming.refuse();
-            continue;
+        let source = incoming.remote_address();
+        let (mut ticket, incoming) = match gate.admit(incoming) {
+            Admitted::Serve(ticket, incoming) => (ticket, *incoming),
+            Admitted::Retried => continue,
+            Admitted::Refused(why) => {
+                debug!(%source, "refusing a connection: {why}");
+                continue;
+            }
         };
         let (served, uploads) = (served.clone(), uploads.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let Ok(conn) = superpeer_common::accept(incoming, Duration::from_secs(5)).await else {
+            let Ok(conn) = superpeer_common::accept(incoming, HANDSHAKE_TIMEOUT).await else {
                 return;
             };
+            if !ticket.established() {
+                conn.close(CloseCode::Refused, "too many connections from this address");
+                return;
+            }
             let Ok((mut session, hello)) = conn.accept_session().await else {
                 return;
             };
@@ -65,6 +75,8 @@ pub async fn serve(
                         .await;
                 }
             }
+            // The slot is held until the connection is served.
+            drop(ticket);
         });
     }
 }
