@@ -9,10 +9,10 @@
 //! `Limits` message), so ours never has a token the supernode's lacks.
 //!
 //! A supernode decides what it sends us, so a search keeps only what we asked for: the
-//! first `want` results (a content at one size; at most [`MAX_CONTENTS_PER_SEARCH`]), [`MAX_HOLDERS_PER_HIT`]
-//! holders each and [`MAX_HOLDERS_PER_SEARCH`] in all; no name is kept (each hit passed on
-//! carries its own).
-//! Past that, hits are dropped unread, so a flood costs a search a bounded table and the
+//! first `want` results (a content at one size; at most [`MAX_CONTENTS_PER_SEARCH`]),
+//! [`MAX_HOLDERS_PER_HIT`] holders each and [`MAX_HOLDERS_PER_SEARCH`] in all; no name is
+//! kept (each hit passed on carries its own). Past that, hits are dropped unread, so a
+//! flood costs a search a bounded table and the
 //! asker a bounded number of results, whatever arrives before the deadline.
 
 use std::collections::{HashMap, VecDeque};
