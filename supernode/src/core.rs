@@ -17,7 +17,7 @@ use superpeer_common::wire::{
     MAX_ENTRIES_PER_MESSAGE, MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryId, Role,
     SupernodeInfo, SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
 };
-use superpeer_common::{ContentId, NodeId, keywords};
+use superpeer_common::{ContentId, NodeId, TokenBucket, keywords};
 
 use crate::SessionId;
 use crate::index::{ContentIndex, IndexLimits};
@@ -25,6 +25,19 @@ use crate::leaves::{Admission, Leaves};
 use crate::mesh::{LinkDecision, Mesh};
 use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Targets};
 use crate::summary::KeywordSummary;
+
+/// A neighbour's queries to us: per second, and burst.
+pub const NEIGHBOR_QUERIES_PER_SECOND: f64 = 100.0;
+pub const NEIGHBOR_QUERY_BURST: u32 = 400;
+/// Queries one neighbour may have running here at once: an eighth of the router's 4,096,
+/// so a neighbour cannot fill the table that leaves' searches need.
+pub const MAX_RUNNING_PER_NEIGHBOR: usize = 512;
+/// All of a neighbour's messages: past this it is broken or hostile, and the link closes.
+pub const NEIGHBOR_MESSAGES_PER_SECOND: f64 = 2_000.0;
+pub const NEIGHBOR_MESSAGE_BURST: u32 = 4_000;
+/// A summary with more bits set than this share counts as matching nothing (an honest
+/// supernode's, at 500 leaves of 10 files, sets a few percent).
+pub const MAX_SUMMARY_FILL: f64 = 0.25;
 
 /// Tunables of a supernode.
 #[derive(Clone, Debug)]
@@ -93,6 +106,8 @@ pub struct CoreStatus {
     pub indexed: usize,
     /// Query messages received from neighbours (duplicates included).
     pub queries_from_neighbors: u64,
+    /// Of those, answered at once with nothing: past the neighbour's budget.
+    pub busy_for_neighbors: u64,
     /// Routing counters.
     pub router: RouterStats,
     /// The generation stamped on our latest keyword summary.
@@ -113,6 +128,9 @@ struct Neighbor {
     load: Load,
     /// The supernodes it last told us it is linked to (its gossip).
     links: FxHashSet<NodeId>,
+    /// Its queries to us, and all its messages: budgets a neighbour cannot exceed.
+    queries: TokenBucket,
+    messages: TokenBucket,
 }
 
 /// A supernode's state.
@@ -134,6 +152,7 @@ pub struct SupernodeCore {
     last_gossip: Instant,
     unix_ms: u64,
     queries_from_neighbors: u64,
+    busy_for_neighbors: u64,
     actions: VecDeque<Action>,
     rng: StdRng,
 }
@@ -155,6 +174,7 @@ impl SupernodeCore {
             last_gossip: now,
             unix_ms: 0,
             queries_from_neighbors: 0,
+            busy_for_neighbors: 0,
             actions: VecDeque::new(),
             rng: StdRng::seed_from_u64(seed),
             config,
@@ -182,6 +202,7 @@ impl SupernodeCore {
             neighbors: self.mesh.neighbors().map(|(id, _)| id).collect(),
             indexed: self.index.len(),
             queries_from_neighbors: self.queries_from_neighbors,
+            busy_for_neighbors: self.busy_for_neighbors,
             router: self.router.stats(),
             summary_generation: self.summaries_sent,
             summary_pending: self.summary_broadcast.map(|(g, _)| g)
@@ -480,6 +501,16 @@ impl SupernodeCore {
                         summary_generation: None,
                         load: Load::default(),
                         links: FxHashSet::default(),
+                        queries: TokenBucket::new(
+                            now,
+                            NEIGHBOR_QUERIES_PER_SECOND,
+                            NEIGHBOR_QUERY_BURST,
+                        ),
+                        messages: TokenBucket::new(
+                            now,
+                            NEIGHBOR_MESSAGES_PER_SECOND,
+                            NEIGHBOR_MESSAGE_BURST,
+                        ),
                     },
                 );
                 // A new neighbour needs our summary and our view of the network now. The
@@ -537,9 +568,19 @@ impl SupernodeCore {
         let Some(neighbor) = self.neighbors.get_mut(&session) else {
             return;
         };
+        if !neighbor.messages.try_take(now) {
+            return self.violation(session, "too many messages");
+        }
         match msg {
             SupernodeToSupernode::Summary { generation, table } => {
                 match KeywordSummary::from_bytes(table) {
+                    // A summary this dense matches nearly every query, so it would put its
+                    // sender first for all of them: it counts as matching nothing (the
+                    // neighbour is still reached as a relay).
+                    Ok(summary) if summary.fill_ratio() > MAX_SUMMARY_FILL => {
+                        neighbor.summary = KeywordSummary::empty();
+                        neighbor.summary_generation = Some(generation);
+                    }
                     Ok(summary) => {
                         neighbor.summary = summary;
                         neighbor.summary_generation = Some(generation);
@@ -553,6 +594,13 @@ impl SupernodeCore {
                     return self.violation(session, &e.to_string());
                 }
                 let id = query.id;
+                // Past its budget (a rate, and a share of the queries we run), a neighbour's
+                // query is answered at once with nothing: leaves' searches keep their room.
+                let over_rate = !neighbor.queries.try_take(now);
+                if over_rate || self.router.running_for(session) >= MAX_RUNNING_PER_NEIGHBOR {
+                    self.busy_for_neighbors += 1;
+                    return self.send_neighbor(session, SupernodeToSupernode::QueryDone { id });
+                }
                 match self.normalize(query) {
                     Ok(query) => {
                         let ttl = ttl.min(self.config.max_hops);
@@ -569,8 +617,11 @@ impl SupernodeCore {
                 if let Some(bad) = hits.iter().find_map(|h| h.validate().err()) {
                     return self.violation(session, &bad.to_string());
                 }
-                self.router.handle_hits(now, session, id, hits);
+                let unmatched = self.router.handle_hits(now, session, id, hits);
                 self.drain_router();
+                if unmatched > 0 {
+                    return self.violation(session, "hits that do not match the query");
+                }
             }
             SupernodeToSupernode::QueryDone { id } => {
                 self.router.handle_done(now, session, id);

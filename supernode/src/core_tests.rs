@@ -1,6 +1,6 @@
 //! Supernode core tests: whole decisions with a fake clock and no sockets.
 
-use superpeer_common::wire::{QueryEnd, QueryId, SUMMARY_BYTES};
+use superpeer_common::wire::{QueryEnd, QueryHit, QueryId, SUMMARY_BYTES};
 
 use super::*;
 
@@ -590,4 +590,119 @@ fn the_second_hop_goes_through_neighbours_that_reach_further() {
         })
         .collect();
     assert_eq!(asked, vec![(SessionId(10), 1)]);
+}
+
+fn closed(actions: &[Action], session: u64) -> bool {
+    actions.iter().any(|a| {
+        matches!(a, Action::Close { session: s, code: CloseCode::ProtocolViolation, .. }
+            if *s == SessionId(session))
+    })
+}
+
+fn fake_hit(name: &str) -> QueryHit {
+    QueryHit {
+        content_id: ContentId::of_bytes(name.as_bytes()),
+        name: name.into(),
+        size: 1,
+        holders: vec![Holder {
+            node_id: id(99),
+            addr: addr(99),
+        }],
+    }
+}
+
+#[test]
+fn a_fake_neighbour_cannot_take_over_searches() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, now, 10, 2, &["abba"]);
+    believe(&mut sn, now, 3);
+    assert!(sn.link_up(now, SessionId(11), id(3), id(3), Some(addr(3))));
+    // An all-ones summary: it would match every query and be asked first.
+    sn.neighbor_message(
+        now,
+        SessionId(11),
+        SupernodeToSupernode::Summary {
+            generation: 1,
+            table: vec![0xff; SUMMARY_BYTES],
+        },
+    );
+    drain(&mut sn);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    drain(&mut sn);
+    sn.leaf_message(now, SessionId(1), query(1, &["abba"]));
+    assert_eq!(
+        queried(&drain(&mut sn)),
+        vec![SessionId(10)],
+        "a summary matching everything matches nothing"
+    );
+    // With a plausible summary it is asked; its answers that do not match the words never
+    // reach the leaf, and its link closes.
+    link(&mut sn, now, 12, 4, &["abba"]);
+    sn.leaf_message(now, SessionId(1), query(2, &["abba"]));
+    let asked = queried(&drain(&mut sn));
+    assert!(asked.contains(&SessionId(12)), "{asked:?}");
+    let hits = vec![fake_hit("free money.exe"), fake_hit("abba gold.mp3")];
+    sn.neighbor_message(
+        now,
+        SessionId(12),
+        SupernodeToSupernode::Hits {
+            id: QueryId([2; 16]),
+            hits,
+        },
+    );
+    let actions = drain(&mut sn);
+    assert_eq!(hits_to(&actions, SessionId(1)), vec!["abba gold.mp3"]);
+    assert!(closed(&actions, 12), "{actions:?}");
+}
+
+#[test]
+fn a_neighbour_flooding_queries_cannot_turn_leaves_away() {
+    let t0 = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    link(&mut sn, t0, 10, 2, &["abba"]);
+    link(&mut sn, t0, 11, 3, &["abba"]);
+    sn.leaf_attach(t0, SessionId(1), id(50), addr(50));
+    drain(&mut sn);
+    // Neighbour 3 sends 250 queries a second for 20 s, each one the honest neighbour may
+    // answer (so each stays running until its deadline).
+    let mut answered_at_once = 0;
+    for i in 0..5_000u32 {
+        let now = t0 + Duration::from_millis(u64::from(i) * 4);
+        let mut qid = [0u8; 16];
+        qid[..4].copy_from_slice(&i.to_be_bytes());
+        qid[15] = 0xee;
+        sn.neighbor_message(
+            now,
+            SessionId(11),
+            SupernodeToSupernode::Query {
+                query: Query {
+                    id: QueryId(qid),
+                    keywords: vec!["abba".into()],
+                    want: 10,
+                },
+                ttl: 1,
+            },
+        );
+        sn.handle_timeout(now, 0);
+        let actions = drain(&mut sn);
+        assert!(!closed(&actions, 11), "an honest rate closes nothing");
+        answered_at_once += actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::ToNeighbor(SessionId(11), SupernodeToSupernode::QueryDone { .. })
+                )
+            })
+            .count();
+        assert!(sn.router.running_for(SessionId(11)) <= MAX_RUNNING_PER_NEIGHBOR);
+    }
+    assert!(answered_at_once > 2_000, "{answered_at_once}");
+    assert!(sn.status().busy_for_neighbors > 2_000);
+    // A leaf's search still runs and goes out.
+    let now = t0 + Duration::from_secs(20);
+    sn.leaf_message(now, SessionId(1), query(9, &["abba"]));
+    let asked = queried(&drain(&mut sn));
+    assert!(asked.contains(&SessionId(10)), "{asked:?}");
 }

@@ -254,15 +254,39 @@ impl Router {
     }
 
     /// Hits for `id` from neighbour `from`.
-    pub fn handle_hits(&mut self, now: Instant, from: SessionId, id: QueryId, hits: Vec<QueryHit>) {
+    ///
+    /// Returns how many of them did not match the query's words: they are dropped (an
+    /// honest supernode never sends one, so the caller may close the link).
+    pub fn handle_hits(
+        &mut self,
+        now: Instant,
+        from: SessionId,
+        id: QueryId,
+        hits: Vec<QueryHit>,
+    ) -> usize {
         let Some(q) = self.active.get(&id) else {
-            return;
+            return 0;
         };
         if !q.asked.contains(&from) {
-            return; // late, or never asked: not ours to relay
+            return 0; // late, or never asked: not ours to relay
         }
+        let before = hits.len();
+        let hits: Vec<QueryHit> = hits
+            .into_iter()
+            .filter(|hit| name_matches(&hit.name, &q.query.keywords))
+            .collect();
+        let unmatched = before - hits.len();
         self.deliver(id, hits);
         self.advance(now, id);
+        unmatched
+    }
+
+    /// Queries running for neighbour `session`.
+    pub fn running_for(&self, session: SessionId) -> usize {
+        self.active
+            .values()
+            .filter(|q| q.asker == Asker::Neighbor(session))
+            .count()
     }
 
     /// `QueryDone` for `id` from `from`: a neighbour we asked has finished, or the neighbour
@@ -503,3 +527,10 @@ impl Router {
 #[cfg(test)]
 #[path = "router_tests.rs"]
 mod tests;
+
+/// Whether a file called `name` matches every one of `keywords` (normalised, as the index
+/// matches them).
+fn name_matches(name: &str, keywords: &[String]) -> bool {
+    let words = superpeer_common::keywords(name);
+    keywords.iter().all(|k| words.iter().any(|w| w == k))
+}
