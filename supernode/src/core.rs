@@ -620,7 +620,7 @@ impl SupernodeCore {
                 let unmatched = self.router.handle_hits(now, session, id, hits);
                 self.drain_router();
                 if unmatched > 0 {
-                    return self.violation(session, "hits that do not match the query");
+                    self.violation(session, "hits that do not match the query");
                 }
             }
             SupernodeToSupernode::QueryDone { id } => {
