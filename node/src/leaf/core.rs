@@ -449,3 +449,7 @@ mod election_tests;
 #[cfg(test)]
 #[path = "core_publication_tests.rs"]
 mod publication_tests;
+
+#[cfg(test)]
+#[path = "core_cache_tests.rs"]
+mod cache_tests;
