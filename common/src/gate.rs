@@ -39,11 +39,25 @@ impl GateLimits {
     /// A supernode: its leaves, their probes and transfers, its links. One address gets a
     /// sixty-fourth of the slots, so holding them all takes 64 addresses; a household or a
     /// small NAT of honest leaves fits well under it.
-    pub const SUPERNODE: GateLimits = GateLimits {
-        max_connections: 4096,
-        max_per_source: 64,
-        retry_above_handshakes: 64,
-    };
+    pub const SUPERNODE: GateLimits = GateLimits::supernode(4096);
+
+    /// A supernode holding `max_connections` at once (`supernode --max-connections`). One
+    /// address still gets 64 of them, and a Retry still comes above 64 pending handshakes,
+    /// but never more than a quarter of the total: a small supernode takes at least four
+    /// addresses to fill.
+    pub const fn supernode(max_connections: usize) -> GateLimits {
+        let quarter = if max_connections >= 4 {
+            max_connections / 4
+        } else {
+            1
+        };
+        let share = if quarter < 64 { quarter } else { 64 };
+        GateLimits {
+            max_connections,
+            max_per_source: share,
+            retry_above_handshakes: share,
+        }
+    }
 
     /// A leaf: probes (dial-back and RTT checks) and downloads of its files. A downloader
     /// opens at most two transfer sessions to one holder, so 16 leaves room for several
@@ -336,5 +350,19 @@ mod tests {
         assert_ne!(a, c);
         let mapped = Source::of("::ffff:127.0.46.9".parse::<IpAddr>().unwrap());
         assert_eq!(mapped, Source::of(IpAddr::from([127, 0, 46, 9])));
+    }
+
+    #[test]
+    fn a_smaller_supernode_keeps_its_per_source_share_under_a_quarter() {
+        assert_eq!(GateLimits::supernode(4096), GateLimits::SUPERNODE);
+        let shares = |n| {
+            let limits = GateLimits::supernode(n);
+            assert_eq!(limits.max_connections, n);
+            (limits.max_per_source, limits.retry_above_handshakes)
+        };
+        assert_eq!(shares(100_000), (64, 64));
+        assert_eq!(shares(256), (64, 64));
+        assert_eq!(shares(100), (25, 25));
+        assert_eq!(shares(2), (1, 1));
     }
 }

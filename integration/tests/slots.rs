@@ -1,8 +1,9 @@
 //! Connection slots under siege (issue 14, finding 2): one client address opens probe
 //! sessions, says nothing more, and keeps them open with keep-alives, from many ports and
-//! identities, up to and past the node's connection limit (4,096 on a supernode, 256 on a
-//! leaf). Before the gate, it held every slot and every new connection was refused: no
-//! attach, no probe, no download. Now one address gets its share (64 and 16), a probe
+//! identities, up to and past the node's connection limit (a supernode started with
+//! `--max-connections 256`, so that a debug build of the besieger fills it in seconds; a
+//! leaf's 256). Before the gate, it held every slot and every new connection was refused:
+//! no attach, no probe, no download. Now one address gets its share (64 and 16), a probe
 //! session is closed 5 s after its welcome, and honest nodes on other addresses probe,
 //! attach and download throughout.
 #![allow(
@@ -33,12 +34,23 @@ const PLATEAU: Duration = Duration::from_secs(8);
 fn one_address_holding_idle_probes_does_not_starve_a_supernode() {
     let mut cluster = Cluster::new(EXE, 46).unwrap();
     let list = cluster.list_server("list", &[]).unwrap();
-    let supernode = cluster.supernode("sn", &list, &[]).unwrap();
+    // The default 4,096 is more idle sessions than a debug build of the besieger keeps
+    // alive on a small machine (it stalled near 1,500), so the test takes a smaller total
+    // with the same per-address share (64) and Retry threshold.
+    let supernode = cluster
+        .supernode("sn", &list, &["--max-connections", "256"])
+        .unwrap();
     let (sharer, content_id) = sharing_leaf(&mut cluster, &supernode);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    // Past the supernode's 4,096 slots: 64 sockets of 70 sessions each.
-    let siege = Siege::start(&runtime, supernode.pinned, "127.0.46.200", 64, 70);
+    // Past the supernode's 256 slots: 8 sockets of 40 sessions each.
+    let siege = Siege::start(&runtime, supernode.pinned, "127.0.46.200", 8, 40);
     siege.wait_for_resistance();
+    // A siege that never held the address's whole share proves nothing.
+    assert!(
+        siege.peak() >= 64,
+        "the besieger held only {}",
+        siege.peak()
+    );
 
     // A leaf on another address probes the supernode, attaches and downloads.
     let sn = supernode.pinned.to_string();
@@ -216,6 +228,11 @@ impl Siege {
             self.started.elapsed(),
             self.counts.held.load(Ordering::Relaxed)
         );
+    }
+
+    /// The most sessions held at once.
+    fn peak(&self) -> usize {
+        self.counts.peak.load(Ordering::Relaxed)
     }
 
     fn report(&self, node: &str) {

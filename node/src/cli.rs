@@ -86,6 +86,10 @@ pub struct DaemonArgs {
     /// 500 leaves x 10,000 files is 1.35 GB) [default: 10000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_files_per_leaf: Option<u32>,
+    /// Connections a supernode holds at once: its leaves, links, probes and transfers. One
+    /// source address gets 64 of them (a quarter if that is less) [default: 4096].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
     /// A TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -204,6 +208,21 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_supernode_takes_a_connection_total() {
+        let parse = |n: &str| {
+            let argv = ["superpeer", "supernode", "--max-connections", n];
+            match Cli::try_parse_from(argv).map(|cli| cli.command) {
+                Ok(Command::Supernode(args)) => Ok(args.daemon.max_connections),
+                Ok(_) => panic!("wrong command"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(parse("256").unwrap(), Some(256));
+        assert!(parse("0").is_err());
+        assert!(parse("many").is_err());
     }
 
     #[test]

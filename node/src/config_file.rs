@@ -33,6 +33,7 @@ pub struct ConfigFile {
     control: Option<SocketAddr>,
     max_leaves: Option<usize>,
     max_files_per_leaf: Option<u32>,
+    max_connections: Option<u32>,
 }
 
 /// Reads and parses a config file, with errors that name it.
@@ -76,6 +77,16 @@ impl DaemonArgs {
             self.control = self.control.or(file.control);
             self.max_leaves = self.max_leaves.or(file.max_leaves);
             self.max_files_per_leaf = self.max_files_per_leaf.or(file.max_files_per_leaf);
+            if let Some(n) = file
+                .max_connections
+                .filter(|n| !(1..=1_000_000).contains(n))
+            {
+                return Err(anyhow!(
+                    "max-connections = {n} in the config file {}: it must be 1 to 1000000",
+                    path.display()
+                ));
+            }
+            self.max_connections = self.max_connections.or(file.max_connections);
         }
         let listen = required_listen(self.listen)?;
         Ok((self, listen))
@@ -104,7 +115,8 @@ mod tests {
         let path = dir.path().join("leaf.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.5:4000\"\nlist-server = [\"127.0.0.2:4000\"]\nshare = \"/srv/music\"\n",
+            "listen = \"127.0.0.5:4000\"\nlist-server = [\"127.0.0.2:4000\"]\nshare = \"/srv/music\"\n\
+             max-connections = 256\n",
         )
         .unwrap();
         let (args, listen) = leaf_args(&["--config", path.to_str().unwrap()])
@@ -113,15 +125,19 @@ mod tests {
         assert_eq!(listen, "127.0.0.5:4000".parse().unwrap());
         assert_eq!(args.list_servers.len(), 1);
         assert_eq!(args.share, Some(PathBuf::from("/srv/music")));
-        let (_, listen) = leaf_args(&[
+        assert_eq!(args.max_connections, Some(256));
+        let (args, listen) = leaf_args(&[
             "--config",
             path.to_str().unwrap(),
             "--listen",
             "127.0.0.9:1",
+            "--max-connections",
+            "512",
         ])
         .resolve()
         .unwrap();
         assert_eq!(listen, "127.0.0.9:1".parse().unwrap());
+        assert_eq!(args.max_connections, Some(512));
     }
 
     #[test]
@@ -140,6 +156,11 @@ mod tests {
             err.to_string().contains("cannot read the config file"),
             "{err}"
         );
+        std::fs::write(&path, "listen = \"127.0.0.5:4000\"\nmax-connections = 0\n").unwrap();
+        let err = leaf_args(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("max-connections = 0"), "{err}");
         let err = leaf_args(&[]).resolve().unwrap_err();
         assert!(
             err.to_string().contains("--listen ADDR is required"),

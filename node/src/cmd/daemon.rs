@@ -62,6 +62,7 @@ pub fn run(
         core,
         max_neighbors,
         max_files_per_leaf: args.max_files_per_leaf.map(|n| n as usize),
+        max_connections: args.max_connections.map(|n| n as usize),
     };
     let control_addr = args
         .control

@@ -54,6 +54,8 @@ pub struct LeafConfig {
     pub max_neighbors: Option<usize>,
     /// Files indexed per leaf once a supernode (the supernode's default when `None`).
     pub max_files_per_leaf: Option<usize>,
+    /// Connections held at once as a supernode (the supernode's default when `None`).
+    pub max_connections: Option<usize>,
 }
 
 /// QUIC limits for a leaf: a short idle timeout, so a dead supernode is noticed fast (the

@@ -263,6 +263,7 @@ impl Driver {
             max_leaves: self.config.core.max_leaves,
             max_neighbors: self.config.max_neighbors,
             max_files_per_leaf: self.config.max_files_per_leaf,
+            max_connections: self.config.max_connections,
             transfer: supernode::transfer_service(self.served.clone(), self.uploads.clone()),
         };
         let events = self.events.clone();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use superpeer_common::wire::{FileEntry, Query, Role};
-use superpeer_common::{ContentId, Endpoint, PeerAddr};
+use superpeer_common::{ContentId, Endpoint, GateLimits, PeerAddr};
 use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle, TransferService};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -38,6 +38,7 @@ pub struct Settings {
     pub max_leaves: usize,
     pub max_neighbors: Option<usize>,
     pub max_files_per_leaf: Option<usize>,
+    pub max_connections: Option<usize>,
     pub transfer: TransferService,
 }
 
@@ -66,6 +67,9 @@ pub fn start(settings: Settings, events: mpsc::Sender<Event>) -> Result<Running,
     }
     if let Some(files) = settings.max_files_per_leaf {
         config.core.index.max_entries_per_holder = files;
+    }
+    if let Some(connections) = settings.max_connections {
+        config.gate = GateLimits::supernode(connections);
     }
     config.transfer = Some(settings.transfer);
     let supernode = Supernode::on_endpoint(settings.endpoint, config)
