@@ -257,6 +257,21 @@ impl World<'_> {
                 continue;
             };
             let dialer_id = dialer_me.node_id;
+            // The real daemons that made the layout believe each other (a list server
+            // listed them); so do these cores.
+            let believed =
+                |me: superpeer_common::wire::Holder| superpeer_common::wire::SupernodeInfo {
+                    node_id: me.node_id,
+                    addr: me.addr,
+                    load: superpeer_common::wire::Load::default(),
+                    stale: false,
+                };
+            if let Some(node) = self.nodes.get_mut(target as usize) {
+                node.core.learn(now, &[believed(dialer_me)]);
+            }
+            if let Some(node) = self.nodes.get_mut(dialer as usize) {
+                node.core.learn(now, &[believed(target_me)]);
+            }
             let target_kept = self.nodes.get_mut(target as usize).is_some_and(|node| {
                 node.core.link_up(
                     now,
