@@ -706,3 +706,31 @@ fn a_neighbour_flooding_queries_cannot_turn_leaves_away() {
     let asked = queried(&drain(&mut sn));
     assert!(asked.contains(&SessionId(10)), "{asked:?}");
 }
+
+#[test]
+fn hits_for_a_content_id_query_match_by_id_whatever_their_name() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    let id_word = ContentId::of_bytes(b"abba gold.mp3").to_string();
+    link(&mut sn, now, 10, 2, &[id_word.as_str()]);
+    sn.leaf_attach(now, SessionId(1), id(50), addr(50));
+    drain(&mut sn);
+    sn.leaf_message(now, SessionId(1), query(1, &[id_word.as_str()]));
+    assert_eq!(queried(&drain(&mut sn)), vec![SessionId(10)]);
+    let mut other = fake_hit("abba gold.mp3");
+    other.content_id = ContentId::of_bytes(b"something else");
+    sn.neighbor_message(
+        now,
+        SessionId(10),
+        SupernodeToSupernode::Hits {
+            id: QueryId([1; 16]),
+            hits: vec![fake_hit("abba gold.mp3"), other],
+        },
+    );
+    let actions = drain(&mut sn);
+    assert_eq!(hits_to(&actions, SessionId(1)), vec!["abba gold.mp3"]);
+    assert!(
+        closed(&actions, 10),
+        "another content for an id query is a lie"
+    );
+}

@@ -273,7 +273,7 @@ impl Router {
         let before = hits.len();
         let hits: Vec<QueryHit> = hits
             .into_iter()
-            .filter(|hit| name_matches(&hit.name, &q.query.keywords))
+            .filter(|hit| hit_matches(hit, &q.query.keywords))
             .collect();
         let unmatched = before - hits.len();
         self.deliver(id, hits);
@@ -528,9 +528,14 @@ impl Router {
 #[path = "router_tests.rs"]
 mod tests;
 
-/// Whether a file called `name` matches every one of `keywords` (normalised, as the index
-/// matches them).
-fn name_matches(name: &str, keywords: &[String]) -> bool {
-    let words = superpeer_common::keywords(name);
-    keywords.iter().all(|k| words.iter().any(|w| w == k))
+/// Whether `hit` matches every one of `keywords` as the index matches them: a content id
+/// keyword (what `get` searches for) by the hit's id, any other as a whole word of its name.
+fn hit_matches(hit: &QueryHit, keywords: &[String]) -> bool {
+    let words = superpeer_common::keywords(&hit.name);
+    keywords
+        .iter()
+        .all(|k| match crate::index::content_keyword(k) {
+            Some(id) => hit.content_id == id,
+            None => words.iter().any(|w| w == k),
+        })
 }

@@ -214,6 +214,34 @@ async fn three_holders_each_give_pieces_found_by_content_id_alone() {
     }
     attached(state.path()).await;
     meshed(&net).await;
+    // Every holder's copy indexed (hashing 48 MB takes a while on a busy machine), and
+    // every copy findable from the downloader's supernode (asked by a holder on it: the
+    // downloader itself must not search first).
+    for (st, _) in &holder_dirs {
+        wait_for(
+            "the copy to be indexed",
+            Duration::from_secs(60),
+            || async {
+                (status(st.path()).await["publication"]["indexed"].as_u64() == Some(1))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    wait_for(
+        "three holders to be found",
+        Duration::from_secs(20),
+        || async {
+            let results = search(holder_dirs[2].0.path(), &["copy", "bin"]).await;
+            let holders: usize = results
+                .iter()
+                .filter(|r| r["content_id"] == id.as_str())
+                .map(|r| r["holders"].as_array().map_or(0, Vec::len))
+                .sum();
+            (holders >= 3).then_some(())
+        },
+    )
+    .await;
     // No search first: the daemon looks the content id up on the network.
     let out = downloads.path().join("chosen name.bin");
     let (ok, events, stderr) = get(state.path(), &id, &["--out", out.to_str().unwrap()]).await;
