@@ -26,6 +26,7 @@
 //! - `sessions`: connection tasks (accept by intent, dial, frame pumps).
 
 mod core;
+pub mod directory;
 mod driver;
 mod index;
 mod leaves;
