@@ -199,7 +199,7 @@ impl SharedFolder {
             // never need a whole-file hash.
             let cached = mtime_ns(&meta)
                 .and_then(|mtime| self.cache.get(path, size, mtime))
-                .filter(|id| self.outboards.has(id));
+                .filter(|id| self.outboards.has(id, size));
             match cached {
                 Some(content_id) => files.push(SharedFile {
                     path: path.clone(),
