@@ -138,18 +138,20 @@ mod tests {
     use super::*;
     use crate::{Endpoint, Identity, PeerAddr, TransportLimits, accept};
 
+    /// A node's endpoint on 127.0.0.1, any port, with a fresh identity.
+    fn loopback() -> Endpoint {
+        let identity = Arc::new(Identity::generate().unwrap());
+        Endpoint::bind(
+            identity,
+            "127.0.0.1:0".parse().unwrap(),
+            TransportLimits::default(),
+        )
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn probe_reports_role_load_and_a_real_rtt() {
-        let bind = |ip: &str| {
-            let identity = Arc::new(Identity::generate().unwrap());
-            Endpoint::bind(
-                identity,
-                format!("{ip}:0").parse().unwrap(),
-                TransportLimits::default(),
-            )
-            .unwrap()
-        };
-        let (server, client) = (bind("127.0.0.1"), bind("127.0.0.1"));
+        let (server, client) = (loopback(), loopback());
         let s = server.clone();
         let answering = tokio::spawn(async move {
             let conn = accept(s.incoming().await.unwrap(), Duration::from_secs(5))
@@ -192,16 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_prober_that_says_nothing_is_cut_off() {
-        let bind = || {
-            let identity = Arc::new(Identity::generate().unwrap());
-            Endpoint::bind(
-                identity,
-                "127.0.0.1:0".parse().unwrap(),
-                TransportLimits::default(),
-            )
-            .unwrap()
-        };
-        let (server, client) = (bind(), bind());
+        let (server, client) = (loopback(), loopback());
         let s = server.clone();
         let answering = tokio::spawn(async move {
             let conn = accept(s.incoming().await.unwrap(), Duration::from_secs(5))

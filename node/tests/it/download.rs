@@ -96,7 +96,7 @@ fn content_id_of(path: &Path) -> ContentId {
 }
 
 /// A leaf process sharing one file, attached to `supernode`.
-fn sharing_leaf(ip: &str, state: &Path, share: &Path, supernode: &Daemon) -> Daemon {
+pub fn sharing_leaf(ip: &str, state: &Path, share: &Path, supernode: &Daemon) -> Daemon {
     leaf(
         ip,
         state,
@@ -110,7 +110,7 @@ fn sharing_leaf(ip: &str, state: &Path, share: &Path, supernode: &Daemon) -> Dae
 }
 
 /// A downloading leaf: attached to `supernode`, downloads into `downloads`.
-fn downloading_leaf(ip: &str, state: &Path, downloads: &Path, supernode: &Daemon) -> Daemon {
+pub fn downloading_leaf(ip: &str, state: &Path, downloads: &Path, supernode: &Daemon) -> Daemon {
     leaf(
         ip,
         state,

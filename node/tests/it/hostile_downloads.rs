@@ -13,8 +13,8 @@ use superpeer_common::wire::{
 };
 use superpeer_common::{ContentId, NodeId, PeerAddr};
 
-use crate::download::{finished, get, random_bytes};
-use crate::leaf::{attached, leaf, network, search};
+use crate::download::{downloading_leaf, finished, get, random_bytes, sharing_leaf};
+use crate::leaf::{attached, network, search};
 use crate::support::*;
 
 /// Every file under `dir` with its length (the partial files included: they are hidden).
@@ -62,27 +62,9 @@ async fn a_copy_published_with_a_false_size_neither_blocks_the_download_nor_allo
     let id = ContentId::of_bytes(&data);
     let (holder_state, share) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(share.path().join("concert.mkv"), &data).unwrap();
-    let _honest = leaf(
-        "127.0.40.10",
-        holder_state.path(),
-        &[
-            "--peer",
-            &net.sn[0].pinned.to_string(),
-            "--share",
-            share.path().to_str().unwrap(),
-        ],
-    );
+    let _honest = sharing_leaf("127.0.40.10", holder_state.path(), share.path(), &net.sn[0]);
     let (state, downloads) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let _downloader = leaf(
-        "127.0.40.20",
-        state.path(),
-        &[
-            "--peer",
-            &net.sn[0].pinned.to_string(),
-            "--downloads",
-            downloads.path().to_str().unwrap(),
-        ],
-    );
+    let _downloader = downloading_leaf("127.0.40.20", state.path(), downloads.path(), &net.sn[0]);
     attached(state.path()).await;
     wait_for(
         "the honest copy to be indexed",
@@ -187,27 +169,9 @@ async fn spoofing_names_are_saved_defused_and_a_symlinked_part_file_is_refused()
     std::fs::write(share.path().join("holiday\u{202E}gpj.exe"), &spoof).unwrap();
     std::fs::write(share.path().join("CON"), &device).unwrap();
     std::fs::write(share.path().join("notes.txt"), &notes).unwrap();
-    let _holder = leaf(
-        "127.0.42.10",
-        holder_state.path(),
-        &[
-            "--peer",
-            &net.sn[0].pinned.to_string(),
-            "--share",
-            share.path().to_str().unwrap(),
-        ],
-    );
+    let _holder = sharing_leaf("127.0.42.10", holder_state.path(), share.path(), &net.sn[0]);
     let (state, downloads) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let _downloader = leaf(
-        "127.0.42.20",
-        state.path(),
-        &[
-            "--peer",
-            &net.sn[0].pinned.to_string(),
-            "--downloads",
-            downloads.path().to_str().unwrap(),
-        ],
-    );
+    let _downloader = downloading_leaf("127.0.42.20", state.path(), downloads.path(), &net.sn[0]);
     attached(state.path()).await;
     let ids: Vec<ContentId> = [&spoof, &device, &notes]
         .iter()
@@ -274,16 +238,7 @@ async fn cycling_requests_over_many_shared_files_never_rehashes_them() {
         ids.push(ContentId::of_bytes(&data));
         std::fs::write(share.path().join(format!("file{n}.bin")), data).unwrap();
     }
-    let holder = leaf(
-        "127.0.41.30",
-        holder_state.path(),
-        &[
-            "--peer",
-            &net.sn[0].pinned.to_string(),
-            "--share",
-            share.path().to_str().unwrap(),
-        ],
-    );
+    let holder = sharing_leaf("127.0.41.30", holder_state.path(), share.path(), &net.sn[0]);
     let status = attached(holder_state.path()).await;
     assert_eq!(status["shared_files"].as_u64(), Some(FILES as u64));
     let addr = wait_for("the holder's address", Duration::from_secs(20), || async {
