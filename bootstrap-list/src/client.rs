@@ -97,9 +97,9 @@ async fn fetch_inner(
             Ok(list)
         }
         ListServerToNode::Refused { reason } => Err(ClientError::Refused { addr, reason }),
-        ListServerToNode::Registered { .. } => Err(wire(WireError::Unexpected(
-            "Registered in answer to GetSupernodes",
-        ))),
+        ListServerToNode::Registered { .. } | ListServerToNode::Members(_) => Err(wire(
+            WireError::Unexpected("not a list in answer to GetSupernodes"),
+        )),
     }
 }
 
@@ -231,7 +231,7 @@ async fn registration_session(
                 register_again = true;
                 let _ = status.send(RegistrationStatus::Refused(reason));
             }
-            ListServerToNode::Supernodes(_) => {
+            ListServerToNode::Supernodes(_) | ListServerToNode::Members(_) => {
                 return Err(wire(WireError::Unexpected("a list without asking")));
             }
         }

@@ -357,6 +357,7 @@ async fn serve_registry(
                     refused("too many list requests from your address; retry later")
                 }
             }
+            ToListServer::GetMembers { .. } => refused("membership is not served yet"),
         };
         session.writer.send(&reply).await?;
     }

@@ -645,6 +645,11 @@ impl SupernodeCore {
                 self.send_neighbor(session, SupernodeToSupernode::Pong { nonce })
             }
             SupernodeToSupernode::Pong { .. } => {}
+            // The directory (in progress) is not wired in yet.
+            SupernodeToSupernode::DirPublish { .. }
+            | SupernodeToSupernode::DirPublished { .. }
+            | SupernodeToSupernode::DirLookup { .. }
+            | SupernodeToSupernode::DirHolders { .. } => {}
         }
     }
 

@@ -10,6 +10,7 @@
 //! | [`Intent::Registry`] | [`ToListServer`] | [`ListServerToNode`] |
 //! | [`Intent::Transfer`] | [`DownloaderToHolder`] | [`HolderToDownloader`] |
 //! | [`Intent::Probe`] | [`ProbeRequest`] | [`ProbeReply`] |
+//! | [`Intent::Directory`] | [`SupernodeToSupernode`] | [`SupernodeToSupernode`] |
 //!
 //! Sizes a peer controls are capped by the frame limit and by the `MAX_*` constants here;
 //! receivers check them with the `validate` methods before acting on a message.
@@ -42,6 +43,12 @@ pub const MAX_SUPERNODES_PER_LIST: usize = 200;
 /// a one-word query is sent to a non-holder about one time in six, a two-word query one in
 /// thirty-five. (Gnutella's QRP used 64K slots for a single leaf.)
 pub const SUMMARY_BYTES: usize = 32 * 1024;
+/// Most membership changes in one page from a list server.
+pub const MAX_MEMBERS_PER_PAGE: usize = 2_000;
+/// Most keywords in one directory publish.
+pub const MAX_DIRECTORY_KEYWORDS: usize = 1_000;
+/// Most holders an owner names for one keyword.
+pub const MAX_DIRECTORY_HOLDERS: usize = 256;
 
 /// Which part a node plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -344,6 +351,112 @@ pub enum SupernodeToSupernode {
     Ping { nonce: u64 },
     /// Answer to a ping.
     Pong { nonce: u64 },
+    /// To an owner of these keywords: the sender's index holds `count` entries with each
+    /// (0: none any more). Taken again within the owner's expiry, or forgotten.
+    DirPublish { keywords: Vec<KeywordCount> },
+    /// The owner's answer to a publish: how many keywords it took, how many it does not
+    /// own, and how many were past its caps.
+    DirPublished {
+        accepted: u32,
+        not_owner: u32,
+        capped: u32,
+    },
+    /// To an owner of `keyword`: which supernodes hold it?
+    DirLookup { id: QueryId, keyword: String },
+    /// The owner's answer: `holders` (the most entries first, at most
+    /// [`MAX_DIRECTORY_HOLDERS`]) of `total` supernodes holding `keyword`. `owner` is false
+    /// when the receiver does not own the keyword (the asker tries the next owner).
+    DirHolders {
+        id: QueryId,
+        keyword: String,
+        owner: bool,
+        total: u32,
+        holders: Vec<DirHolder>,
+    },
+}
+
+/// One keyword of a directory publish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeywordCount {
+    pub keyword: String,
+    pub count: u32,
+}
+
+/// A supernode holding a keyword, in an owner's answer. Addresses come from the asker's
+/// own membership view, never from the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirHolder {
+    pub node_id: NodeId,
+    pub count: u32,
+}
+
+impl SupernodeToSupernode {
+    /// Checks the sizes a peer controls in the directory messages (the others are checked
+    /// where they are handled).
+    pub fn validate_directory(&self) -> Result<(), WireError> {
+        let keyword_ok = |k: &str| !k.is_empty() && k.len() <= MAX_KEYWORD_BYTES;
+        match self {
+            SupernodeToSupernode::DirPublish { keywords } => {
+                if keywords.len() > MAX_DIRECTORY_KEYWORDS {
+                    return Err(WireError::Invalid(format!(
+                        "directory publish of {} keywords",
+                        keywords.len()
+                    )));
+                }
+                if keywords.iter().any(|k| !keyword_ok(&k.keyword)) {
+                    return Err(WireError::Invalid("bad keyword in a publish".into()));
+                }
+            }
+            SupernodeToSupernode::DirLookup { keyword, .. } if !keyword_ok(keyword) => {
+                return Err(WireError::Invalid("bad keyword in a lookup".into()));
+            }
+            SupernodeToSupernode::DirHolders { holders, .. }
+                if holders.len() > MAX_DIRECTORY_HOLDERS =>
+            {
+                return Err(WireError::Invalid(format!(
+                    "{} holders for one keyword",
+                    holders.len()
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One change to the membership (every verified supernode), from a list server: a
+/// supernode listed at `addr`, or gone (`addr` of `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    pub node_id: NodeId,
+    pub addr: Option<SocketAddr>,
+}
+
+/// A page of the membership: a snapshot (every member, by node id, in pages) or the
+/// changes since a version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberPage {
+    /// The list server's instance: a new one (a restart) starts every receiver again.
+    pub epoch: u64,
+    /// The version this page brings the receiver to, once `more` is false.
+    pub version: u64,
+    /// A snapshot page: `changes` are members (after the `after` asked for), not changes.
+    pub snapshot: bool,
+    pub changes: Vec<MemberChange>,
+    /// More follows: ask again (snapshot: after the last id; changes: since `version`).
+    pub more: bool,
+}
+
+impl MemberPage {
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.changes.len() > MAX_MEMBERS_PER_PAGE {
+            return Err(WireError::Invalid(format!(
+                "member page of {} entries",
+                self.changes.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Any node to a list server, after [`Intent::Registry`].
@@ -357,6 +470,13 @@ pub enum ToListServer {
     Unregister,
     /// Asks for up to `max` supernodes.
     GetSupernodes { max: u16 },
+    /// Asks for the membership: the changes since `since` if `epoch` is the server's and
+    /// it still has them, else a snapshot page of the members after `after`.
+    GetMembers {
+        epoch: u64,
+        since: u64,
+        after: Option<NodeId>,
+    },
 }
 
 /// A list server's answers.
@@ -369,6 +489,8 @@ pub enum ListServerToNode {
     },
     /// The supernodes asked for.
     Supernodes(SupernodeList),
+    /// A page of the membership.
+    Members(MemberPage),
     /// The request was refused (rate limit, registry full, dial-back failed).
     Refused { reason: String },
 }
