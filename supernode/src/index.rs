@@ -183,6 +183,10 @@ pub struct ContentIndex {
     holders: Slab<HolderRecord>,
     holder_ids: FxHashMap<NodeId, u32>,
     keyword_generation: u64,
+    /// Keywords (words and content ids) that appeared or went since the directory last
+    /// took them ([`ContentIndex::take_keyword_changes`]). Bounded by the words ever
+    /// indexed between two takes; the core takes them every tick.
+    changed_keywords: FxHashSet<Box<str>>,
 }
 
 impl fmt::Debug for ContentIndex {
@@ -210,6 +214,7 @@ impl ContentIndex {
             holders: Slab::new(),
             holder_ids: FxHashMap::default(),
             keyword_generation: 0,
+            changed_keywords: FxHashSet::default(),
         }
     }
 
@@ -446,6 +451,62 @@ impl ContentIndex {
         self.content_ids.keys().map(ContentId::to_string)
     }
 
+    /// Entries holding `keyword` (a word, or a content id as a query names it): what the
+    /// directory tells the keyword's owners.
+    pub fn keyword_count(&self, keyword: &str) -> u32 {
+        let count = match content_keyword(keyword) {
+            Some(id) => self.content_ids.get(&id).map_or(0, |&c| self.copies(c)),
+            None => self
+                .word_ids
+                .get(keyword)
+                .and_then(|&w| self.words.get(w))
+                .map_or(0, |w| w.postings.len()),
+        };
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Keywords that appeared or went since the last call, with their counts now (0: gone).
+    pub fn take_keyword_changes(&mut self) -> Vec<(String, u32)> {
+        let changed = std::mem::take(&mut self.changed_keywords);
+        changed
+            .into_iter()
+            .map(|k| {
+                let count = self.keyword_count(&k);
+                (k.into_string(), count)
+            })
+            .collect()
+    }
+
+    /// Every keyword held (words and content ids) with its count: what a full refresh of
+    /// the directory publishes.
+    pub fn keyword_counts(&self) -> Vec<(String, u32)> {
+        let words = self.words.iter().map(|w| {
+            let count = u32::try_from(w.postings.len()).unwrap_or(u32::MAX);
+            (w.text.to_string(), count)
+        });
+        let contents = self
+            .contents
+            .iter()
+            .map(|c| (c.id.to_string(), self.copies_of(c)));
+        words.chain(contents).collect()
+    }
+
+    fn copies(&self, content: u32) -> usize {
+        self.contents
+            .get(content)
+            .map_or(0, |c| self.copies_of(c) as usize)
+    }
+
+    fn copies_of(&self, content: &Content) -> u32 {
+        let mut count = 0u32;
+        let mut slot = content.first_copy;
+        while slot != NIL {
+            count += 1;
+            slot = self.entries.get(slot).map_or(NIL, |e| e.next_copy);
+        }
+        count
+    }
+
     /// Rough bytes the index uses: vector capacities times element sizes, hash tables as
     /// 8/7 buckets per unit of capacity times (item + 1 control byte), plus the bytes of
     /// names, keyword lists and words. Allocator overhead and rounding are not counted (the
@@ -520,6 +581,8 @@ impl ContentIndex {
                 });
                 self.content_ids.insert(entry.content_id, content);
                 self.keyword_generation += 1;
+                self.changed_keywords
+                    .insert(entry.content_id.to_string().into_boxed_str());
                 content
             }
         };
@@ -615,6 +678,7 @@ impl ContentIndex {
             text: text.clone(),
             postings: FxHashSet::default(),
         });
+        self.changed_keywords.insert(text.clone());
         self.word_ids.insert(text, id);
         self.keyword_generation += 1;
         id
@@ -629,6 +693,7 @@ impl ContentIndex {
         if word.postings.is_empty() {
             if let Some(word) = self.words.remove(id) {
                 self.word_ids.remove(&word.text);
+                self.changed_keywords.insert(word.text);
             }
             self.keyword_generation += 1;
         }
@@ -659,6 +724,8 @@ impl ContentIndex {
         } else if let Some(content) = self.contents.remove(entry.content) {
             self.content_ids.remove(&content.id);
             self.keyword_generation += 1;
+            self.changed_keywords
+                .insert(content.id.to_string().into_boxed_str());
         }
     }
 

@@ -21,8 +21,12 @@
 //!   where they can), and those are asked directly over a pooled connection (capped).
 //! - The simulator runs the same code, with owners dying and joining during queries.
 
+pub mod members;
 pub mod owners;
+pub mod publisher;
 pub mod store;
 
+pub use members::MemberSet;
 pub use owners::{OWNERS, owners, owns, rank};
+pub use publisher::Publisher;
 pub use store::{DirectoryLimits, OwnerStore, PublishOutcome};

@@ -1,0 +1,342 @@
+//! What this supernode tells the owners: for every keyword its index holds (words and
+//! content ids), the count of entries, sent to the keyword's owners in batches.
+//!
+//! Incremental both ways. A keyword that appears or goes is sent to its owners at the next
+//! flush; a member that joins takes the keywords it now ranks among the first for (one
+//! rank computed per keyword), and a member that leaves hands its keywords to the next
+//! ranked (owners recomputed for those keywords only). Every keyword is sent again to its
+//! owners every [`REFRESH`], well within the owners' expiry, so an owner that restarted
+//! or missed a batch is filled again and a dead publisher's entries run out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use superpeer_common::NodeId;
+use superpeer_common::wire::{KeywordCount, MAX_DIRECTORY_KEYWORDS};
+
+use super::members::{MemberSet, outranks};
+use super::owners::{OWNERS, keyword_hash, member_hash, rank_of};
+
+/// Every keyword is published again this often (the owners forget after 600 s).
+pub const REFRESH: Duration = Duration::from_secs(240);
+
+#[derive(Debug)]
+struct Published {
+    count: u32,
+    hash: u64,
+    /// Current owners with their ranks, the first-ranked first.
+    owners: Vec<(u64, NodeId)>,
+    refreshed: Instant,
+}
+
+/// The publishing side of the directory.
+#[derive(Debug)]
+pub struct Publisher {
+    me: NodeId,
+    published: FxHashMap<String, Published>,
+    /// Keywords in the order they are due for a refresh, with the time they were sent.
+    refresh_order: VecDeque<(Instant, String)>,
+    /// Keyword counts waiting to go, per owner.
+    outbox: FxHashMap<NodeId, FxHashMap<String, u32>>,
+}
+
+impl Publisher {
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            published: FxHashMap::default(),
+            refresh_order: VecDeque::new(),
+            outbox: FxHashMap::default(),
+        }
+    }
+
+    /// Keywords held.
+    pub fn len(&self) -> usize {
+        self.published.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.published.is_empty()
+    }
+
+    /// Our index now holds `count` entries with `keyword` (0: none): its owners are told.
+    pub fn keyword_changed(
+        &mut self,
+        now: Instant,
+        members: &MemberSet,
+        keyword: &str,
+        count: u32,
+    ) {
+        if count == 0 {
+            if let Some(gone) = self.published.remove(keyword) {
+                for (_, owner) in &gone.owners {
+                    self.queue(*owner, keyword, 0);
+                }
+            }
+            return;
+        }
+        let hash = keyword_hash(keyword);
+        let entry = self
+            .published
+            .entry(keyword.to_owned())
+            .or_insert_with(|| Published {
+                count,
+                hash,
+                owners: members.owners_of_hash(hash),
+                refreshed: now,
+            });
+        entry.count = count;
+        entry.refreshed = now;
+        let owners: Vec<NodeId> = entry.owners.iter().map(|(_, id)| *id).collect();
+        self.refresh_order.push_back((now, keyword.to_owned()));
+        for owner in owners {
+            self.queue(owner, keyword, count);
+        }
+    }
+
+    /// The membership changed: `joined` take the keywords they now own, the keywords
+    /// `left` owned go to the next ranked. Either way the new owner is sent the keyword.
+    pub fn members_changed(&mut self, members: &MemberSet, joined: &[NodeId], left: &[NodeId]) {
+        let left: FxHashSet<NodeId> = left.iter().copied().collect();
+        let joined: Vec<(u64, NodeId)> = joined
+            .iter()
+            .filter(|id| !left.contains(*id))
+            .map(|id| (member_hash(id), *id))
+            .collect();
+        // Many joined at once (the first fetch): ranking afresh costs the same.
+        let afresh = joined.len() * 4 > members.len().max(1);
+        let mut sends: Vec<(NodeId, String, u32)> = Vec::new();
+        for (keyword, p) in &mut self.published {
+            let before: Vec<NodeId> = p.owners.iter().map(|(_, id)| *id).collect();
+            if afresh || p.owners.iter().any(|(_, id)| left.contains(id)) {
+                p.owners = members.owners_of_hash(p.hash);
+            } else {
+                for &(hash, id) in &joined {
+                    let entry = (rank_of(p.hash, hash), id);
+                    if p.owners.iter().any(|(_, o)| *o == id) {
+                        continue;
+                    }
+                    if p.owners.len() < OWNERS || outranks(&entry, &p.owners[OWNERS - 1]) {
+                        let at = p
+                            .owners
+                            .iter()
+                            .position(|b| outranks(&entry, b))
+                            .unwrap_or(p.owners.len());
+                        p.owners.insert(at, entry);
+                        p.owners.truncate(OWNERS);
+                    }
+                }
+            }
+            for (_, owner) in &p.owners {
+                if !before.contains(owner) {
+                    sends.push((*owner, keyword.clone(), p.count));
+                }
+            }
+        }
+        for (owner, keyword, count) in sends {
+            self.queue(owner, &keyword, count);
+        }
+    }
+
+    /// Sends again every keyword last sent [`REFRESH`] ago or more.
+    pub fn refresh(&mut self, now: Instant) {
+        while let Some((sent, _)) = self.refresh_order.front() {
+            if now < *sent + REFRESH {
+                break;
+            }
+            let Some((sent, keyword)) = self.refresh_order.pop_front() else {
+                break;
+            };
+            // A keyword sent again since (or gone) has a later entry, or none.
+            let Some(p) = self.published.get_mut(&keyword) else {
+                continue;
+            };
+            if p.refreshed != sent {
+                continue;
+            }
+            p.refreshed = now;
+            let count = p.count;
+            let owners: Vec<NodeId> = p.owners.iter().map(|(_, id)| *id).collect();
+            self.refresh_order.push_back((now, keyword.clone()));
+            for owner in owners {
+                self.queue(owner, &keyword, count);
+            }
+        }
+    }
+
+    /// The batches to send now, per owner, at most [`MAX_DIRECTORY_KEYWORDS`] each (ours,
+    /// when we own a keyword ourselves, included: the caller stores those directly).
+    pub fn take_batches(&mut self) -> Vec<(NodeId, Vec<KeywordCount>)> {
+        let mut batches = Vec::new();
+        for (owner, keywords) in self.outbox.drain() {
+            let mut all: Vec<KeywordCount> = keywords
+                .into_iter()
+                .map(|(keyword, count)| KeywordCount { keyword, count })
+                .collect();
+            all.sort_by(|a, b| a.keyword.cmp(&b.keyword));
+            for chunk in all.chunks(MAX_DIRECTORY_KEYWORDS) {
+                batches.push((owner, chunk.to_vec()));
+            }
+        }
+        batches.sort_by(|a, b| a.0.cmp(&b.0));
+        batches
+    }
+
+    /// Whether anything waits to be sent.
+    pub fn has_batches(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// We are `me`.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    fn queue(&mut self, owner: NodeId, keyword: &str, count: u32) {
+        self.outbox
+            .entry(owner)
+            .or_default()
+            .insert(keyword.to_owned(), count);
+    }
+}
+
+/// A shared empty membership, for a supernode that has fetched none yet.
+pub fn no_members() -> Arc<MemberSet> {
+    Arc::new(MemberSet::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn member(i: u16) -> (NodeId, SocketAddr) {
+        let mut bytes = [0u8; 32];
+        bytes[..2].copy_from_slice(&i.to_le_bytes());
+        bytes[30] = 0x77;
+        (
+            NodeId::from_bytes(bytes),
+            SocketAddr::from(([127, 0, 0, 1], 2000 + i)),
+        )
+    }
+
+    fn set(range: std::ops::Range<u16>) -> MemberSet {
+        MemberSet::new(range.map(member))
+    }
+
+    fn sent(batches: &[(NodeId, Vec<KeywordCount>)]) -> Vec<(NodeId, String, u32)> {
+        let mut all: Vec<(NodeId, String, u32)> = batches
+            .iter()
+            .flat_map(|(o, ks)| ks.iter().map(|k| (*o, k.keyword.clone(), k.count)))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_new_keyword_goes_to_its_three_owners_and_a_gone_one_is_withdrawn() {
+        let now = Instant::now();
+        let members = set(0..40);
+        let mut p = Publisher::new(member(0).0);
+        p.keyword_changed(now, &members, "rare", 2);
+        let batches = p.take_batches();
+        let owners: Vec<NodeId> = members
+            .owners("rare")
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        let mut expected: Vec<(NodeId, String, u32)> =
+            owners.iter().map(|o| (*o, "rare".to_owned(), 2)).collect();
+        expected.sort();
+        assert_eq!(sent(&batches), expected);
+        p.keyword_changed(now, &members, "rare", 0);
+        let gone = sent(&p.take_batches());
+        assert_eq!(gone.len(), OWNERS);
+        assert!(gone.iter().all(|(_, _, c)| *c == 0));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn membership_changes_send_each_keyword_to_its_new_owner_only() {
+        let now = Instant::now();
+        let all = set(0..60);
+        let fewer = set(0..59);
+        let mut p = Publisher::new(member(0).0);
+        for i in 0..2_000 {
+            p.keyword_changed(now, &fewer, &format!("k{i}"), 1);
+        }
+        p.take_batches();
+        // Member 59 joins: it gets exactly the keywords it now owns.
+        p.members_changed(&all, &[member(59).0], &[]);
+        let joined = sent(&p.take_batches());
+        let newcomer = member(59).0;
+        let expected = (0..2_000)
+            .filter(|i| {
+                all.owners(&format!("k{i}"))
+                    .iter()
+                    .any(|(_, id)| *id == newcomer)
+            })
+            .count();
+        assert_eq!(joined.len(), expected);
+        assert!(joined.iter().all(|(o, _, _)| *o == newcomer));
+        assert!(expected > 40 && expected < 170, "{expected}");
+        // Member 7 dies: each keyword it owned goes to whoever is third now.
+        let dead = member(7).0;
+        let rest = MemberSet::new((0..60).filter(|i| *i != 7).map(member));
+        p.members_changed(&rest, &[], &[dead]);
+        let moved = sent(&p.take_batches());
+        for (owner, keyword, _) in &moved {
+            let owners = rest.owners(keyword);
+            assert!(owners.iter().any(|(_, id)| id == owner));
+            assert!(all.owners(keyword).iter().any(|(_, id)| *id == dead));
+        }
+        let dead_owned = (0..2_000)
+            .filter(|i| {
+                all.owners(&format!("k{i}"))
+                    .iter()
+                    .any(|(_, id)| *id == dead)
+            })
+            .count();
+        assert_eq!(moved.len(), dead_owned);
+    }
+
+    #[test]
+    fn refresh_resends_everything_once_per_period() {
+        let now = Instant::now();
+        let members = set(0..10);
+        let mut p = Publisher::new(member(0).0);
+        p.keyword_changed(now, &members, "a", 1);
+        p.keyword_changed(now + Duration::from_secs(100), &members, "b", 3);
+        p.take_batches();
+        p.refresh(now + REFRESH);
+        let first = sent(&p.take_batches());
+        assert_eq!(first.len(), OWNERS);
+        assert!(first.iter().all(|(_, k, _)| k == "a"));
+        p.refresh(now + REFRESH + Duration::from_secs(100));
+        let second = sent(&p.take_batches());
+        assert!(second.iter().all(|(_, k, c)| k == "b" && *c == 3));
+        p.refresh(now + REFRESH + Duration::from_secs(101));
+        assert!(!p.has_batches());
+    }
+
+    #[test]
+    fn batches_are_split_at_the_message_cap() {
+        let now = Instant::now();
+        let members = set(0..2);
+        let mut p = Publisher::new(member(0).0);
+        for i in 0..(MAX_DIRECTORY_KEYWORDS + 5) {
+            p.keyword_changed(now, &members, &format!("w{i}"), 1);
+        }
+        let batches = p.take_batches();
+        // Two members: both own everything, two batches each.
+        assert_eq!(batches.len(), 4);
+        assert!(
+            batches
+                .iter()
+                .all(|(_, b)| b.len() <= MAX_DIRECTORY_KEYWORDS)
+        );
+    }
+}
