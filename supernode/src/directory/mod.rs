@@ -21,6 +21,7 @@
 //!   where they can), and those are asked directly over a pooled connection (capped).
 //! - The simulator runs the same code, with owners dying and joining during queries.
 
+pub mod lookup;
 pub mod members;
 pub mod owners;
 pub mod publisher;
