@@ -40,6 +40,17 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `n` tokens if there are that many (none otherwise).
+    pub fn try_take_n(&mut self, now: Instant, n: u32) -> bool {
+        self.refill(now);
+        if self.tokens >= f64::from(n) {
+            self.tokens -= f64::from(n);
+            true
+        } else {
+            false
+        }
+    }
+
     /// True if the bucket would be full at `now` (the source has been quiet).
     pub fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
@@ -62,5 +73,9 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!((0..10).filter(|_| bucket.try_take(t1)).count(), 2);
         assert!(bucket.is_full(t1 + Duration::from_secs(1)));
+        let t2 = t1 + Duration::from_secs(1);
+        assert!(!bucket.try_take_n(t2, 4));
+        assert!(bucket.try_take_n(t2, 3));
+        assert!(!bucket.try_take(t2));
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -20,10 +21,13 @@ use superpeer_common::wire::{
 use superpeer_common::{ContentId, NodeId, TokenBucket, keywords};
 
 use crate::SessionId;
+use crate::directory::lookup::Lookups;
+use crate::directory::peers::Peers;
+use crate::directory::{DirectoryLimits, MemberSet, OwnerStore, Publisher};
 use crate::index::{ContentIndex, IndexLimits};
 use crate::leaves::{Admission, Leaves};
 use crate::mesh::{LinkDecision, Mesh};
-use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Targets};
+use crate::router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Started, Targets};
 use crate::summary::KeywordSummary;
 
 /// A neighbour's queries to us: per second, and burst.
@@ -60,6 +64,11 @@ pub struct CoreConfig {
     pub summary_interval: Duration,
     /// How often neighbours are told our load and the supernodes we know.
     pub gossip_interval: Duration,
+    /// Whether the keyword directory is used (publishing to owners, lookups); an owner
+    /// answers either way.
+    pub directory: bool,
+    /// What this supernode keeps as an owner.
+    pub directory_limits: DirectoryLimits,
 }
 
 impl Default for CoreConfig {
@@ -74,6 +83,8 @@ impl Default for CoreConfig {
             max_want: 500,
             summary_interval: Duration::from_millis(250),
             gossip_interval: Duration::from_secs(15),
+            directory: true,
+            directory_limits: DirectoryLimits::default(),
         }
     }
 }
@@ -93,6 +104,9 @@ pub enum Action {
     },
     /// Open a link to a supernode; report with `link_up` or `dial_failed`.
     Dial { node_id: NodeId, addr: SocketAddr },
+    /// Open a directory session to a member; report with `direct_up` (outgoing) or
+    /// `direct_failed`. Messages for it come as `ToNeighbor` on that session.
+    Connect { node_id: NodeId, addr: SocketAddr },
 }
 
 /// Counters and sizes, for `status` and tests.
@@ -117,6 +131,8 @@ pub struct CoreStatus {
     pub summary_pending: bool,
     /// Per neighbour, the generation of its summary we hold (`None` before the first).
     pub neighbor_summaries: Vec<(NodeId, Option<u64>)>,
+    /// The keyword directory.
+    pub directory: DirectoryStatus,
 }
 
 #[derive(Debug)]
@@ -155,6 +171,16 @@ pub struct SupernodeCore {
     busy_for_neighbors: u64,
     actions: VecDeque<Action>,
     rng: StdRng,
+    /// The keyword directory: every live supernode, what we own, what we told the owners,
+    /// the lookups running, and the sessions to members.
+    members: Arc<MemberSet>,
+    store: OwnerStore,
+    publisher: Publisher,
+    lookups: Lookups,
+    peers: Peers,
+    directory_stats: DirectoryStatus,
+    last_publish: Instant,
+    last_store_expiry: Instant,
 }
 
 impl SupernodeCore {
@@ -177,6 +203,14 @@ impl SupernodeCore {
             busy_for_neighbors: 0,
             actions: VecDeque::new(),
             rng: StdRng::seed_from_u64(seed),
+            members: Arc::new(MemberSet::default()),
+            store: OwnerStore::new(config.directory_limits.clone()),
+            publisher: Publisher::new(me.node_id),
+            lookups: Lookups::default(),
+            peers: Peers::default(),
+            directory_stats: DirectoryStatus::default(),
+            last_publish: now,
+            last_store_expiry: now,
             config,
         }
     }
@@ -212,6 +246,7 @@ impl SupernodeCore {
                 .values()
                 .map(|n| (n.node_id, n.summary_generation))
                 .collect(),
+            directory: self.directory_status(),
         }
     }
 
@@ -418,10 +453,23 @@ impl SupernodeCore {
         } else {
             Vec::new()
         };
-        let targets = Targets { candidates, relays };
-        self.router
+        // Our own leaf's query also asks the owners of its words, unless our index has
+        // enough already.
+        let directory =
+            matches!(asker, Asker::Leaf(_)) && self.wants_directory(local.len(), query.want);
+        let targets = Targets {
+            candidates,
+            relays,
+            directory,
+        };
+        let (id, keywords) = (query.id, query.keywords.clone());
+        let started = self
+            .router
             .start_routed(now, query, asker, local, targets, ttl);
-        self.drain_router();
+        if directory && started == Started::Running && self.router.is_active(&id) {
+            self.start_lookups(now, id, &keywords);
+        }
+        self.drain_router(now);
     }
 
     /// Neighbours linked to supernodes we are not linked to, those reaching the most
@@ -456,7 +504,7 @@ impl SupernodeCore {
             self.index.remove_holder(leaf.node_id);
         }
         self.router.session_gone(now, session);
-        self.drain_router();
+        self.drain_router(now);
     }
 
     // ----- our own shares -----
@@ -545,8 +593,11 @@ impl SupernodeCore {
         self.mesh.dial_failed(now, node_id);
     }
 
-    /// A neighbour's link ended.
+    /// A neighbour's link, or a directory session, ended.
     pub fn link_down(&mut self, now: Instant, session: SessionId) {
+        if self.peers.contains(session) {
+            return self.direct_gone(now, session);
+        }
         self.forget_neighbor(now, session);
     }
 
@@ -555,7 +606,7 @@ impl SupernodeCore {
             self.mesh.link_down(now, n.node_id, session);
         }
         self.router.session_gone(now, session);
-        self.drain_router();
+        self.drain_router(now);
     }
 
     /// A message from a neighbour.
@@ -566,7 +617,7 @@ impl SupernodeCore {
         msg: SupernodeToSupernode,
     ) {
         let Some(neighbor) = self.neighbors.get_mut(&session) else {
-            return;
+            return self.direct_message(now, session, msg);
         };
         if !neighbor.messages.try_take(now) {
             return self.violation(session, "too many messages");
@@ -618,14 +669,14 @@ impl SupernodeCore {
                     return self.violation(session, &bad.to_string());
                 }
                 let unmatched = self.router.handle_hits(now, session, id, hits);
-                self.drain_router();
+                self.drain_router(now);
                 if unmatched > 0 {
                     self.violation(session, "hits that do not match the query");
                 }
             }
             SupernodeToSupernode::QueryDone { id } => {
                 self.router.handle_done(now, session, id);
-                self.drain_router();
+                self.drain_router(now);
             }
             SupernodeToSupernode::Known { load, supernodes } => {
                 if supernodes.len() > MAX_SUPERNODES_PER_LIST {
@@ -645,11 +696,13 @@ impl SupernodeCore {
                 self.send_neighbor(session, SupernodeToSupernode::Pong { nonce })
             }
             SupernodeToSupernode::Pong { .. } => {}
-            // The directory (in progress) is not wired in yet.
+            // The directory has its own sessions.
             SupernodeToSupernode::DirPublish { .. }
             | SupernodeToSupernode::DirPublished { .. }
             | SupernodeToSupernode::DirLookup { .. }
-            | SupernodeToSupernode::DirHolders { .. } => {}
+            | SupernodeToSupernode::DirHolders { .. } => {
+                self.violation(session, "a directory message on a link")
+            }
         }
     }
 
@@ -665,7 +718,7 @@ impl SupernodeCore {
     pub fn handle_timeout(&mut self, now: Instant, unix_ms: u64) {
         self.unix_ms = unix_ms;
         self.router.handle_timeout(now);
-        self.drain_router();
+        self.drain_router(now);
         let generation = self.index.keyword_generation();
         let changed = self.summary_broadcast.is_none_or(|(g, _)| g != generation);
         let due = self
@@ -700,12 +753,14 @@ impl SupernodeCore {
         for (node_id, addr) in self.mesh.poll_dials(now, &mut self.rng) {
             self.actions.push_back(Action::Dial { node_id, addr });
         }
+        self.directory_timeout(now);
     }
 
     /// When [`SupernodeCore::handle_timeout`] must run next (at the latest).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let gossip = self.last_gossip + self.config.gossip_interval;
-        Some(self.router.poll_timeout().map_or(gossip, |t| t.min(gossip)))
+        let next = self.router.poll_timeout().map_or(gossip, |t| t.min(gossip));
+        Some(self.directory_poll_timeout().map_or(next, |t| t.min(next)))
     }
 
     /// The next thing for the driver to do.
@@ -746,12 +801,13 @@ impl SupernodeCore {
         }
     }
 
-    fn drain_router(&mut self) {
+    fn drain_router(&mut self, now: Instant) {
         while let Some(out) = self.router.poll_output() {
-            self.actions.push_back(match out {
-                RouterOutput::ToLeaf(s, m) => Action::ToLeaf(s, m),
-                RouterOutput::ToNeighbor(s, m) => Action::ToNeighbor(s, m),
-            });
+            match out {
+                RouterOutput::ToLeaf(s, m) => self.actions.push_back(Action::ToLeaf(s, m)),
+                RouterOutput::ToNeighbor(s, m) => self.actions.push_back(Action::ToNeighbor(s, m)),
+                RouterOutput::ToMember(node, m) => self.send_member(now, node, m),
+            }
         }
     }
 
@@ -792,3 +848,7 @@ fn relay_rank(id: &QueryId, node: &NodeId) -> [u8; 16] {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[path = "core_directory.rs"]
+mod directory_glue;
+pub use directory_glue::DirectoryStatus;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use superpeer_bootstrap_list::{RegistrationStatus, fetch_supernodes, keep_registered, unix_ms};
 use superpeer_common::wire::{
-    CloseCode, FileEntry, HelloReply, Holder, LeafToSupernode, Load, Query, Role, SupernodeInfo,
-    SupernodeToLeaf, SupernodeToSupernode, encode,
+    CloseCode, FileEntry, HelloReply, Holder, Intent, LeafToSupernode, Load, Query, Role,
+    SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode, encode,
 };
 use superpeer_common::{
     Admitted, Connection, ContentId, Endpoint, Gate, GateLimits, Identity, NodeId, PeerAddr,
@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::SessionId;
 use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
+use crate::directory::MemberSet;
 use crate::local::LocalSearches;
 use crate::sessions::{self, Outbox};
 
@@ -140,6 +141,24 @@ pub enum Event {
         conn: Connection,
         outbox: Outbox,
         reply: oneshot::Sender<Option<SessionId>>,
+    },
+    /// A directory session with a member is up (`outgoing`: we dialled); the actor answers
+    /// with a session id if it keeps it.
+    DirectUp {
+        node_id: NodeId,
+        outgoing: bool,
+        conn: Connection,
+        outbox: Outbox,
+        reply: oneshot::Sender<Option<SessionId>>,
+    },
+    /// A directory session the core asked for could not be opened.
+    DirectFailed(NodeId),
+    /// The membership, fetched from the list servers, changed.
+    #[allow(dead_code)] // sent by the membership fetch, which lands next
+    Members {
+        members: Arc<MemberSet>,
+        joined: Vec<NodeId>,
+        left: Vec<NodeId>,
     },
     /// A leaf's message.
     FromLeaf(SessionId, LeafToSupernode),
@@ -475,6 +494,27 @@ fn handle_event(
                 let _ = reply.send(None);
             }
         }
+        Event::DirectUp {
+            node_id,
+            outgoing,
+            conn,
+            outbox,
+            reply,
+        } => {
+            let session = new_session(conn, outbox, false, sessions);
+            if core.direct_up(now, session, node_id, outgoing) {
+                let _ = reply.send(Some(session));
+            } else {
+                sessions.remove(&session);
+                let _ = reply.send(None);
+            }
+        }
+        Event::DirectFailed(node_id) => core.direct_failed(now, node_id),
+        Event::Members {
+            members,
+            joined,
+            left,
+        } => core.members_changed(now, members, &joined, &left),
         Event::FromLeaf(session, msg) => core.leaf_message(now, session, msg),
         Event::FromNeighbor(session, msg) => core.neighbor_message(now, session, msg),
         Event::Gone(session) => {
@@ -539,12 +579,18 @@ fn carry_out(
                 }
                 continue;
             }
-            Action::Dial { node_id, addr } => {
+            Action::Dial { node_id, addr } | Action::Connect { node_id, addr } => {
+                let intent = if matches!(action, Action::Dial { .. }) {
+                    Intent::Link
+                } else {
+                    Intent::Directory
+                };
                 let target = PeerAddr::pinned(node_id, addr);
                 tokio::spawn(sessions::dial(
                     endpoint.clone(),
                     target,
                     advertise,
+                    intent,
                     events.clone(),
                 ));
                 continue;

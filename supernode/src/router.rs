@@ -19,6 +19,11 @@
 //!    less to go: each asks its own matching neighbours that we do not reach ourselves.
 //!    This is an expanding ring: a query that the direct neighbours satisfy never pays
 //!    for the second hop.
+//!    With the keyword directory, a leaf's query asks *direct* holders instead: the
+//!    supernodes the owners of its words say hold them, asked directly over a pooled
+//!    connection (they need not be neighbours), 8 a round, with no hops left; while the
+//!    lookup is still out, the query waits for it. Relays are the fallback when the
+//!    directory could not answer.
 //! 5. Hits from asked neighbours stream back to the asker as they arrive.
 //! 6. The query ends with `Enough`, `Exhausted` (no candidates or hops left), `Deadline`, or
 //!    `Cancelled`; the asker gets `QueryDone`, and neighbours still working are told to stop.
@@ -27,10 +32,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use superpeer_common::ContentId;
 use superpeer_common::wire::{
     MAX_HITS_PER_MESSAGE, Query, QueryEnd, QueryHit, QueryId, SupernodeToLeaf, SupernodeToSupernode,
 };
+use superpeer_common::{ContentId, NodeId};
 
 use crate::SessionId;
 use crate::seen::{Seen, SeenIds};
@@ -84,6 +89,9 @@ pub struct Targets {
     /// Neighbours linked to supernodes we are not linked to, most promising first: the
     /// second hop, for a query the candidates cannot satisfy.
     pub relays: Vec<SessionId>,
+    /// A directory lookup runs for this query: [`Router::directory_done`] will name the
+    /// supernodes to ask directly.
+    pub directory: bool,
 }
 
 /// Who asked for a query.
@@ -102,6 +110,8 @@ pub enum RouterOutput {
     ToLeaf(SessionId, SupernodeToLeaf),
     /// To a neighbour session.
     ToNeighbor(SessionId, SupernodeToSupernode),
+    /// To a supernode asked directly (the directory named it), by node id.
+    ToMember(NodeId, SupernodeToSupernode),
 }
 
 /// How [`Router::start`] took a query.
@@ -126,6 +136,21 @@ pub struct RouterStats {
     pub forwarded: u64,
     /// Duplicate query ids dropped.
     pub duplicates: u64,
+    /// Query messages sent directly to supernodes the directory named.
+    pub asked_directly: u64,
+}
+
+/// Where a query's directory lookup stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookup {
+    /// No lookup for this query.
+    Off,
+    /// Asked; the owners have not all answered.
+    Waiting,
+    /// The owners answered: `direct` holds whom to ask.
+    Answered,
+    /// No owner answered: relays are the fallback.
+    Failed,
 }
 
 #[derive(Debug)]
@@ -142,6 +167,13 @@ struct Active {
     outstanding: FxHashSet<SessionId>,
     /// Asked at some point and not yet done: their hits are still welcome.
     asked: FxHashSet<SessionId>,
+    lookup: Lookup,
+    /// Supernodes the directory named, and how far through them we are.
+    direct: Vec<NodeId>,
+    next_direct: usize,
+    /// Of those, asked this round and not done; asked at some point and not done.
+    direct_outstanding: FxHashSet<NodeId>,
+    direct_asked: FxHashSet<NodeId>,
     round_deadline: Instant,
     deadline: Instant,
 }
@@ -150,9 +182,21 @@ impl Active {
     /// Every round is over and no candidate is left: only slow neighbours' answers remain.
     fn only_late_left(&self) -> bool {
         self.outstanding.is_empty()
-            && !self.asked.is_empty()
+            && self.direct_outstanding.is_empty()
+            && (!self.asked.is_empty() || !self.direct_asked.is_empty())
             && self.next_candidate >= self.candidates.len()
-            && (self.ttl < 2 || self.next_relay >= self.relays.len())
+            && self.lookup != Lookup::Waiting
+            && self.next_direct >= self.direct.len()
+            && (!self.relaying() || self.next_relay >= self.relays.len())
+    }
+
+    /// Relays are asked: hops are left, and no directory answer made them needless.
+    fn relaying(&self) -> bool {
+        self.ttl >= 2 && !self.relays.is_empty() && self.lookup != Lookup::Answered
+    }
+
+    fn nothing_outstanding(&self) -> bool {
+        self.outstanding.is_empty() && self.direct_outstanding.is_empty()
     }
 }
 
@@ -192,6 +236,7 @@ impl Router {
         let targets = Targets {
             candidates,
             relays: Vec::new(),
+            directory: false,
         };
         self.start_routed(now, query, asker, local, targets, ttl)
     }
@@ -208,7 +253,11 @@ impl Router {
         targets: Targets,
         ttl: u8,
     ) -> Started {
-        let Targets { candidates, relays } = targets;
+        let Targets {
+            candidates,
+            relays,
+            directory,
+        } = targets;
         let id = query.id;
         let local = match self.seen.insert(now, id, ttl) {
             Seen::New => local,
@@ -244,6 +293,15 @@ impl Router {
             next_relay: 0,
             outstanding: FxHashSet::default(),
             asked: FxHashSet::default(),
+            lookup: if directory {
+                Lookup::Waiting
+            } else {
+                Lookup::Off
+            },
+            direct: Vec::new(),
+            next_direct: 0,
+            direct_outstanding: FxHashSet::default(),
+            direct_asked: FxHashSet::default(),
             round_deadline: now,
             deadline,
         };
@@ -279,6 +337,84 @@ impl Router {
         self.deliver(id, hits);
         self.advance(now, id);
         unmatched
+    }
+
+    /// The directory lookup of `id` is over: `holders` are the supernodes to ask directly
+    /// (`None`: no owner answered, so relays are the fallback).
+    pub fn directory_done(&mut self, now: Instant, id: QueryId, holders: Option<Vec<NodeId>>) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        if q.lookup != Lookup::Waiting {
+            return;
+        }
+        match holders {
+            Some(holders) => {
+                q.lookup = Lookup::Answered;
+                q.direct = holders;
+            }
+            None => q.lookup = Lookup::Failed,
+        }
+        self.advance(now, id);
+    }
+
+    /// The words of running query `id`.
+    pub fn keywords_of(&self, id: &QueryId) -> Option<Vec<String>> {
+        self.active.get(id).map(|q| q.query.keywords.clone())
+    }
+
+    /// Whether query `id` is still running.
+    pub fn is_active(&self, id: &QueryId) -> bool {
+        self.active.contains_key(id)
+    }
+
+    /// Hits for `id` from `from`, a supernode asked directly. Returns how many did not
+    /// match the query's words (see [`Router::handle_hits`]).
+    pub fn handle_direct_hits(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        id: QueryId,
+        hits: Vec<QueryHit>,
+    ) -> usize {
+        let Some(q) = self.active.get(&id) else {
+            return 0;
+        };
+        if !q.direct_asked.contains(&from) {
+            return 0;
+        }
+        let before = hits.len();
+        let hits: Vec<QueryHit> = hits
+            .into_iter()
+            .filter(|hit| hit_matches(hit, &q.query.keywords))
+            .collect();
+        let unmatched = before - hits.len();
+        self.deliver(id, hits);
+        self.advance(now, id);
+        unmatched
+    }
+
+    /// `QueryDone` for `id` from `from`, a supernode asked directly.
+    pub fn handle_direct_done(&mut self, now: Instant, from: NodeId, id: QueryId) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        q.direct_outstanding.remove(&from);
+        q.direct_asked.remove(&from);
+        self.advance(now, id);
+    }
+
+    /// A supernode asked directly cannot be reached: not waited for any more.
+    pub fn member_gone(&mut self, now: Instant, node: NodeId) {
+        let ids: Vec<QueryId> = self
+            .active
+            .iter()
+            .filter(|(_, q)| q.direct_asked.contains(&node))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.handle_direct_done(now, node, id);
+        }
     }
 
     /// Queries running for neighbour `session`.
@@ -348,7 +484,7 @@ impl Router {
             .iter()
             .filter(|(_, q)| {
                 now >= q.deadline
-                    || (now >= q.round_deadline && !q.outstanding.is_empty())
+                    || (now >= q.round_deadline && !q.nothing_outstanding())
                     || (q.only_late_left() && now >= q.round_deadline + grace)
             })
             .map(|(id, q)| (*id, now >= q.deadline, q.only_late_left()))
@@ -361,6 +497,7 @@ impl Router {
             } else if let Some(q) = self.active.get_mut(&id) {
                 // Slow neighbours stop holding up the next round; their hits stay welcome.
                 q.outstanding.clear();
+                q.direct_outstanding.clear();
                 self.advance(now, id);
             }
         }
@@ -379,7 +516,7 @@ impl Router {
             .map(|q| {
                 if q.only_late_left() {
                     (q.round_deadline + grace).min(q.deadline)
-                } else if q.outstanding.is_empty() {
+                } else if q.nothing_outstanding() {
                     q.deadline
                 } else {
                     q.round_deadline.min(q.deadline)
@@ -435,10 +572,44 @@ impl Router {
             self.finish(id, QueryEnd::Enough);
             return;
         }
-        if !q.outstanding.is_empty() {
+        if !q.nothing_outstanding() {
             return;
         }
-        let relaying = q.ttl >= 2 && !q.relays.is_empty();
+        let fast_path_done = q.ttl == 0 || q.next_candidate >= q.candidates.len();
+        if fast_path_done && q.lookup == Lookup::Waiting {
+            return; // the directory's answer moves it on
+        }
+        if fast_path_done && q.lookup == Lookup::Answered && q.next_direct < q.direct.len() {
+            let round: Vec<NodeId> = q
+                .direct
+                .iter()
+                .skip(q.next_direct)
+                .take(self.config.fanout.max(8))
+                .copied()
+                .collect();
+            q.next_direct += round.len();
+            q.round_deadline = now + self.config.round_timeout;
+            let still_wanted = (q.query.want as usize).saturating_sub(q.found.len());
+            let asked = Query {
+                id,
+                keywords: q.query.keywords.clone(),
+                want: u32::try_from(still_wanted).unwrap_or(u32::MAX),
+            };
+            for node in round {
+                q.direct_outstanding.insert(node);
+                q.direct_asked.insert(node);
+                self.stats.asked_directly += 1;
+                self.out.push_back(RouterOutput::ToMember(
+                    node,
+                    SupernodeToSupernode::Query {
+                        query: asked.clone(),
+                        ttl: 0,
+                    },
+                ));
+            }
+            return;
+        }
+        let relaying = q.relaying();
         let (round, ttl): (Vec<SessionId>, u8) =
             if q.ttl > 0 && q.next_candidate < q.candidates.len() {
                 let round: Vec<SessionId> = q
@@ -469,7 +640,7 @@ impl Router {
                 }
                 (round, q.ttl - 1)
             } else {
-                if q.asked.is_empty() {
+                if q.asked.is_empty() && q.direct_asked.is_empty() {
                     self.finish(id, QueryEnd::Exhausted);
                 }
                 // Otherwise late neighbours may still send hits until they finish or the deadline.
@@ -509,6 +680,12 @@ impl Router {
         for session in &q.asked {
             self.out.push_back(RouterOutput::ToNeighbor(
                 *session,
+                SupernodeToSupernode::QueryDone { id },
+            ));
+        }
+        for node in &q.direct_asked {
+            self.out.push_back(RouterOutput::ToMember(
+                *node,
                 SupernodeToSupernode::QueryDone { id },
             ));
         }

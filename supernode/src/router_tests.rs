@@ -451,6 +451,7 @@ fn routed(
     let targets = Targets {
         candidates: neighbors(candidates),
         relays: neighbors(relays),
+        directory: false,
     };
     router.start_routed(now, q, Asker::Leaf(LEAF), vec![], targets, 2);
     (router, id)

@@ -111,18 +111,28 @@ pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, servi
             pump::<LeafToSupernode>(conn, session, session_id, frames, events, Event::FromLeaf)
                 .await;
         }
-        (Intent::Link, Role::Supernode) => {
+        (Intent::Link | Intent::Directory, Role::Supernode) => {
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
             let (reply_tx, reply_rx) = oneshot::channel();
             // The address its handshake came from (QUIC validated it): a dial-back goes
             // there, never to an address it merely claims.
-            let link = Event::LinkUp {
-                node_id: peer,
-                initiator: peer,
-                addr: Some(conn.remote_addr()),
-                conn: conn.clone(),
-                outbox,
-                reply: reply_tx,
+            let link = if hello.intent == Intent::Link {
+                Event::LinkUp {
+                    node_id: peer,
+                    initiator: peer,
+                    addr: Some(conn.remote_addr()),
+                    conn: conn.clone(),
+                    outbox,
+                    reply: reply_tx,
+                }
+            } else {
+                Event::DirectUp {
+                    node_id: peer,
+                    outgoing: false,
+                    conn: conn.clone(),
+                    outbox,
+                    reply: reply_tx,
+                }
             };
             if events.send(link).await.is_err() {
                 return;
@@ -213,11 +223,13 @@ fn dialable(addr: SocketAddr) -> bool {
         && ip != std::net::Ipv4Addr::BROADCAST
 }
 
-/// Dials a supernode and, if it takes the link, serves it until it ends.
+/// Dials a supernode for a link (`Intent::Link`) or a directory session
+/// (`Intent::Directory`) and, if it takes it, serves it until it ends.
 pub async fn dial(
     endpoint: Endpoint,
     target: PeerAddr,
     advertise: SocketAddr,
+    intent: Intent,
     events: mpsc::Sender<Event>,
 ) {
     let Some(node_id) = target.node_id else {
@@ -226,7 +238,7 @@ pub async fn dial(
     let me = endpoint.node_id();
     let link = async {
         let conn = endpoint.connect(&target).await.map_err(|e| e.to_string())?;
-        let hello = Hello::new(Role::Supernode, Intent::Link, Some(advertise));
+        let hello = Hello::new(Role::Supernode, intent, Some(advertise));
         let (session, reply) = conn.open_session(&hello).await.map_err(|e| e.to_string())?;
         match reply {
             HelloReply::Welcome {
@@ -239,20 +251,35 @@ pub async fn dial(
     let (conn, session) = match link.await {
         Ok(pair) => pair,
         Err(reason) => {
-            debug!(node = %node_id.short(), addr = %target.addr, "link failed: {reason}");
-            let _ = events.send(Event::DialFailed(node_id)).await;
+            debug!(node = %node_id.short(), addr = %target.addr, ?intent, "dial failed: {reason}");
+            let failed = if intent == Intent::Link {
+                Event::DialFailed(node_id)
+            } else {
+                Event::DirectFailed(node_id)
+            };
+            let _ = events.send(failed).await;
             return;
         }
     };
     let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
     let (reply_tx, reply_rx) = oneshot::channel();
-    let up = Event::LinkUp {
-        node_id,
-        initiator: me,
-        addr: Some(target.addr),
-        conn: conn.clone(),
-        outbox,
-        reply: reply_tx,
+    let up = if intent == Intent::Link {
+        Event::LinkUp {
+            node_id,
+            initiator: me,
+            addr: Some(target.addr),
+            conn: conn.clone(),
+            outbox,
+            reply: reply_tx,
+        }
+    } else {
+        Event::DirectUp {
+            node_id,
+            outgoing: true,
+            conn: conn.clone(),
+            outbox,
+            reply: reply_tx,
+        }
     };
     if events.send(up).await.is_err() {
         return;

@@ -84,6 +84,9 @@ pub enum Intent {
     Transfer,
     /// Measure round-trip time and load (candidate probing, dial-back checks).
     Probe,
+    /// A supernode reaching another that need not be its neighbour, for the keyword
+    /// directory: publishes to owners, lookups, and queries asked directly.
+    Directory,
 }
 
 /// A 128-bit random query id; a supernode drops an id it has already seen.
@@ -556,9 +559,9 @@ macro_rules! messages {
 messages! {
     LeafToSupernode => 7,
     SupernodeToLeaf => 9,
-    SupernodeToSupernode => 7,
-    ToListServer => 4,
-    ListServerToNode => 3,
+    SupernodeToSupernode => 11,
+    ToListServer => 5,
+    ListServerToNode => 4,
     DownloaderToHolder => 2,
     HolderToDownloader => 4,
     ProbeRequest => 1,

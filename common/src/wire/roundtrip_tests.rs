@@ -53,7 +53,8 @@ fn intent() -> impl Strategy<Value = Intent> {
         Just(Intent::Link),
         Just(Intent::Registry),
         Just(Intent::Transfer),
-        Just(Intent::Probe)
+        Just(Intent::Probe),
+        Just(Intent::Directory)
     ]
 }
 fn file_entry() -> impl Strategy<Value = FileEntry> {
@@ -161,6 +162,39 @@ fn supernode_to_supernode() -> impl Strategy<Value = SupernodeToSupernode> {
             .prop_map(|(load, supernodes)| SupernodeToSupernode::Known { load, supernodes }),
         any::<u64>().prop_map(|nonce| SupernodeToSupernode::Ping { nonce }),
         any::<u64>().prop_map(|nonce| SupernodeToSupernode::Pong { nonce }),
+        vec(
+            (name(), any::<u32>()).prop_map(|(keyword, count)| KeywordCount { keyword, count }),
+            0..4
+        )
+        .prop_map(|keywords| SupernodeToSupernode::DirPublish { keywords }),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(accepted, not_owner, capped)| {
+            SupernodeToSupernode::DirPublished {
+                accepted,
+                not_owner,
+                capped,
+            }
+        }),
+        (query_id(), name())
+            .prop_map(|(id, keyword)| SupernodeToSupernode::DirLookup { id, keyword }),
+        (
+            query_id(),
+            name(),
+            any::<bool>(),
+            any::<u32>(),
+            vec((node_id(), any::<u32>()), 0..4)
+        )
+            .prop_map(|(id, keyword, owner, total, holders)| {
+                SupernodeToSupernode::DirHolders {
+                    id,
+                    keyword,
+                    owner,
+                    total,
+                    holders: holders
+                        .into_iter()
+                        .map(|(node_id, count)| DirHolder { node_id, count })
+                        .collect(),
+                }
+            }),
     ]
 }
 fn to_list_server() -> impl Strategy<Value = ToListServer> {
@@ -170,6 +204,13 @@ fn to_list_server() -> impl Strategy<Value = ToListServer> {
         load().prop_map(|load| ToListServer::Heartbeat { load }),
         Just(ToListServer::Unregister),
         any::<u16>().prop_map(|max| ToListServer::GetSupernodes { max }),
+        (any::<u64>(), any::<u64>(), proptest::option::of(node_id())).prop_map(
+            |(epoch, since, after)| ToListServer::GetMembers {
+                epoch,
+                since,
+                after
+            }
+        ),
     ]
 }
 fn list_server_to_node() -> impl Strategy<Value = ListServerToNode> {
@@ -182,6 +223,25 @@ fn list_server_to_node() -> impl Strategy<Value = ListServerToNode> {
         }),
         supernode_list().prop_map(ListServerToNode::Supernodes),
         name().prop_map(|reason| ListServerToNode::Refused { reason }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            vec((node_id(), proptest::option::of(socket_addr())), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(epoch, version, snapshot, changes, more)| {
+                ListServerToNode::Members(MemberPage {
+                    epoch,
+                    version,
+                    snapshot,
+                    changes: changes
+                        .into_iter()
+                        .map(|(node_id, addr)| MemberChange { node_id, addr })
+                        .collect(),
+                    more,
+                })
+            }),
     ]
 }
 fn downloader_to_holder() -> impl Strategy<Value = DownloaderToHolder> {
@@ -370,9 +430,25 @@ fn declared_variant_counts_match_the_enums() {
         entries: 1,
         refused: None,
     });
-    last_known_and_next(SupernodeToSupernode::Pong { nonce: 1 });
-    last_known_and_next(ToListServer::GetSupernodes { max: 1 });
-    last_known_and_next(ListServerToNode::Refused { reason: "r".into() });
+    last_known_and_next(SupernodeToSupernode::DirHolders {
+        id: QueryId([0; 16]),
+        keyword: "k".into(),
+        owner: true,
+        total: 0,
+        holders: vec![],
+    });
+    last_known_and_next(ToListServer::GetMembers {
+        epoch: 1,
+        since: 0,
+        after: None,
+    });
+    last_known_and_next(ListServerToNode::Members(MemberPage {
+        epoch: 1,
+        version: 0,
+        snapshot: true,
+        changes: vec![],
+        more: false,
+    }));
     last_known_and_next(DownloaderToHolder::Range {
         content_id: cid,
         start: 0,

@@ -94,6 +94,9 @@ impl World<'_> {
                     None => {}
                 },
                 Action::Dial { node_id, .. } => self.dial(sn, node_id),
+                // The simulator gives its supernodes no membership yet, so the directory
+                // never asks for a session here.
+                Action::Connect { node_id, .. } => node.core.direct_failed(now, node_id),
             }
         }
     }

@@ -109,7 +109,7 @@ pub enum Event {
     /// An answer to one of our searches from our own supernode.
     OwnAnswer(SupernodeToLeaf),
     /// How our supernode's registrations stand (while we are one).
-    Registrations(SupernodeStatus),
+    Registrations(Box<SupernodeStatus>),
     /// The supernode we asked for has started (or could not).
     SupernodeStarted(Result<supernode::Running, String>),
     /// Our supernode has stopped (stepping down).

@@ -122,16 +122,15 @@ impl Lookups {
         steps
     }
 
-    /// An owner's answer.
+    /// An owner's answer: the total and the holders it named, or `None` when it says it
+    /// does not own the word.
     pub fn answered(
         &mut self,
         now: Instant,
         from: NodeId,
         id: QueryId,
         keyword: &str,
-        owner: bool,
-        total: u32,
-        holders: Vec<DirHolder>,
+        answer: Option<(u32, Vec<DirHolder>)>,
     ) -> Vec<LookupStep> {
         let mut steps = Vec::new();
         let Some(words) = self.active.get_mut(&id) else {
@@ -142,10 +141,9 @@ impl Lookups {
             if w.keyword != keyword || w.answer.is_some() || !asked {
                 continue;
             }
-            if owner {
-                w.answer = Some((total, holders.clone()));
-            } else {
-                next_owner(now, id, w, &mut steps);
+            match &answer {
+                Some(answer) => w.answer = Some(answer.clone()),
+                None => next_owner(now, id, w, &mut steps),
             }
         }
         self.check_done(id, &mut steps);

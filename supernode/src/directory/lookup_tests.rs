@@ -65,13 +65,13 @@ fn each_word_asks_its_first_owner_and_the_answers_are_intersected() {
     let moon = first_owner(&members, me, "moon")[0];
     assert!(asked.contains(&(blue, "blue".into())) && asked.contains(&(moon, "moon".into())));
     // An answer from someone not asked is ignored.
-    let stray = lookups.answered(now, member(0).0, id, "blue", true, 1, vec![holder(5, 1)]);
+    let stray = lookups.answered(now, member(0).0, id, "blue", Some((1, vec![holder(5, 1)])));
     assert!(stray.is_empty() || done(&stray).is_none());
     let blue_holders = vec![holder(1, 9), holder(2, 1), holder(3, 4)];
-    let steps = lookups.answered(now, blue, id, "blue", true, 3, blue_holders);
+    let steps = lookups.answered(now, blue, id, "blue", Some((3, blue_holders)));
     assert_eq!(done(&steps), None, "moon is still out");
     let moon_holders = vec![holder(3, 1), holder(2, 2)];
-    let steps = lookups.answered(now, moon, id, "moon", true, 2, moon_holders);
+    let steps = lookups.answered(now, moon, id, "moon", Some((2, moon_holders)));
     // Both lists complete: holders of both words, the rarest word's biggest first.
     assert_eq!(done(&steps), Some(Some(vec![member(2).0, member(3).0])));
     assert!(lookups.is_empty());
@@ -88,8 +88,8 @@ fn a_capped_list_rules_nobody_out() {
     let the = first_owner(&members, me, "the")[0];
     let zebra = first_owner(&members, me, "zebra")[0];
     // "the" is held by 5,000 supernodes; the owner names only 1.
-    lookups.answered(now, the, id, "the", true, 5_000, vec![holder(1, 50)]);
-    let steps = lookups.answered(now, zebra, id, "zebra", true, 1, vec![holder(7, 1)]);
+    lookups.answered(now, the, id, "the", Some((5_000, vec![holder(1, 50)])));
+    let steps = lookups.answered(now, zebra, id, "zebra", Some((1, vec![holder(7, 1)])));
     assert_eq!(done(&steps), Some(Some(vec![member(7).0])));
 }
 
@@ -101,7 +101,7 @@ fn a_refusing_silent_or_unreachable_owner_is_replaced_by_the_next() {
     let id = QueryId([3; 16]);
     lookups.start(now, id, &["rare".to_owned()], &members, me);
     let owners = first_owner(&members, me, "rare");
-    let steps = lookups.answered(now, owners[0], id, "rare", false, 0, vec![]);
+    let steps = lookups.answered(now, owners[0], id, "rare", None);
     assert_eq!(sends(&steps), vec![(owners[1], "rare".to_owned())]);
     let later = now + LOOKUP_TIMEOUT;
     assert_eq!(lookups.poll_timeout(), Some(later));
@@ -134,6 +134,6 @@ fn a_word_nobody_holds_ends_with_nobody_to_ask() {
     let id = QueryId([5; 16]);
     lookups.start(now, id, &["nothing".to_owned()], &members, me);
     let owner = first_owner(&members, me, "nothing")[0];
-    let steps = lookups.answered(now, owner, id, "nothing", true, 0, vec![]);
+    let steps = lookups.answered(now, owner, id, "nothing", Some((0, vec![])));
     assert_eq!(done(&steps), Some(Some(vec![])));
 }

@@ -64,7 +64,7 @@ impl MemberSet {
         let mut best: Vec<(u64, NodeId)> = Vec::with_capacity(OWNERS + 1);
         for &(hash, id) in &self.ranked {
             let entry = (rank_of(key, hash), id);
-            if best.len() == OWNERS && !outranks(&entry, &best[OWNERS - 1]) {
+            if best.len() == OWNERS && best.last().is_some_and(|last| !outranks(&entry, last)) {
                 continue;
             }
             let at = best

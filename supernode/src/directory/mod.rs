@@ -24,6 +24,7 @@
 pub mod lookup;
 pub mod members;
 pub mod owners;
+pub mod peers;
 pub mod publisher;
 pub mod store;
 

@@ -118,7 +118,8 @@ impl Publisher {
                     if p.owners.iter().any(|(_, o)| *o == id) {
                         continue;
                     }
-                    if p.owners.len() < OWNERS || outranks(&entry, &p.owners[OWNERS - 1]) {
+                    let full = p.owners.len() >= OWNERS;
+                    if !full || p.owners.last().is_some_and(|last| outranks(&entry, last)) {
                         let at = p
                             .owners
                             .iter()
@@ -180,7 +181,7 @@ impl Publisher {
                 batches.push((owner, chunk.to_vec()));
             }
         }
-        batches.sort_by(|a, b| a.0.cmp(&b.0));
+        batches.sort_by_key(|b| b.0);
         batches
     }
 

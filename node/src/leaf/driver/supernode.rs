@@ -134,7 +134,11 @@ async fn report(handle: SupernodeHandle, events: mpsc::Sender<Event>) {
         let Some(status) = handle.status().await else {
             return;
         };
-        if events.send(Event::Registrations(status)).await.is_err() {
+        if events
+            .send(Event::Registrations(Box::new(status)))
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -1,0 +1,335 @@
+//! Connections to supernodes that need not be neighbours, for the directory: publishes to
+//! owners, lookups, and queries asked directly. Sans-IO: the core asks for a connection
+//! ([`PeerStep::Connect`]) and queues what it wants to send until the driver reports the
+//! session up; a member reached once is reached again on the same connection until it has
+//! been idle for [`IDLE`]. At most [`MAX_OUTGOING`] are open or opening at once; past
+//! that the least recently used idle one is closed to make room.
+//!
+//! Sessions other supernodes open to us are kept here too (answers go back on them), with
+//! the budgets a neighbour has: a member that asks directly is held to the same limits.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use superpeer_common::wire::SupernodeToSupernode;
+use superpeer_common::{NodeId, TokenBucket};
+
+use crate::SessionId;
+
+/// Most connections we open to other supernodes for the directory at once.
+pub const MAX_OUTGOING: usize = 64;
+/// An outgoing connection unused this long is closed.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// A connection that is not up within this is given up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages queued for a member while its connection opens.
+pub const MAX_QUEUED: usize = 256;
+
+/// What the pool asks of the caller.
+#[derive(Debug, PartialEq)]
+pub enum PeerStep {
+    /// Open a directory connection to this member; report with `up` or `failed`.
+    Connect { node_id: NodeId, addr: SocketAddr },
+    /// Send on this session.
+    Send(SessionId, SupernodeToSupernode),
+    /// Close this (idle) session.
+    Close(SessionId),
+}
+
+/// A directory session, either way.
+#[derive(Debug)]
+pub struct Peer {
+    pub node_id: NodeId,
+    pub outgoing: bool,
+    last_used: Instant,
+    /// Its queries and lookups to us, all its messages, and the keywords it publishes.
+    pub budgets: Budgets,
+}
+
+/// What one member may make us do.
+#[derive(Clone, Copy, Debug)]
+pub struct Budgets {
+    pub queries: TokenBucket,
+    pub messages: TokenBucket,
+    pub keywords: TokenBucket,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Connecting {
+        since: Instant,
+        queued: VecDeque<SupernodeToSupernode>,
+    },
+    Up(SessionId),
+}
+
+/// The pool.
+#[derive(Debug, Default)]
+pub struct Peers {
+    by_node: FxHashMap<NodeId, Slot>,
+    sessions: FxHashMap<SessionId, Peer>,
+}
+
+impl Peers {
+    /// Sends `msg` to member `node` at `addr`, connecting first if need be. Returns false
+    /// if it cannot go (no room for another connection, or the queue is full): the caller
+    /// treats the member as unreachable.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        addr: SocketAddr,
+        msg: SupernodeToSupernode,
+        steps: &mut Vec<PeerStep>,
+    ) -> bool {
+        match self.by_node.get_mut(&node) {
+            Some(Slot::Up(session)) => {
+                let session = *session;
+                if let Some(peer) = self.sessions.get_mut(&session) {
+                    peer.last_used = now;
+                }
+                steps.push(PeerStep::Send(session, msg));
+                true
+            }
+            Some(Slot::Connecting { queued, .. }) => {
+                if queued.len() >= MAX_QUEUED {
+                    return false;
+                }
+                queued.push_back(msg);
+                true
+            }
+            None => {
+                if self.opening_or_open() >= MAX_OUTGOING && !self.evict_idle(steps) {
+                    return false;
+                }
+                self.by_node.insert(
+                    node,
+                    Slot::Connecting {
+                        since: now,
+                        queued: VecDeque::from([msg]),
+                    },
+                );
+                steps.push(PeerStep::Connect {
+                    node_id: node,
+                    addr,
+                });
+                true
+            }
+        }
+    }
+
+    /// A directory session with `node` is up (`outgoing`: we opened it). Messages queued
+    /// for it go out.
+    pub fn up(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        node: NodeId,
+        outgoing: bool,
+        budgets: Budgets,
+        steps: &mut Vec<PeerStep>,
+    ) {
+        self.sessions.insert(
+            session,
+            Peer {
+                node_id: node,
+                outgoing,
+                last_used: now,
+                budgets,
+            },
+        );
+        let previous = self.by_node.insert(node, Slot::Up(session));
+        if let Some(Slot::Connecting { queued, .. }) = previous {
+            steps.extend(queued.into_iter().map(|m| PeerStep::Send(session, m)));
+        }
+    }
+
+    /// Opening a connection to `node` failed: what was queued for it is dropped.
+    pub fn failed(&mut self, node: NodeId) -> bool {
+        matches!(self.by_node.get(&node), Some(Slot::Connecting { .. }))
+            && self.by_node.remove(&node).is_some()
+    }
+
+    /// A directory session ended. Returns its member.
+    pub fn gone(&mut self, session: SessionId) -> Option<NodeId> {
+        let peer = self.sessions.remove(&session)?;
+        if matches!(self.by_node.get(&peer.node_id), Some(Slot::Up(s)) if *s == session) {
+            self.by_node.remove(&peer.node_id);
+        }
+        Some(peer.node_id)
+    }
+
+    pub fn get_mut(&mut self, session: SessionId) -> Option<&mut Peer> {
+        self.sessions.get_mut(&session)
+    }
+
+    pub fn contains(&self, session: SessionId) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    /// Sessions open, either way.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Closes outgoing sessions idle for [`IDLE`]; gives up connections not up within
+    /// [`CONNECT_TIMEOUT`] (returned: the caller treats them as unreachable).
+    pub fn expire(&mut self, now: Instant, steps: &mut Vec<PeerStep>) -> Vec<NodeId> {
+        for (session, peer) in &self.sessions {
+            if peer.outgoing && now >= peer.last_used + IDLE {
+                steps.push(PeerStep::Close(*session));
+            }
+        }
+        let stuck: Vec<NodeId> = self
+            .by_node
+            .iter()
+            .filter(|(_, slot)| {
+                matches!(slot, Slot::Connecting { since, .. } if now >= *since + CONNECT_TIMEOUT)
+            })
+            .map(|(node, _)| *node)
+            .collect();
+        for node in &stuck {
+            self.by_node.remove(node);
+        }
+        stuck
+    }
+
+    fn opening_or_open(&self) -> usize {
+        let opening = self
+            .by_node
+            .values()
+            .filter(|s| matches!(s, Slot::Connecting { .. }))
+            .count();
+        opening + self.sessions.values().filter(|p| p.outgoing).count()
+    }
+
+    /// Closes the least recently used outgoing session; false if there is none.
+    fn evict_idle(&mut self, steps: &mut Vec<PeerStep>) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(_, p)| p.outgoing)
+            .min_by_key(|(s, p)| (p.last_used, **s))
+            .map(|(s, _)| *s);
+        match oldest {
+            Some(session) => {
+                self.gone(session);
+                steps.push(PeerStep::Close(session));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(i: u8) -> NodeId {
+        NodeId::from_bytes([i; 32])
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, i], 4000))
+    }
+
+    fn budgets(now: Instant) -> Budgets {
+        let bucket = TokenBucket::new(now, 10.0, 10);
+        Budgets {
+            queries: bucket,
+            messages: bucket,
+            keywords: bucket,
+        }
+    }
+
+    fn ping(n: u64) -> SupernodeToSupernode {
+        SupernodeToSupernode::Ping { nonce: n }
+    }
+
+    #[test]
+    fn messages_wait_for_the_connection_and_then_reuse_it() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        assert!(peers.send(now, node(1), addr(1), ping(1), &mut steps));
+        assert!(peers.send(now, node(1), addr(1), ping(2), &mut steps));
+        assert_eq!(
+            steps,
+            vec![PeerStep::Connect {
+                node_id: node(1),
+                addr: addr(1)
+            }]
+        );
+        steps.clear();
+        peers.up(now, SessionId(7), node(1), true, budgets(now), &mut steps);
+        assert_eq!(
+            steps,
+            vec![
+                PeerStep::Send(SessionId(7), ping(1)),
+                PeerStep::Send(SessionId(7), ping(2))
+            ]
+        );
+        steps.clear();
+        peers.send(now, node(1), addr(1), ping(3), &mut steps);
+        assert_eq!(steps, vec![PeerStep::Send(SessionId(7), ping(3))]);
+        assert_eq!(peers.gone(SessionId(7)), Some(node(1)));
+    }
+
+    #[test]
+    fn outgoing_connections_are_capped_and_idle_ones_closed() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        for i in 0..MAX_OUTGOING as u8 {
+            assert!(peers.send(now, node(i), addr(i), ping(0), &mut steps));
+        }
+        // All opening, none idle to close: no room.
+        assert!(!peers.send(now, node(200), addr(200), ping(0), &mut steps));
+        for i in 0..MAX_OUTGOING as u8 {
+            let at = now + Duration::from_millis(u64::from(i));
+            peers.up(
+                at,
+                SessionId(u64::from(i) + 1),
+                node(i),
+                true,
+                budgets(now),
+                &mut steps,
+            );
+        }
+        steps.clear();
+        // Room is made by closing the least recently used.
+        assert!(peers.send(now, node(200), addr(200), ping(0), &mut steps));
+        assert!(steps.contains(&PeerStep::Close(SessionId(1))));
+        steps.clear();
+        let stuck = peers.expire(now + CONNECT_TIMEOUT, &mut steps);
+        assert_eq!(stuck, vec![node(200)]);
+        peers.expire(now + IDLE + Duration::from_secs(1), &mut steps);
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| matches!(s, PeerStep::Close(_)))
+                .count(),
+            MAX_OUTGOING - 1
+        );
+    }
+
+    #[test]
+    fn a_failed_connection_drops_its_queue() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        peers.send(now, node(1), addr(1), ping(1), &mut steps);
+        assert!(peers.failed(node(1)));
+        assert!(!peers.failed(node(1)));
+        steps.clear();
+        peers.send(now, node(1), addr(1), ping(2), &mut steps);
+        assert!(matches!(steps[0], PeerStep::Connect { .. }));
+    }
+}
