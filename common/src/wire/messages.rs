@@ -492,10 +492,10 @@ pub enum ListServerToNode {
     },
     /// The supernodes asked for.
     Supernodes(SupernodeList),
-    /// A page of the membership.
-    Members(MemberPage),
     /// The request was refused (rate limit, registry full, dial-back failed).
     Refused { reason: String },
+    /// A page of the membership.
+    Members(MemberPage),
 }
 
 /// A downloader to a holder, after [`Intent::Transfer`].
