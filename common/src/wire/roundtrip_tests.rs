@@ -371,7 +371,11 @@ fn declared_variant_counts_match_the_enums() {
         refused: None,
     });
     last_known_and_next(SupernodeToSupernode::Pong { nonce: 1 });
-    last_known_and_next(ToListServer::GetSupernodes { max: 1 });
+    last_known_and_next(ToListServer::GetMembers {
+        epoch: 1,
+        since: 1,
+        after: None,
+    });
     last_known_and_next(ListServerToNode::Refused { reason: "r".into() });
     last_known_and_next(DownloaderToHolder::Range {
         content_id: cid,
