@@ -1,6 +1,7 @@
-//! The client side of the list server: asking for supernodes, and keeping a supernode
+//! The client side of the list server: asking for supernodes, keeping a supernode
 //! registered (register, then heartbeat at the pace the server asks, reconnecting with
-//! backoff when the server goes away).
+//! backoff when the server goes away), and bringing a supernode's mirror of the membership
+//! up to date.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use superpeer_common::wire::{
 use superpeer_common::{ConnectError, Endpoint, PeerAddr, Session};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+
+use crate::members::MemberSync;
 
 /// Why a request to a list server failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +104,63 @@ async fn fetch_inner(
             WireError::Unexpected("not a list in answer to GetSupernodes"),
         )),
     }
+}
+
+/// Most member pages one [`fetch_members`] asks for: 128,000 members, past any snapshot we
+/// mirror, while a server that always says "more" cannot keep us busy forever.
+const MAX_MEMBER_PAGES_PER_FETCH: usize = 64;
+
+/// Brings `sync` up to date with the list server at `server`: asks for member pages on one
+/// connection, as a supernode, until there is no more (or [`MAX_MEMBER_PAGES_PER_FETCH`];
+/// the next call goes on from there). Pages taken before an error stay applied.
+pub async fn fetch_members(
+    endpoint: &Endpoint,
+    server: &PeerAddr,
+    sync: &mut MemberSync,
+) -> Result<(), ClientError> {
+    let addr = server.addr;
+    let wire = |source| ClientError::Wire { addr, source };
+    let timed_out = || wire(WireError::TimedOut("the list server's answer"));
+    let (conn, mut session) =
+        tokio::time::timeout(REQUEST_TIMEOUT, open(endpoint, server, Role::Supernode))
+            .await
+            .map_err(|_| timed_out())??;
+    let result = async {
+        for _ in 0..MAX_MEMBER_PAGES_PER_FETCH {
+            session.writer.send(&sync.request()).await.map_err(wire)?;
+            let reply = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                session.reader.recv_required::<ListServerToNode>(),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(wire)?;
+            let more = match reply {
+                ListServerToNode::Members(page) => sync.apply(page).map_err(wire)?,
+                ListServerToNode::Refused { reason } => {
+                    return Err(ClientError::Refused { addr, reason });
+                }
+                ListServerToNode::Registered { .. } | ListServerToNode::Supernodes(_) => {
+                    return Err(wire(WireError::Unexpected(
+                        "not a member page in answer to GetMembers",
+                    )));
+                }
+            };
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match &result {
+        Err(ClientError::Wire { source, .. }) => conn.close_for(source),
+        _ => {
+            let _ = session.writer.inner_mut().finish();
+            conn.close(CloseCode::Normal, "done");
+        }
+    }
+    result
 }
 
 /// How a supernode's registration stands, as [`keep_registered`] reports it.

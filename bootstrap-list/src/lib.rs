@@ -5,7 +5,9 @@
 //! address back, pinned to the registering node id, and lists the node only if that very
 //! node answers there. Heartbeats keep an entry; silence expires it. Lists prefer
 //! supernodes with room and spread askers over them; each list says whether the network is
-//! short of supernodes.
+//! short of supernodes. Supernodes also mirror the whole membership (every listed
+//! supernode), as a snapshot once and then as versioned changes, to agree on who owns
+//! which keywords.
 //!
 //! It does not route queries or index content, and it is not needed by peers that have
 //! joined before (they cache lists). The registry's decisions live in a plain state machine
@@ -13,18 +15,27 @@
 //!
 //! Layout:
 //! - `registry`: the state machine (admit after dial-back, expire, select, shortage).
+//! - `membership`: the listed entries and the versioned log of their changes.
+//! - `members`: [`MemberSync`], a supernode's mirror of one server's members, and
+//!   [`MemberUnion`] of several.
 //! - `rate_limit`: per-source token buckets with a capped table.
 //! - `persist`: `registry.json`, atomic saves, corrupt files kept aside.
 //! - `server`: the QUIC driver ([`ListServer`]).
-//! - `client`: [`fetch_supernodes`] and [`keep_registered`] for the other roles.
+//! - `client`: [`fetch_supernodes`], [`keep_registered`] and [`fetch_members`] for the
+//!   other roles.
 
 mod client;
+mod members;
+mod membership;
 mod persist;
 mod rate_limit;
 mod registry;
 mod server;
 
-pub use client::{ClientError, RegistrationStatus, fetch_supernodes, keep_registered};
+pub use client::{
+    ClientError, RegistrationStatus, fetch_members, fetch_supernodes, keep_registered,
+};
+pub use members::{MAX_MIRRORED_MEMBERS, MemberSync, MemberUnion, MembershipDelta};
 pub use persist::{PersistError, REGISTRY_FILE, unix_ms};
 pub use rate_limit::RateLimiter;
 pub use registry::{

@@ -12,6 +12,9 @@
 //!    misses heartbeats for [`RegistryConfig::expiry`] goes in [`Registry::handle_timeout`].
 //! 4. Entries restored from disk ([`Registry::restore`]) are listed at once, marked stale,
 //!    until the node registers again (or they expire).
+//!
+//! Every change to who is listed where (steps 2 to 4, unregistering) is also a membership
+//! change, logged with a version for [`Registry::members_page`] (see `membership`).
 
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +24,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use superpeer_common::NodeId;
-use superpeer_common::wire::{Load, SupernodeInfo, SupernodeList};
+use superpeer_common::wire::{Load, MemberPage, SupernodeInfo, SupernodeList};
+
+use crate::membership::{Listing, Located};
 
 /// Default of [`RegistryConfig::max_per_source`]: supernodes listed (or waiting for their
 /// dial-back) per source address.
@@ -125,6 +130,12 @@ struct Listed {
     source: Option<IpAddr>,
 }
 
+impl Located for Listed {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl Listed {
     /// The address whose weight this entry shares in the lists: where it registered from,
     /// or (restored from disk) the address it was verified at.
@@ -156,18 +167,26 @@ pub struct SavedEntry {
 #[derive(Debug)]
 pub struct Registry {
     config: RegistryConfig,
-    listed: BTreeMap<NodeId, Listed>,
+    /// Listed entries; every change to them is a logged membership change.
+    listed: Listing<Listed>,
     pending: BTreeMap<NodeId, Pending>,
     /// Set when the listed set or an address changed, so the driver knows to save.
     dirty: bool,
 }
 
 impl Registry {
-    /// An empty registry.
+    /// An empty registry, with a random membership epoch: receivers of an earlier instance
+    /// (before a restart) start again with a snapshot.
     pub fn new(config: RegistryConfig) -> Self {
+        Self::with_epoch(config, rand::random())
+    }
+
+    /// An empty registry whose membership pages carry `epoch` (deterministic tests and
+    /// simulations).
+    pub fn with_epoch(config: RegistryConfig, epoch: u64) -> Self {
         Self {
             config,
-            listed: BTreeMap::new(),
+            listed: Listing::new(epoch),
             pending: BTreeMap::new(),
             dirty: false,
         }
@@ -192,12 +211,16 @@ impl Registry {
             return RegisterOutcome::Refused(RefuseReason::BadAddress);
         }
         let load = self.clamp(load);
-        if let Some(entry) = self.listed.get_mut(&node_id) {
-            if entry.addr == addr && entry.freshness == Freshness::Live {
+        let refreshed = self.listed.update(&node_id, |entry| {
+            let same = entry.addr == addr && entry.freshness == Freshness::Live;
+            if same {
                 entry.load = load;
                 entry.last_seen = now;
-                return RegisterOutcome::Refreshed;
             }
+            same
+        });
+        if refreshed == Some(true) {
+            return RegisterOutcome::Refreshed;
         }
         if let Some(p) = self.pending.get_mut(&node_id) {
             if p.addr == addr {
@@ -265,19 +288,21 @@ impl Registry {
     /// (expired, or restored and not registered again): it must register.
     pub fn handle_heartbeat(&mut self, now: Instant, node_id: NodeId, load: Load) -> bool {
         let load = self.clamp(load);
-        match self.listed.get_mut(&node_id) {
-            Some(entry) if entry.freshness == Freshness::Live => {
+        let live = self.listed.update(&node_id, |entry| {
+            let live = entry.freshness == Freshness::Live;
+            if live {
                 entry.load = load;
                 entry.last_seen = now;
-                true
             }
-            _ => {
-                if let Some(p) = self.pending.get_mut(&node_id) {
-                    p.load = load;
-                }
-                false
-            }
+            live
+        });
+        if live == Some(true) {
+            return true;
         }
+        if let Some(p) = self.pending.get_mut(&node_id) {
+            p.load = load;
+        }
+        false
     }
 
     /// A node leaves the list on purpose.
@@ -291,14 +316,9 @@ impl Registry {
     /// Drops what has not been heard from within the expiry; returns the dropped node ids.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<NodeId> {
         let expiry = self.config.expiry;
-        let mut dropped = Vec::new();
-        self.listed.retain(|id, e| {
-            let keep = now.saturating_duration_since(e.last_seen) < expiry;
-            if !keep {
-                dropped.push(*id);
-            }
-            keep
-        });
+        let dropped = self
+            .listed
+            .retain(|_, e| now.saturating_duration_since(e.last_seen) < expiry);
         // A dial-back that never reported (driver bug, lost task) must not pin a slot forever.
         let pending_timeout = self.config.pending_timeout;
         self.pending
@@ -447,17 +467,49 @@ impl Registry {
             .into_iter()
             .take(self.config.max_entries.saturating_sub(self.listed.len()))
         {
-            self.listed.entry(entry.node_id).or_insert(Listed {
+            if self.listed.contains_key(&entry.node_id) {
+                continue;
+            }
+            let restored = Listed {
                 addr: entry.addr,
                 load: entry.load,
                 last_seen: now,
                 freshness: Freshness::Stale,
                 source: None,
-            });
+            };
+            self.listed.insert(entry.node_id, restored);
         }
+    }
+
+    /// The answer to a membership request (`GetMembers { epoch, since, after }`) with at
+    /// most `max` entries: the changes after `since` when `epoch` is this instance's and
+    /// they are all still logged, else a page of the snapshot of members after `after`.
+    /// Members are all listed entries, stale ones included.
+    pub fn members_page(
+        &self,
+        epoch: u64,
+        since: u64,
+        after: Option<NodeId>,
+        max: usize,
+    ) -> MemberPage {
+        self.listed.page(epoch, since, after, max)
+    }
+
+    /// This instance's membership epoch.
+    pub fn members_epoch(&self) -> u64 {
+        self.listed.epoch()
+    }
+
+    /// The membership version: how many membership changes this instance has made.
+    pub fn members_version(&self) -> u64 {
+        self.listed.version()
     }
 }
 
 #[cfg(test)]
 #[path = "registry_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "registry_members_tests.rs"]
+mod members_tests;

@@ -10,9 +10,11 @@
 //!    from the address it gave on this connection.
 //! 3. `GetSupernodes` → `Supernodes(list)`.
 //! 4. `Unregister` → dropped from the list at once.
+//! 5. `GetMembers` (supernodes only) → `Members(page)`: the membership changes since a
+//!    version, or a snapshot page; a supernode pages through a snapshot on one connection.
 //!
-//! Limits: concurrent connections, new connections per source address, registrations and
-//! list requests per source address, messages per connection.
+//! Limits: concurrent connections, new connections per source address, registrations,
+//! list and membership requests per source address, messages per connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,8 +26,8 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use superpeer_common::wire::{
-    CloseCode, HelloReply, Intent, ListServerToNode, MAX_SUPERNODES_PER_LIST, Role, SupernodeList,
-    ToListServer, WireError,
+    CloseCode, HelloReply, Intent, ListServerToNode, MAX_MEMBERS_PER_PAGE, MAX_SUPERNODES_PER_LIST,
+    Role, SupernodeList, ToListServer, WireError,
 };
 use superpeer_common::{
     Connection, Endpoint, Identity, NodeId, PeerAddr, TokenBucket, TransportError, TransportLimits,
@@ -60,6 +62,10 @@ pub struct ListServerConfig {
     pub register_rate: (f64, u32),
     /// List requests per source address: (per second, burst).
     pub list_rate: (f64, u32),
+    /// Membership requests per source address: (per second, burst). A supernode polls
+    /// every few seconds and pages through a large snapshot back to back (10,000 members
+    /// are 5 pages); an address may hold a few supernodes.
+    pub members_rate: (f64, u32),
     /// Messages per connection: (per second, burst). Past it the connection is closed.
     pub message_rate: (f64, u32),
     /// Most source addresses tracked by each rate limiter.
@@ -80,6 +86,7 @@ impl ListServerConfig {
             connect_rate: (5.0, 30),
             register_rate: (2.0, 20),
             list_rate: (10.0, 50),
+            members_rate: (5.0, 20),
             message_rate: (20.0, 100),
             max_sources: 65_536,
         }
@@ -109,6 +116,7 @@ struct Shared {
     registry: Mutex<Registry>,
     register_limiter: Mutex<RateLimiter>,
     list_limiter: Mutex<RateLimiter>,
+    members_limiter: Mutex<RateLimiter>,
     connect_limiter: Mutex<RateLimiter>,
     connections_per_source: Mutex<HashMap<IpAddr, usize>>,
     rng: Mutex<StdRng>,
@@ -151,6 +159,7 @@ impl ListServer {
             registry: Mutex::new(registry),
             register_limiter: limiter(config.register_rate),
             list_limiter: limiter(config.list_rate),
+            members_limiter: limiter(config.members_rate),
             connect_limiter: limiter(config.connect_rate),
             connections_per_source: Mutex::new(HashMap::new()),
             rng: Mutex::new(StdRng::from_os_rng()),
@@ -309,7 +318,7 @@ async fn serve_registry(
     let source = conn.remote_addr().ip();
     let (rate, burst) = shared.config.message_rate;
     let mut budget = TokenBucket::new(Instant::now(), rate, burst);
-    // Registry messages are small; a supernode list is only ever sent, not received.
+    // Registry messages are small; lists and member pages are only ever sent, not received.
     session.reader.limit_frames(MAX_REGISTRY_FRAME);
     // A registered node heartbeats; anyone else asks and goes. Silence past this is dead.
     let idle = (shared.config.registry.heartbeat_interval * 3).max(Duration::from_secs(10));
@@ -357,7 +366,25 @@ async fn serve_registry(
                     refused("too many list requests from your address; retry later")
                 }
             }
-            ToListServer::GetMembers { .. } => refused("membership is not served yet"),
+            ToListServer::GetMembers {
+                epoch,
+                since,
+                after,
+            } => {
+                if role != Role::Supernode {
+                    refused("only supernodes ask for the membership")
+                } else if lock(&shared.members_limiter).allow(Instant::now(), source) {
+                    let page = lock(&shared.registry).members_page(
+                        epoch,
+                        since,
+                        after,
+                        MAX_MEMBERS_PER_PAGE,
+                    );
+                    ListServerToNode::Members(page)
+                } else {
+                    refused("too many membership requests from your address; retry later")
+                }
+            }
         };
         session.writer.send(&reply).await?;
     }
