@@ -71,7 +71,7 @@ impl SupernodeCore {
         self.members = members;
         self.publisher.members_changed(&self.members, joined, left);
         for node in left {
-            self.member_unreachable(now, *node);
+            self.member_unreachable(now, *node, false);
         }
     }
 
@@ -108,7 +108,7 @@ impl SupernodeCore {
     /// A directory connection the core asked for could not be opened.
     pub fn direct_failed(&mut self, now: Instant, node: NodeId) {
         if self.peers.failed(node) {
-            self.member_unreachable(now, node);
+            self.member_unreachable(now, node, true);
         }
     }
 
@@ -116,13 +116,18 @@ impl SupernodeCore {
     pub(super) fn direct_gone(&mut self, now: Instant, session: SessionId) {
         self.router.session_gone(now, session);
         if let Some(node) = self.peers.gone(session) {
-            self.member_unreachable(now, node);
+            self.member_unreachable(now, node, false);
         }
         self.drain_router(now);
     }
 
-    fn member_unreachable(&mut self, now: Instant, node: NodeId) {
+    /// `node` cannot be reached now: nothing waits for it. `lost`: messages for it were
+    /// dropped (a failed or refused connection), so its keywords go again later.
+    fn member_unreachable(&mut self, now: Instant, node: NodeId, lost: bool) {
         self.directory_stats.unreachable += 1;
+        if lost && self.members.contains(&node) {
+            self.publisher.owner_unreachable(now, node);
+        }
         self.router.member_gone(now, node);
         let steps = self.lookups.unreachable(now, node);
         self.run_lookup_steps(now, steps);
@@ -193,7 +198,7 @@ impl SupernodeCore {
         let sent = self.peers.send(now, node, addr, msg, &mut steps);
         self.run_peer_steps(now, steps);
         if !sent {
-            self.member_unreachable(now, node);
+            self.member_unreachable(now, node, true);
         }
     }
 
@@ -354,7 +359,9 @@ impl SupernodeCore {
             && self.members.contains(&from)
             && self.members.owns(&keyword, &self.me.node_id, OWNER_SLACK);
         let (total, holders) = if owner {
-            let all = self.store.holders(now, &keyword);
+            // A holder that left the membership is gone now, not when its entries expire.
+            let mut all = self.store.holders(now, &keyword);
+            all.retain(|(id, _)| self.members.contains(id));
             let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
             let holders = all
                 .into_iter()
@@ -383,7 +390,7 @@ impl SupernodeCore {
         let stuck = self.peers.expire(now, &mut steps);
         self.run_peer_steps(now, steps);
         for node in stuck {
-            self.member_unreachable(now, node);
+            self.member_unreachable(now, node, true);
         }
         for (keyword, count) in self.index.take_keyword_changes() {
             self.publisher

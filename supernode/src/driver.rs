@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use superpeer_bootstrap_list::{RegistrationStatus, fetch_supernodes, keep_registered, unix_ms};
+use superpeer_bootstrap_list::{
+    MemberSync, MemberUnion, RegistrationStatus, fetch_members, fetch_supernodes, keep_registered,
+    unix_ms,
+};
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, Intent, LeafToSupernode, Load, Query, Role,
     SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode, encode,
@@ -32,6 +35,9 @@ use crate::sessions::{self, Outbox};
 const STARTUP_REFRESH: Duration = Duration::from_secs(2);
 /// How long a new supernode keeps asking often (the others may not be listed yet).
 const STARTUP_PERIOD: Duration = Duration::from_secs(30);
+/// How often the membership is fetched from each list server (changes only, after the
+/// first): how far behind the list server a supernode's owners can be.
+pub const MEMBERS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serves an incoming transfer session (hello read, not yet answered): how a supernode
 /// hands downloads of its own shared files to the code that serves files (in the node
@@ -154,7 +160,6 @@ pub enum Event {
     /// A directory session the core asked for could not be opened.
     DirectFailed(NodeId),
     /// The membership, fetched from the list servers, changed.
-    #[allow(dead_code)] // sent by the membership fetch, which lands next
     Members {
         members: Arc<MemberSet>,
         joined: Vec<NodeId>,
@@ -337,6 +342,14 @@ impl Supernode {
             config.peers.clone(),
             events_tx.clone(),
         ));
+        if !config.list_servers.is_empty() {
+            tokio::spawn(follow_members(
+                endpoint.clone(),
+                config.list_servers.clone(),
+                events_tx.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let gate = Gate::new(config.gate);
         let serving = sessions::Serving {
             endpoint: endpoint.clone(),
@@ -620,6 +633,50 @@ async fn fetch_into(endpoint: Endpoint, server: PeerAddr, events: mpsc::Sender<E
             let _ = events.send(Event::Learned(list.supernodes)).await;
         }
         Err(e) => debug!(list_server = %server.addr, "cannot fetch supernodes: {e}"),
+    }
+}
+
+/// Keeps the membership (every listed supernode) mirrored from every list server: the
+/// changes since the last fetch, every [`MEMBERS_INTERVAL`] (every 2 s while starting),
+/// merged over the servers and passed to the actor when something changed.
+async fn follow_members(
+    endpoint: Endpoint,
+    servers: Vec<PeerAddr>,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut mirrors: Vec<MemberSync> = servers.iter().map(|_| MemberSync::new()).collect();
+    let mut union = MemberUnion::new();
+    let started = Instant::now();
+    loop {
+        for (server, mirror) in servers.iter().zip(mirrors.iter_mut()) {
+            if let Err(e) = fetch_members(&endpoint, server, mirror).await {
+                debug!(list_server = %server.addr, "cannot fetch the membership: {e}");
+            }
+        }
+        let delta = union.update(mirrors.iter());
+        if !delta.is_empty() {
+            let members = Arc::new(MemberSet::new(
+                union.members().iter().map(|(id, addr)| (*id, *addr)),
+            ));
+            let event = Event::Members {
+                members,
+                joined: delta.joined.iter().map(|(id, _)| *id).collect(),
+                left: delta.left,
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+        let wait = if started.elapsed() < STARTUP_PERIOD {
+            STARTUP_REFRESH
+        } else {
+            MEMBERS_INTERVAL
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -171,6 +171,7 @@ impl ControlHandler for NodeControl {
                 queries_forwarded: None,
                 queries_received: None,
                 summaries: None,
+                directory: None,
                 listen: String::new(),
                 advertise: String::new(),
                 downloads,

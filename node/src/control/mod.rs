@@ -133,6 +133,9 @@ pub struct StatusJson {
     /// Keyword summaries: ours and the ones we hold of our neighbours (supernode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summaries: Option<SummariesJson>,
+    /// The keyword directory (supernode only): members known, keywords published and owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryJson>,
     /// The address the daemon listens on.
     pub listen: String,
     /// The address others are told to dial.
@@ -168,6 +171,43 @@ impl From<&CoreStatus> for SummariesJson {
                 .iter()
                 .map(|(id, generation)| (id.to_string(), *generation))
                 .collect(),
+        }
+    }
+}
+
+/// A supernode's part in the keyword directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryJson {
+    /// Live supernodes known from the list servers: the set owners are ranked over.
+    pub members: usize,
+    /// Keywords our index holds, told to their owners.
+    pub published_keywords: usize,
+    /// As an owner: keywords held, and (keyword, supernode) pairs.
+    pub owned_keywords: usize,
+    pub owned_pairs: usize,
+    /// Directory sessions open to other supernodes, either way.
+    pub sessions: usize,
+    /// Lookups sent to owners, and queries sent directly to the supernodes they named.
+    pub lookups_sent: u64,
+    pub asked_directly: u64,
+    /// Keywords refused: by owners (not theirs, or past their caps) and by us as an owner.
+    pub refused_by_owners: u64,
+    pub refused_as_owner: u64,
+}
+
+impl From<&CoreStatus> for DirectoryJson {
+    fn from(core: &CoreStatus) -> Self {
+        let d = &core.directory;
+        DirectoryJson {
+            members: d.members,
+            published_keywords: d.published_keywords,
+            owned_keywords: d.owned_keywords,
+            owned_pairs: d.owned_pairs,
+            sessions: d.sessions,
+            lookups_sent: d.lookups_sent,
+            asked_directly: core.router.asked_directly,
+            refused_by_owners: d.refused_not_owner + d.refused_capped,
+            refused_as_owner: d.refused_to_others,
         }
     }
 }
@@ -379,6 +419,7 @@ mod tests {
             queries_forwarded: None,
             queries_received: None,
             summaries: None,
+            directory: None,
             listen: "127.0.0.1:1".into(),
             advertise: "127.0.0.1:1".into(),
             downloads: Vec::new(),

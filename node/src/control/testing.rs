@@ -49,6 +49,7 @@ pub fn fixed_status() -> StatusJson {
         queries_forwarded: None,
         queries_received: None,
         summaries: None,
+        directory: None,
         listen: "127.0.0.1:4001".into(),
         advertise: "127.0.0.1:4001".into(),
         downloads: Vec::new(),

@@ -6,7 +6,9 @@ use superpeer_common::NodeId;
 use superpeer_supernode::SupernodeStatus;
 
 use super::core::{PublicationStatus, SupernodeView};
-use crate::control::{DownloadJson, PublicationJson, StatusJson, SummariesJson, SupernodeJson};
+use crate::control::{
+    DirectoryJson, DownloadJson, PublicationJson, StatusJson, SummariesJson, SupernodeJson,
+};
 
 /// The node's state as `status` shows it.
 #[derive(Clone, Debug)]
@@ -58,6 +60,7 @@ impl LeafStatus {
             queries_forwarded: core.map(|c| c.router.forwarded),
             queries_received: core.map(|c| c.queries_from_neighbors),
             summaries: core.map(SummariesJson::from),
+            directory: core.map(DirectoryJson::from),
             listen: self.listen.to_string(),
             advertise: self.advertise.to_string(),
             downloads,

@@ -21,6 +21,10 @@ use super::owners::{OWNERS, keyword_hash, member_hash, rank_of};
 
 /// Every keyword is published again this often (the owners forget after 600 s).
 pub const REFRESH: Duration = Duration::from_secs(240);
+/// An owner that could not be reached (or refused us, its view of the membership not
+/// yet holding us) is sent its keywords again after this, until it takes them or leaves
+/// the membership.
+pub const RETRY: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 struct Published {
@@ -40,6 +44,8 @@ pub struct Publisher {
     refresh_order: VecDeque<(Instant, String)>,
     /// Keyword counts waiting to go, per owner.
     outbox: FxHashMap<NodeId, FxHashMap<String, u32>>,
+    /// Owners to send everything of theirs again, and when.
+    retry: FxHashMap<NodeId, Instant>,
 }
 
 impl Publisher {
@@ -49,6 +55,18 @@ impl Publisher {
             published: FxHashMap::default(),
             refresh_order: VecDeque::new(),
             outbox: FxHashMap::default(),
+            retry: FxHashMap::default(),
+        }
+    }
+
+    /// What was sent to `owner` did not reach it: it is sent again after [`RETRY`].
+    pub fn owner_unreachable(&mut self, now: Instant, owner: NodeId) {
+        if self
+            .published
+            .values()
+            .any(|p| p.owners.iter().any(|(_, o)| *o == owner))
+        {
+            self.retry.entry(owner).or_insert(now + RETRY);
         }
     }
 
@@ -141,8 +159,27 @@ impl Publisher {
         }
     }
 
-    /// Sends again every keyword last sent [`REFRESH`] ago or more.
+    /// Sends again every keyword last sent [`REFRESH`] ago or more, and everything of an
+    /// unreachable owner's whose retry is due.
     pub fn refresh(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .retry
+            .iter()
+            .filter(|(_, at)| now >= **at)
+            .map(|(owner, _)| *owner)
+            .collect();
+        for owner in due {
+            self.retry.remove(&owner);
+            let theirs: Vec<(String, u32)> = self
+                .published
+                .iter()
+                .filter(|(_, p)| p.owners.iter().any(|(_, o)| *o == owner))
+                .map(|(k, p)| (k.clone(), p.count))
+                .collect();
+            for (keyword, count) in theirs {
+                self.queue(owner, &keyword, count);
+            }
+        }
         while let Some((sent, _)) = self.refresh_order.front() {
             if now < *sent + REFRESH {
                 break;
@@ -185,9 +222,9 @@ impl Publisher {
         batches
     }
 
-    /// Whether anything waits to be sent.
+    /// Whether anything waits to be sent (or retried).
     pub fn has_batches(&self) -> bool {
-        !self.outbox.is_empty()
+        !self.outbox.is_empty() || !self.retry.is_empty()
     }
 
     /// We are `me`.
@@ -320,6 +357,31 @@ mod tests {
         let second = sent(&p.take_batches());
         assert!(second.iter().all(|(_, k, c)| k == "b" && *c == 3));
         p.refresh(now + REFRESH + Duration::from_secs(101));
+        assert!(!p.has_batches());
+    }
+
+    #[test]
+    fn an_unreachable_owner_is_sent_its_keywords_again() {
+        let now = Instant::now();
+        let members = set(0..30);
+        let mut p = Publisher::new(member(0).0);
+        for i in 0..100 {
+            p.keyword_changed(now, &members, &format!("r{i}"), 1);
+        }
+        let first = sent(&p.take_batches());
+        let owner = first[0].0;
+        let theirs: Vec<_> = first
+            .iter()
+            .filter(|(o, _, _)| *o == owner)
+            .cloned()
+            .collect();
+        p.owner_unreachable(now, owner);
+        p.refresh(now + RETRY - Duration::from_millis(1));
+        assert!(p.take_batches().is_empty());
+        p.refresh(now + RETRY);
+        assert_eq!(sent(&p.take_batches()), theirs);
+        // An owner of none of ours is not retried.
+        p.owner_unreachable(now, member(999).0);
         assert!(!p.has_batches());
     }
 
