@@ -75,6 +75,9 @@ fn gossip_cannot_aim_the_mesh_at_a_victim_or_eclipse_an_honest_supernode() {
         honest_id,
     ));
     println!("attacker linked: {linked}");
+    // Gossip adds nobody to the directory's membership: only the list server does.
+    let members = attacked.status().unwrap().directory.unwrap().members;
+    assert!(members <= 2, "gossip made {members} members");
 
     // The attacked supernode stops cleanly: its leaf is told where to go (`MoveTo`, from
     // its own view of the mesh) and must reach the honest supernode at its real address.
