@@ -245,6 +245,13 @@ impl SupernodeCore {
             } => {
                 self.directory_stats.refused_not_owner += u64::from(not_owner);
                 self.directory_stats.refused_capped += u64::from(capped);
+                // Refused as not its own: its view of the membership differs from ours
+                // (one of us lags), so its words go again once views have met.
+                if not_owner > 0 {
+                    self.publisher.owner_unreachable(now, from);
+                } else {
+                    self.publisher.owner_took(from);
+                }
             }
             SupernodeToSupernode::DirLookup { id, keyword } => {
                 let allowed = peer.budgets.queries.try_take(now);

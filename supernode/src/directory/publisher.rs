@@ -46,6 +46,10 @@ pub struct Publisher {
     outbox: FxHashMap<NodeId, FxHashMap<String, u32>>,
     /// Owners to send everything of theirs again, and when.
     retry: FxHashMap<NodeId, Instant>,
+    /// The wait before the next retry of an owner: doubles from [`RETRY`] up to
+    /// [`REFRESH`] while it keeps failing (an owner whose view of the membership stays
+    /// different must not draw a resend every few seconds), reset when it takes a batch.
+    backoff: FxHashMap<NodeId, Duration>,
 }
 
 impl Publisher {
@@ -56,18 +60,29 @@ impl Publisher {
             refresh_order: VecDeque::new(),
             outbox: FxHashMap::default(),
             retry: FxHashMap::default(),
+            backoff: FxHashMap::default(),
         }
     }
 
     /// What was sent to `owner` did not reach it: it is sent again after [`RETRY`].
     pub fn owner_unreachable(&mut self, now: Instant, owner: NodeId) {
+        if self.retry.contains_key(&owner) {
+            return;
+        }
         if self
             .published
             .values()
             .any(|p| p.owners.iter().any(|(_, o)| *o == owner))
         {
-            self.retry.entry(owner).or_insert(now + RETRY);
+            let wait = self.backoff.entry(owner).or_insert(RETRY);
+            self.retry.insert(owner, now + *wait);
+            *wait = (*wait * 2).min(REFRESH);
         }
+    }
+
+    /// `owner` took a batch whole: its next failure is retried soon again.
+    pub fn owner_took(&mut self, owner: NodeId) {
+        self.backoff.remove(&owner);
     }
 
     /// Keywords held.
@@ -378,6 +393,16 @@ mod tests {
         p.owner_unreachable(now, owner);
         p.refresh(now + RETRY - Duration::from_millis(1));
         assert!(p.take_batches().is_empty());
+        p.refresh(now + RETRY);
+        assert_eq!(sent(&p.take_batches()), theirs);
+        // Failing again, it waits twice as long; taking a batch resets that.
+        p.owner_unreachable(now, owner);
+        p.refresh(now + RETRY * 2 - Duration::from_millis(1));
+        assert!(p.take_batches().is_empty());
+        p.refresh(now + RETRY * 2);
+        assert_eq!(sent(&p.take_batches()), theirs);
+        p.owner_took(owner);
+        p.owner_unreachable(now, owner);
         p.refresh(now + RETRY);
         assert_eq!(sent(&p.take_batches()), theirs);
         // An owner of none of ours is not retried.
