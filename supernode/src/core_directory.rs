@@ -367,8 +367,12 @@ impl SupernodeCore {
             && self.members.owns(&keyword, &self.me.node_id, OWNER_SLACK);
         let (total, holders) = if owner {
             // A holder that left the membership is gone now, not when its entries expire.
-            let mut all = self.store.holders(now, &keyword);
-            all.retain(|(id, _)| self.members.contains(id));
+            let all: Vec<(NodeId, u32)> = self
+                .store
+                .holders(now, &keyword)
+                .into_iter()
+                .filter_map(|(hash, count)| Some((self.members.id_of_hash(hash)?, count)))
+                .collect();
             let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
             let holders = all
                 .into_iter()
@@ -401,13 +405,13 @@ impl SupernodeCore {
         }
         for (keyword, count) in self.index.take_keyword_changes() {
             self.publisher
-                .keyword_changed(now, &self.members, &keyword, count);
+                .keyword_changed(&self.members, &keyword, count);
         }
         if now < self.last_publish + PUBLISH_BATCH {
             return;
         }
         self.last_publish = now;
-        self.publisher.refresh(now);
+        self.publisher.refresh(now, &self.members);
         if now >= self.last_store_expiry + Duration::from_secs(10) {
             self.last_store_expiry = now;
             self.store.expire(now);

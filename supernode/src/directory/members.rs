@@ -20,6 +20,8 @@ pub struct MemberSet {
     /// (member hash, id): scanned once per keyword ranked.
     ranked: Vec<(u64, NodeId)>,
     addrs: FxHashMap<NodeId, SocketAddr>,
+    /// Member hash to id: what owners are remembered by (8 bytes instead of 32).
+    by_hash: FxHashMap<u64, NodeId>,
 }
 
 impl MemberSet {
@@ -29,7 +31,17 @@ impl MemberSet {
         let mut ranked: Vec<(u64, NodeId)> =
             addrs.keys().map(|id| (member_hash(id), *id)).collect();
         ranked.sort_unstable_by_key(|(_, id)| *id);
-        Self { ranked, addrs }
+        let by_hash = ranked.iter().copied().collect();
+        Self {
+            ranked,
+            addrs,
+            by_hash,
+        }
+    }
+
+    /// The member whose [`member_hash`] is `hash`.
+    pub fn id_of_hash(&self, hash: u64) -> Option<NodeId> {
+        self.by_hash.get(&hash).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -61,20 +73,28 @@ impl MemberSet {
 
     /// [`MemberSet::owners`] for a keyword already hashed.
     pub fn owners_of_hash(&self, key: u64) -> Vec<(u64, NodeId)> {
-        let mut best: Vec<(u64, NodeId)> = Vec::with_capacity(OWNERS + 1);
+        self.owner_hashes(key)
+            .into_iter()
+            .filter_map(|(rank, hash)| Some((rank, self.id_of_hash(hash)?)))
+            .collect()
+    }
+
+    /// The owners of a keyword already hashed, as (rank, member hash), the first first.
+    pub fn owner_hashes(&self, key: u64) -> Vec<(u64, u64)> {
+        let mut best: Vec<(u64, NodeId, u64)> = Vec::with_capacity(OWNERS + 1);
         for &(hash, id) in &self.ranked {
-            let entry = (rank_of(key, hash), id);
-            if best.len() == OWNERS && best.last().is_some_and(|last| !outranks(&entry, last)) {
+            let entry = (rank_of(key, hash), id, hash);
+            let before = |b: &(u64, NodeId, u64)| outranks(&(entry.0, entry.1), &(b.0, b.1));
+            if best.len() == OWNERS && best.last().is_some_and(|last| !before(last)) {
                 continue;
             }
-            let at = best
-                .iter()
-                .position(|b| outranks(&entry, b))
-                .unwrap_or(best.len());
+            let at = best.iter().position(before).unwrap_or(best.len());
             best.insert(at, entry);
             best.truncate(OWNERS);
         }
-        best
+        best.into_iter()
+            .map(|(rank, _, hash)| (rank, hash))
+            .collect()
     }
 
     /// Whether `me` owns `keyword`, or would if `slack` more members ranked above it: an

@@ -4,11 +4,13 @@
 //! Incremental both ways. A keyword that appears or goes is sent to its owners at the next
 //! flush; a member that joins takes the keywords it now ranks among the first for (one
 //! rank computed per keyword), and a member that leaves hands its keywords to the next
-//! ranked (owners recomputed for those keywords only). Every keyword is sent again to its
+//! ranked (owners recomputed for those keywords only). Everything is sent again to its
 //! owners every [`REFRESH`], well within the owners' expiry, so an owner that restarted
 //! or missed a batch is filled again and a dead publisher's entries run out.
+//!
+//! Kept small, since a supernode holds one record per distinct word of its leaves' files:
+//! a keyword's owners are remembered by their 8-byte member hashes.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use superpeer_common::wire::{KeywordCount, MAX_DIRECTORY_KEYWORDS};
 use super::members::{MemberSet, outranks};
 use super::owners::{OWNERS, keyword_hash, member_hash, rank_of};
 
-/// Every keyword is published again this often (the owners forget after 600 s).
+/// Everything is published again this often (the owners forget after 600 s).
 pub const REFRESH: Duration = Duration::from_secs(240);
 /// An owner that could not be reached (or refused us, its view of the membership not
 /// yet holding us) is sent its keywords again after this, until it takes them or leaves
@@ -30,20 +32,19 @@ pub const RETRY: Duration = Duration::from_secs(3);
 struct Published {
     count: u32,
     hash: u64,
-    /// Current owners with their ranks, the first-ranked first.
-    owners: Vec<(u64, NodeId)>,
-    refreshed: Instant,
+    /// Current owners' member hashes, the first-ranked first.
+    owners: Vec<u64>,
 }
 
 /// The publishing side of the directory.
 #[derive(Debug)]
 pub struct Publisher {
     me: NodeId,
-    published: FxHashMap<String, Published>,
-    /// Keywords in the order they are due for a refresh, with the time they were sent.
-    refresh_order: VecDeque<(Instant, String)>,
+    published: FxHashMap<Box<str>, Published>,
+    /// When everything is sent again.
+    next_refresh: Instant,
     /// Keyword counts waiting to go, per owner.
-    outbox: FxHashMap<NodeId, FxHashMap<String, u32>>,
+    outbox: FxHashMap<NodeId, FxHashMap<Box<str>, u32>>,
     /// Owners to send everything of theirs again, and when.
     retry: FxHashMap<NodeId, Instant>,
     /// The wait before the next retry of an owner: doubles from [`RETRY`] up to
@@ -53,11 +54,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(me: NodeId) -> Self {
+    pub fn new(now: Instant, me: NodeId) -> Self {
         Self {
             me,
             published: FxHashMap::default(),
-            refresh_order: VecDeque::new(),
+            next_refresh: now + REFRESH,
             outbox: FxHashMap::default(),
             retry: FxHashMap::default(),
             backoff: FxHashMap::default(),
@@ -69,11 +70,8 @@ impl Publisher {
         if self.retry.contains_key(&owner) {
             return;
         }
-        if self
-            .published
-            .values()
-            .any(|p| p.owners.iter().any(|(_, o)| *o == owner))
-        {
+        let hash = member_hash(&owner);
+        if self.published.values().any(|p| p.owners.contains(&hash)) {
             let wait = self.backoff.entry(owner).or_insert(RETRY);
             self.retry.insert(owner, now + *wait);
             *wait = (*wait * 2).min(REFRESH);
@@ -95,88 +93,92 @@ impl Publisher {
     }
 
     /// Our index now holds `count` entries with `keyword` (0: none): its owners are told.
-    pub fn keyword_changed(
-        &mut self,
-        now: Instant,
-        members: &MemberSet,
-        keyword: &str,
-        count: u32,
-    ) {
+    pub fn keyword_changed(&mut self, members: &MemberSet, keyword: &str, count: u32) {
         if count == 0 {
             if let Some(gone) = self.published.remove(keyword) {
-                for (_, owner) in &gone.owners {
-                    self.queue(*owner, keyword, 0);
+                for owner in gone.owners.iter().filter_map(|h| members.id_of_hash(*h)) {
+                    queue(&mut self.outbox, owner, keyword, 0);
                 }
             }
             return;
         }
-        let hash = keyword_hash(keyword);
-        let entry = self
-            .published
-            .entry(keyword.to_owned())
-            .or_insert_with(|| Published {
+        let entry = self.published.entry(keyword.into()).or_insert_with(|| {
+            let hash = keyword_hash(keyword);
+            Published {
                 count,
                 hash,
-                owners: members.owners_of_hash(hash),
-                refreshed: now,
-            });
+                owners: owner_hashes(members, hash),
+            }
+        });
         entry.count = count;
-        entry.refreshed = now;
-        let owners: Vec<NodeId> = entry.owners.iter().map(|(_, id)| *id).collect();
-        self.refresh_order.push_back((now, keyword.to_owned()));
-        for owner in owners {
-            self.queue(owner, keyword, count);
+        for owner in entry.owners.iter().filter_map(|h| members.id_of_hash(*h)) {
+            queue(&mut self.outbox, owner, keyword, count);
         }
     }
 
     /// The membership changed: `joined` take the keywords they now own, the keywords
     /// `left` owned go to the next ranked. Either way the new owner is sent the keyword.
     pub fn members_changed(&mut self, members: &MemberSet, joined: &[NodeId], left: &[NodeId]) {
-        let left: FxHashSet<NodeId> = left.iter().copied().collect();
+        let left: FxHashSet<u64> = left.iter().map(member_hash).collect();
         let joined: Vec<(u64, NodeId)> = joined
             .iter()
-            .filter(|id| !left.contains(*id))
             .map(|id| (member_hash(id), *id))
+            .filter(|(hash, _)| !left.contains(hash))
             .collect();
         // Many joined at once (the first fetch): ranking afresh costs the same.
         let afresh = joined.len() * 4 > members.len().max(1);
-        let mut sends: Vec<(NodeId, String, u32)> = Vec::new();
         for (keyword, p) in &mut self.published {
-            let before: Vec<NodeId> = p.owners.iter().map(|(_, id)| *id).collect();
-            if afresh || p.owners.iter().any(|(_, id)| left.contains(id)) {
-                p.owners = members.owners_of_hash(p.hash);
+            let before = p.owners.clone();
+            if afresh || p.owners.iter().any(|h| left.contains(h)) {
+                p.owners = owner_hashes(members, p.hash);
             } else {
                 for &(hash, id) in &joined {
-                    let entry = (rank_of(p.hash, hash), id);
-                    if p.owners.iter().any(|(_, o)| *o == id) {
+                    if p.owners.contains(&hash) {
                         continue;
                     }
+                    let rank = |h: u64| {
+                        let id = members
+                            .id_of_hash(h)
+                            .unwrap_or(NodeId::from_bytes([0xff; 32]));
+                        (rank_of(p.hash, h), id)
+                    };
+                    let entry = (rank_of(p.hash, hash), id);
                     let full = p.owners.len() >= OWNERS;
-                    if !full || p.owners.last().is_some_and(|last| outranks(&entry, last)) {
-                        let at = p
-                            .owners
-                            .iter()
-                            .position(|b| outranks(&entry, b))
-                            .unwrap_or(p.owners.len());
-                        p.owners.insert(at, entry);
-                        p.owners.truncate(OWNERS);
+                    if full
+                        && p.owners
+                            .last()
+                            .is_some_and(|last| !outranks(&entry, &rank(*last)))
+                    {
+                        continue;
                     }
+                    let at = p
+                        .owners
+                        .iter()
+                        .position(|b| outranks(&entry, &rank(*b)))
+                        .unwrap_or(p.owners.len());
+                    p.owners.insert(at, hash);
+                    p.owners.truncate(OWNERS);
                 }
             }
-            for (_, owner) in &p.owners {
-                if !before.contains(owner) {
-                    sends.push((*owner, keyword.clone(), p.count));
+            for owner in p.owners.iter().filter(|h| !before.contains(h)) {
+                if let Some(id) = members.id_of_hash(*owner) {
+                    queue(&mut self.outbox, id, keyword, p.count);
                 }
             }
-        }
-        for (owner, keyword, count) in sends {
-            self.queue(owner, &keyword, count);
         }
     }
 
-    /// Sends again every keyword last sent [`REFRESH`] ago or more, and everything of an
-    /// unreachable owner's whose retry is due.
-    pub fn refresh(&mut self, now: Instant) {
+    /// Sends everything again once every [`REFRESH`], and everything of an unreachable
+    /// owner's whose retry is due.
+    pub fn refresh(&mut self, now: Instant, members: &MemberSet) {
+        if now >= self.next_refresh {
+            self.next_refresh = now + REFRESH;
+            for (keyword, p) in &self.published {
+                for owner in p.owners.iter().filter_map(|h| members.id_of_hash(*h)) {
+                    queue(&mut self.outbox, owner, keyword, p.count);
+                }
+            }
+        }
         let due: Vec<NodeId> = self
             .retry
             .iter()
@@ -185,36 +187,13 @@ impl Publisher {
             .collect();
         for owner in due {
             self.retry.remove(&owner);
-            let theirs: Vec<(String, u32)> = self
+            let hash = member_hash(&owner);
+            for (keyword, p) in self
                 .published
                 .iter()
-                .filter(|(_, p)| p.owners.iter().any(|(_, o)| *o == owner))
-                .map(|(k, p)| (k.clone(), p.count))
-                .collect();
-            for (keyword, count) in theirs {
-                self.queue(owner, &keyword, count);
-            }
-        }
-        while let Some((sent, _)) = self.refresh_order.front() {
-            if now < *sent + REFRESH {
-                break;
-            }
-            let Some((sent, keyword)) = self.refresh_order.pop_front() else {
-                break;
-            };
-            // A keyword sent again since (or gone) has a later entry, or none.
-            let Some(p) = self.published.get_mut(&keyword) else {
-                continue;
-            };
-            if p.refreshed != sent {
-                continue;
-            }
-            p.refreshed = now;
-            let count = p.count;
-            let owners: Vec<NodeId> = p.owners.iter().map(|(_, id)| *id).collect();
-            self.refresh_order.push_back((now, keyword.clone()));
-            for owner in owners {
-                self.queue(owner, &keyword, count);
+                .filter(|(_, p)| p.owners.contains(&hash))
+            {
+                queue(&mut self.outbox, owner, keyword, p.count);
             }
         }
     }
@@ -226,7 +205,10 @@ impl Publisher {
         for (owner, keywords) in self.outbox.drain() {
             let mut all: Vec<KeywordCount> = keywords
                 .into_iter()
-                .map(|(keyword, count)| KeywordCount { keyword, count })
+                .map(|(keyword, count)| KeywordCount {
+                    keyword: keyword.into_string(),
+                    count,
+                })
                 .collect();
             all.sort_by(|a, b| a.keyword.cmp(&b.keyword));
             for chunk in all.chunks(MAX_DIRECTORY_KEYWORDS) {
@@ -246,13 +228,26 @@ impl Publisher {
     pub fn me(&self) -> NodeId {
         self.me
     }
+}
 
-    fn queue(&mut self, owner: NodeId, keyword: &str, count: u32) {
-        self.outbox
-            .entry(owner)
-            .or_default()
-            .insert(keyword.to_owned(), count);
-    }
+fn owner_hashes(members: &MemberSet, key: u64) -> Vec<u64> {
+    members
+        .owner_hashes(key)
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect()
+}
+
+fn queue(
+    outbox: &mut FxHashMap<NodeId, FxHashMap<Box<str>, u32>>,
+    owner: NodeId,
+    keyword: &str,
+    count: u32,
+) {
+    outbox
+        .entry(owner)
+        .or_default()
+        .insert(keyword.into(), count);
 }
 
 /// A shared empty membership, for a supernode that has fetched none yet.
@@ -293,8 +288,8 @@ mod tests {
     fn a_new_keyword_goes_to_its_three_owners_and_a_gone_one_is_withdrawn() {
         let now = Instant::now();
         let members = set(0..40);
-        let mut p = Publisher::new(member(0).0);
-        p.keyword_changed(now, &members, "rare", 2);
+        let mut p = Publisher::new(now, member(0).0);
+        p.keyword_changed(&members, "rare", 2);
         let batches = p.take_batches();
         let owners: Vec<NodeId> = members
             .owners("rare")
@@ -305,7 +300,7 @@ mod tests {
             owners.iter().map(|o| (*o, "rare".to_owned(), 2)).collect();
         expected.sort();
         assert_eq!(sent(&batches), expected);
-        p.keyword_changed(now, &members, "rare", 0);
+        p.keyword_changed(&members, "rare", 0);
         let gone = sent(&p.take_batches());
         assert_eq!(gone.len(), OWNERS);
         assert!(gone.iter().all(|(_, _, c)| *c == 0));
@@ -317,9 +312,9 @@ mod tests {
         let now = Instant::now();
         let all = set(0..60);
         let fewer = set(0..59);
-        let mut p = Publisher::new(member(0).0);
+        let mut p = Publisher::new(now, member(0).0);
         for i in 0..2_000 {
-            p.keyword_changed(now, &fewer, &format!("k{i}"), 1);
+            p.keyword_changed(&fewer, &format!("k{i}"), 1);
         }
         p.take_batches();
         // Member 59 joins: it gets exactly the keywords it now owns.
@@ -360,28 +355,33 @@ mod tests {
     fn refresh_resends_everything_once_per_period() {
         let now = Instant::now();
         let members = set(0..10);
-        let mut p = Publisher::new(member(0).0);
-        p.keyword_changed(now, &members, "a", 1);
-        p.keyword_changed(now + Duration::from_secs(100), &members, "b", 3);
+        let mut p = Publisher::new(now, member(0).0);
+        p.keyword_changed(&members, "a", 1);
+        p.keyword_changed(&members, "b", 3);
         p.take_batches();
-        p.refresh(now + REFRESH);
-        let first = sent(&p.take_batches());
-        assert_eq!(first.len(), OWNERS);
-        assert!(first.iter().all(|(_, k, _)| k == "a"));
-        p.refresh(now + REFRESH + Duration::from_secs(100));
-        let second = sent(&p.take_batches());
-        assert!(second.iter().all(|(_, k, c)| k == "b" && *c == 3));
-        p.refresh(now + REFRESH + Duration::from_secs(101));
+        p.refresh(now + REFRESH - Duration::from_millis(1), &members);
         assert!(!p.has_batches());
+        p.refresh(now + REFRESH, &members);
+        let all = sent(&p.take_batches());
+        assert_eq!(all.len(), 2 * OWNERS);
+        assert!(
+            all.iter()
+                .all(|(_, k, c)| (k == "a" && *c == 1) || (k == "b" && *c == 3))
+        );
+        // Once a period.
+        p.refresh(now + REFRESH + Duration::from_secs(100), &members);
+        assert!(!p.has_batches());
+        p.refresh(now + REFRESH * 2, &members);
+        assert_eq!(sent(&p.take_batches()).len(), 2 * OWNERS);
     }
 
     #[test]
     fn an_unreachable_owner_is_sent_its_keywords_again() {
         let now = Instant::now();
         let members = set(0..30);
-        let mut p = Publisher::new(member(0).0);
+        let mut p = Publisher::new(now, member(0).0);
         for i in 0..100 {
-            p.keyword_changed(now, &members, &format!("r{i}"), 1);
+            p.keyword_changed(&members, &format!("r{i}"), 1);
         }
         let first = sent(&p.take_batches());
         let owner = first[0].0;
@@ -391,19 +391,19 @@ mod tests {
             .cloned()
             .collect();
         p.owner_unreachable(now, owner);
-        p.refresh(now + RETRY - Duration::from_millis(1));
+        p.refresh(now + RETRY - Duration::from_millis(1), &members);
         assert!(p.take_batches().is_empty());
-        p.refresh(now + RETRY);
+        p.refresh(now + RETRY, &members);
         assert_eq!(sent(&p.take_batches()), theirs);
         // Failing again, it waits twice as long; taking a batch resets that.
         p.owner_unreachable(now, owner);
-        p.refresh(now + RETRY * 2 - Duration::from_millis(1));
+        p.refresh(now + RETRY * 2 - Duration::from_millis(1), &members);
         assert!(p.take_batches().is_empty());
-        p.refresh(now + RETRY * 2);
+        p.refresh(now + RETRY * 2, &members);
         assert_eq!(sent(&p.take_batches()), theirs);
         p.owner_took(owner);
         p.owner_unreachable(now, owner);
-        p.refresh(now + RETRY);
+        p.refresh(now + RETRY, &members);
         assert_eq!(sent(&p.take_batches()), theirs);
         // An owner of none of ours is not retried.
         p.owner_unreachable(now, member(999).0);
@@ -414,9 +414,9 @@ mod tests {
     fn batches_are_split_at_the_message_cap() {
         let now = Instant::now();
         let members = set(0..2);
-        let mut p = Publisher::new(member(0).0);
+        let mut p = Publisher::new(now, member(0).0);
         for i in 0..(MAX_DIRECTORY_KEYWORDS + 5) {
-            p.keyword_changed(now, &members, &format!("w{i}"), 1);
+            p.keyword_changed(&members, &format!("w{i}"), 1);
         }
         let batches = p.take_batches();
         // Two members: both own everything, two batches each.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use superpeer_common::NodeId;
 
+use super::owners::{keyword_hash, member_hash};
+
 /// The owner's caps.
 #[derive(Clone, Debug)]
 pub struct DirectoryLimits {
@@ -47,28 +49,42 @@ pub struct PublishOutcome {
     pub capped: usize,
 }
 
+/// One publisher's entries for a keyword, 16 bytes: an owner holds one per keyword and
+/// publisher. The publisher by its member hash (the membership maps it back to an id and
+/// an address), the expiry in whole seconds from the store's start.
 #[derive(Clone, Copy, Debug)]
 struct Holding {
+    publisher: u64,
     entries: u32,
-    expires: Instant,
+    expires: u32,
 }
 
-/// An owner's part of the directory.
-#[derive(Debug, Default)]
+/// An owner's part of the directory, keyed by the keywords' 64-bit hashes (the ones owners
+/// are ranked by; the words themselves are not kept). A keyword's publishers are a short
+/// vector (most keywords have one or a few; a hot one at most `publishers_per_keyword`).
+#[derive(Debug)]
 pub struct OwnerStore {
     limits: DirectoryLimits,
-    keywords: FxHashMap<String, FxHashMap<NodeId, Holding>>,
-    per_publisher: FxHashMap<NodeId, usize>,
+    started: Instant,
+    keywords: FxHashMap<u64, Vec<Holding>>,
+    per_publisher: FxHashMap<u64, usize>,
 }
 
 impl OwnerStore {
     /// An empty store with these caps.
-    pub fn new(limits: DirectoryLimits) -> Self {
+    pub fn new(now: Instant, limits: DirectoryLimits) -> Self {
         Self {
             limits,
+            started: now,
             keywords: FxHashMap::default(),
             per_publisher: FxHashMap::default(),
         }
+    }
+
+    /// Seconds from the store's start to `at` (0 before it).
+    fn secs(&self, at: Instant) -> u32 {
+        let secs = at.saturating_duration_since(self.started).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
     }
 
     /// `publisher` holds `entries` entries for each keyword of `adds` (added or refreshed)
@@ -82,30 +98,33 @@ impl OwnerStore {
         owned: impl Fn(&str) -> bool,
     ) -> PublishOutcome {
         let mut outcome = PublishOutcome::default();
+        let publisher = member_hash(&publisher);
         for keyword in removes {
             if !owned(keyword) {
                 outcome.not_owner += 1;
                 continue;
             }
-            self.remove(&publisher, keyword);
+            self.remove(publisher, keyword_hash(keyword));
             outcome.accepted += 1;
         }
-        let expires = now + self.limits.ttl;
+        let expires = self.secs(now + self.limits.ttl);
         for (keyword, entries) in adds {
             if !owned(keyword) {
                 outcome.not_owner += 1;
                 continue;
             }
+            let keyword = keyword_hash(keyword);
             if *entries == 0 {
-                self.remove(&publisher, keyword);
+                self.remove(publisher, keyword);
                 outcome.accepted += 1;
                 continue;
             }
             let holding = Holding {
+                publisher,
                 entries: *entries,
                 expires,
             };
-            if self.keep(publisher, keyword, holding) {
+            if self.keep(keyword, holding) {
                 outcome.accepted += 1;
             } else {
                 outcome.capped += 1;
@@ -115,51 +134,57 @@ impl OwnerStore {
     }
 
     /// Stores one holding if the caps allow it; false if not.
-    fn keep(&mut self, publisher: NodeId, keyword: &str, holding: Holding) -> bool {
-        let held = self.per_publisher.get(&publisher).copied().unwrap_or(0);
-        let known = self
+    fn keep(&mut self, keyword: u64, holding: Holding) -> bool {
+        let publisher = holding.publisher;
+        if let Some(known) = self
             .keywords
-            .get(keyword)
-            .is_some_and(|p| p.contains_key(&publisher));
-        if !known && held >= self.limits.keywords_per_publisher {
+            .get_mut(&keyword)
+            .and_then(|p| p.iter_mut().find(|h| h.publisher == publisher))
+        {
+            *known = holding;
+            return true;
+        }
+        let held = self.per_publisher.get(&publisher).copied().unwrap_or(0);
+        if held >= self.limits.keywords_per_publisher {
             return false;
         }
         let cap = self.limits.publishers_per_keyword;
-        let publishers = self.keywords.entry(keyword.to_string()).or_default();
-        if !known && publishers.len() >= cap {
+        let publishers = self.keywords.entry(keyword).or_default();
+        if publishers.len() >= cap {
             // A hot word keeps the publishers with the most entries.
-            let Some((weakest, least)) = publishers
+            let Some((at, least)) = publishers
                 .iter()
-                .map(|(id, h)| (*id, h.entries))
-                .min_by_key(|(id, entries)| (*entries, std::cmp::Reverse(*id)))
+                .enumerate()
+                .min_by_key(|(_, h)| (h.entries, std::cmp::Reverse(h.publisher)))
+                .map(|(at, h)| (at, h.entries))
             else {
                 return false;
             };
             if holding.entries <= least {
                 return false;
             }
-            publishers.remove(&weakest);
+            let weakest = publishers.swap_remove(at).publisher;
             Self::count(&mut self.per_publisher, &weakest, -1);
         }
-        if publishers.insert(publisher, holding).is_none() {
-            Self::count(&mut self.per_publisher, &publisher, 1);
-        }
+        publishers.push(holding);
+        Self::count(&mut self.per_publisher, &publisher, 1);
         true
     }
 
-    fn remove(&mut self, publisher: &NodeId, keyword: &str) {
-        let Some(publishers) = self.keywords.get_mut(keyword) else {
+    fn remove(&mut self, publisher: u64, keyword: u64) {
+        let Some(publishers) = self.keywords.get_mut(&keyword) else {
             return;
         };
-        if publishers.remove(publisher).is_some() {
-            Self::count(&mut self.per_publisher, publisher, -1);
+        if let Some(at) = publishers.iter().position(|h| h.publisher == publisher) {
+            publishers.swap_remove(at);
+            Self::count(&mut self.per_publisher, &publisher, -1);
         }
         if publishers.is_empty() {
-            self.keywords.remove(keyword);
+            self.keywords.remove(&keyword);
         }
     }
 
-    fn count(per_publisher: &mut FxHashMap<NodeId, usize>, publisher: &NodeId, delta: isize) {
+    fn count(per_publisher: &mut FxHashMap<u64, usize>, publisher: &u64, delta: isize) {
         let held = per_publisher.entry(*publisher).or_default();
         *held = held.saturating_add_signed(delta);
         if *held == 0 {
@@ -167,15 +192,16 @@ impl OwnerStore {
         }
     }
 
-    /// The supernodes holding `keyword` now, the most entries first.
-    pub fn holders(&self, now: Instant, keyword: &str) -> Vec<(NodeId, u32)> {
-        let mut holders: Vec<(NodeId, u32)> = self
+    /// The supernodes holding `keyword` now, by member hash, the most entries first.
+    pub fn holders(&self, now: Instant, keyword: &str) -> Vec<(u64, u32)> {
+        let now = self.secs(now);
+        let mut holders: Vec<(u64, u32)> = self
             .keywords
-            .get(keyword)
+            .get(&keyword_hash(keyword))
             .into_iter()
             .flat_map(|p| p.iter())
-            .filter(|(_, h)| h.expires > now)
-            .map(|(id, h)| (*id, h.entries))
+            .filter(|h| h.expires > now)
+            .map(|h| (h.publisher, h.entries))
             .collect();
         holders.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         holders
@@ -183,12 +209,13 @@ impl OwnerStore {
 
     /// Forgets what was not published again in time.
     pub fn expire(&mut self, now: Instant) {
+        let now = self.secs(now);
         let per_publisher = &mut self.per_publisher;
         self.keywords.retain(|_, publishers| {
-            publishers.retain(|id, h| {
+            publishers.retain(|h| {
                 let live = h.expires > now;
                 if !live {
-                    Self::count(per_publisher, id, -1);
+                    Self::count(per_publisher, &h.publisher, -1);
                 }
                 live
             });
@@ -211,6 +238,10 @@ mod tests {
         NodeId::from_bytes([n; 32])
     }
 
+    fn h(n: u8) -> u64 {
+        member_hash(&id(n))
+    }
+
     fn adds(words: &[&str], entries: u32) -> Vec<(String, u32)> {
         words.iter().map(|w| (w.to_string(), entries)).collect()
     }
@@ -218,16 +249,16 @@ mod tests {
     #[test]
     fn holders_come_most_entries_first_and_expire_unless_refreshed() {
         let t0 = Instant::now();
-        let mut store = OwnerStore::new(DirectoryLimits::default());
+        let mut store = OwnerStore::new(t0, DirectoryLimits::default());
         let all = |_: &str| true;
         store.publish(t0, id(1), &adds(&["abba", "gold"], 2), &[], all);
         store.publish(t0, id(2), &adds(&["abba"], 7), &[], all);
-        assert_eq!(store.holders(t0, "abba"), vec![(id(2), 7), (id(1), 2)]);
+        assert_eq!(store.holders(t0, "abba"), vec![(h(2), 7), (h(1), 2)]);
         // 2 refreshes, 1 does not.
         let later = t0 + Duration::from_secs(400);
         store.publish(later, id(2), &adds(&["abba"], 7), &[], all);
         let gone = t0 + Duration::from_secs(601);
-        assert_eq!(store.holders(gone, "abba"), vec![(id(2), 7)]);
+        assert_eq!(store.holders(gone, "abba"), vec![(h(2), 7)]);
         store.expire(gone);
         assert_eq!(store.size(), (1, 1));
         // A remove, or a count of zero, takes it out at once.
@@ -238,7 +269,7 @@ mod tests {
     #[test]
     fn only_owned_keywords_are_taken() {
         let t0 = Instant::now();
-        let mut store = OwnerStore::new(DirectoryLimits::default());
+        let mut store = OwnerStore::new(t0, DirectoryLimits::default());
         let outcome = store.publish(t0, id(1), &adds(&["mine", "yours"], 1), &[], |w| {
             w == "mine"
         });
@@ -260,7 +291,7 @@ mod tests {
             keywords_per_publisher: 1_000,
             ..DirectoryLimits::default()
         };
-        let mut store = OwnerStore::new(limits);
+        let mut store = OwnerStore::new(t0, limits);
         let claimed: Vec<(String, u32)> = (0..100_000).map(|i| (format!("w{i}"), 1)).collect();
         let outcome = store.publish(t0, id(9), &claimed, &[], |_| true);
         assert_eq!(outcome.accepted, 1_000);
@@ -278,7 +309,7 @@ mod tests {
             publishers_per_keyword: 3,
             ..DirectoryLimits::default()
         };
-        let mut store = OwnerStore::new(limits);
+        let mut store = OwnerStore::new(t0, limits);
         for (n, entries) in [(1, 5), (2, 1), (3, 9)] {
             store.publish(t0, id(n), &adds(&["hot"], entries), &[], |_| true);
         }
@@ -286,14 +317,14 @@ mod tests {
         let small = store.publish(t0, id(4), &adds(&["hot"], 1), &[], |_| true);
         assert_eq!(small.capped, 1);
         store.publish(t0, id(5), &adds(&["hot"], 6), &[], |_| true);
-        let holders: Vec<NodeId> = store
+        let holders: Vec<u64> = store
             .holders(t0, "hot")
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(holders, vec![id(3), id(5), id(1)]);
+        assert_eq!(holders, vec![h(3), h(5), h(1)]);
         assert_eq!(store.size(), (1, 3));
         // The pushed-out publisher's count went down with it: it may publish elsewhere.
-        assert!(!store.per_publisher.contains_key(&id(2)));
+        assert!(!store.per_publisher.contains_key(&h(2)));
     }
 }
