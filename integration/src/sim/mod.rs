@@ -60,6 +60,7 @@
 
 mod carry;
 mod content;
+mod direct;
 #[allow(
     clippy::indexing_slicing,
     reason = "per-cause counters: arrays sized by the cause enum, indexed by it"
@@ -73,9 +74,11 @@ mod leaf_sessions;
 mod leaves;
 mod links;
 mod list_server;
+mod membership;
 mod queries;
 mod queue;
 mod report;
+mod report_directory;
 mod roles;
 mod world;
 
@@ -89,6 +92,7 @@ pub use dynamics::{Dynamics, Failover, PhaseFigures, Sample};
 pub use latency::{Latency, Place};
 pub use queue::{Clock, EventQueue};
 pub use report::{FloodFigures, QueryOutcome, Report, RoutingFigures, Stats};
+pub use report_directory::{DirectoryFigures, Outcome};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -145,14 +149,17 @@ pub struct SimConfig {
     pub until_placed: bool,
 }
 
-/// Supernodes that go away while the queries run.
+/// Supernodes that go away, and new ones that join, while the queries run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
     /// Share of the started supernodes that crash: their links and leaves just see silence.
     pub crash: f64,
     /// Share that stop cleanly, telling their leaves where to go first (`MoveTo`).
     pub stop: f64,
-    /// When, after the first query.
+    /// New supernodes (`superpeer supernode`, with no leaves yet) that start: they become
+    /// owners of some keywords.
+    pub join: usize,
+    /// When all of it happens, after the first query.
     pub at: Duration,
     /// Queries sent this long from the fault on are counted in the "during" window.
     pub window: Duration,
@@ -163,6 +170,7 @@ impl Default for Faults {
         Self {
             crash: 0.0,
             stop: 0.0,
+            join: 0,
             at: Duration::from_secs(10),
             window: Duration::from_secs(10),
         }
@@ -170,9 +178,9 @@ impl Default for Faults {
 }
 
 impl Faults {
-    /// Whether any supernode goes away.
+    /// Whether any supernode goes away or joins.
     pub fn any(&self) -> bool {
-        self.crash > 0.0 || self.stop > 0.0
+        self.crash > 0.0 || self.stop > 0.0 || self.join > 0
     }
 }
 

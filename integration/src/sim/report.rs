@@ -2,7 +2,9 @@
 //! messages per query at equal success; run time and memory. Printed as a table or JSON.
 //!
 //! A query succeeds when it got at least `min(want, truth)` distinct results, `truth` being
-//! the contents matching it among the files indexed when it was sent.
+//! the contents matching it among the files indexed when it was sent; `held` success counts
+//! only the queries whose results the network held (`truth > 0`), as the directory issue
+//! defines it (see `report_directory`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -15,6 +17,7 @@ use super::dynamics::{Dynamics, PhaseFigures, Tracker};
 use super::flood::FloodOutcome;
 use super::latency::Place;
 use super::queries::QueryRecord;
+use super::report_directory::{DirectoryFigures, Outcome};
 use super::world::{Peer, World};
 
 /// Mean and percentiles of one figure over the queries.
@@ -60,6 +63,8 @@ fn ms(d: Duration) -> f64 {
 pub struct RoutingFigures {
     /// Share of queries that got `min(want, truth)` results.
     pub success: f64,
+    /// The same among the queries whose results the network held.
+    pub success_held: f64,
     /// Supernode-to-supernode messages per query (queries, hits and done).
     pub messages: Stats,
     /// Of those, the query messages.
@@ -83,6 +88,7 @@ pub struct RoutingFigures {
 pub struct FloodFigures {
     pub ttl: u8,
     pub success: f64,
+    pub success_held: f64,
     /// Query and hit messages per query, per hop.
     pub messages: Stats,
     pub query_messages: Stats,
@@ -116,6 +122,16 @@ pub struct QueryOutcome {
     pub received: BTreeMap<u32, u64>,
     pub visited: usize,
     pub success: bool,
+    /// Against what the network held when it was sent.
+    pub outcome: Outcome,
+    /// Bytes of its supernode-to-supernode messages; directory lookups and answers; query
+    /// messages sent directly to supernodes the directory named.
+    pub bytes: u64,
+    pub lookups: u64,
+    pub direct: u64,
+    /// Milliseconds to the first and to the `want`-th result.
+    pub first_ms: Option<f64>,
+    pub wanted_ms: Option<f64>,
     /// How routing ended it, and after how many milliseconds.
     pub end: Option<(String, f64)>,
 }
@@ -125,6 +141,8 @@ pub struct QueryOutcome {
 pub struct Report {
     /// Supernodes started as such.
     pub supernodes: usize,
+    /// Supernodes that joined while the queries ran.
+    pub joined: usize,
     pub leaves: usize,
     /// Leaves attached to a running supernode at the end of the run.
     pub attached: usize,
@@ -150,6 +168,8 @@ pub struct Report {
     /// Crashes, stops, failover, elections, step-downs, placement over time, and query
     /// success before, during and after the fault.
     pub dynamics: Dynamics,
+    /// The keyword directory: outcomes, costs, counters, memory.
+    pub directory: DirectoryFigures,
     /// Per TTL from 1.
     pub flooding: Vec<FloodFigures>,
     /// The smallest flooding TTL at least as successful as routing.
@@ -198,6 +218,12 @@ impl Report {
                 received: received(&r.visited),
                 visited: distinct(&r.visited),
                 success: r.sent && succeeded(r.found.len(), r.truth),
+                outcome: Outcome::of(r.found.len(), r.truth, want),
+                bytes: r.bytes,
+                lookups: r.lookups,
+                direct: r.direct,
+                first_ms: r.first.map(ms),
+                wanted_ms: r.wanted.map(ms),
                 end: r.done.as_ref().map(|(at, end)| (end.clone(), ms(*at))),
             })
             .collect();
@@ -219,8 +245,15 @@ impl Report {
         let stat = |f: &dyn Fn(&QueryRecord) -> Option<f64>| {
             Stats::of(sent.iter().filter_map(|r| f(r)).collect())
         };
+        let held: Vec<&QueryRecord> = sent.iter().copied().filter(|r| r.truth > 0).collect();
+        let held_share = |ok: usize| ok as f64 / held.len().max(1) as f64;
         let routing = RoutingFigures {
             success: share(per_query.iter().filter(|q| q.success).count()),
+            success_held: held_share(
+                held.iter()
+                    .filter(|r| succeeded(r.found.len(), r.truth))
+                    .count(),
+            ),
             messages: stat(&|r| Some(r.messages as f64)),
             query_messages: stat(&|r| Some(r.query_messages as f64)),
             visited: stat(&|r| Some(distinct(&r.visited) as f64)),
@@ -241,9 +274,14 @@ impl Report {
                     .iter()
                     .filter(|r| succeeded(at(r).found, r.truth))
                     .count();
+                let ok_held = held
+                    .iter()
+                    .filter(|r| succeeded(at(r).found, r.truth))
+                    .count();
                 FloodFigures {
                     ttl: u8::try_from(i + 1).unwrap_or(u8::MAX),
                     success: share(ok),
+                    success_held: held_share(ok_held),
                     messages: fstat(&|f| Some(f.messages as f64)),
                     query_messages: fstat(&|f| Some(f.query_messages as f64)),
                     visited: fstat(&|f| Some(f.visited as f64)),
@@ -278,7 +316,7 @@ impl Report {
                         let n = n as u32;
                         Some((n.min(other), n.max(other)))
                     }
-                    Peer::Leaf { .. } => None,
+                    Peer::Leaf { .. } | Peer::Direct { .. } => None,
                 })
             })
             .collect();
@@ -308,7 +346,14 @@ impl Report {
             .iter()
             .map(|node| node.core.status().router.duplicates)
             .sum();
+        let directory = DirectoryFigures::new(
+            world,
+            routing.messages.mean,
+            flooding.last().map(|f| f.messages.mean),
+        );
         Self {
+            joined: world.joining,
+            directory,
             duplicates_per_query: duplicates as f64 / sent.len().max(1) as f64,
             summaries_per_supernode_sec: upkeep.summaries as f64 / span,
             summary_bytes_per_supernode_sec: upkeep.summary_bytes as f64 / span,
@@ -362,13 +407,14 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
             "",
             "msgs/q",
             "msgs p99",
             "query/q",
             "visited",
             "success",
+            "held",
             "found",
             "1st p50",
             "1st p99",
@@ -380,17 +426,19 @@ impl Report {
                        qm: &Stats,
                        v: &Stats,
                        s: f64,
+                       held: f64,
                        f: &Stats,
                        first: &Stats,
                        wanted: &Stats| {
             let _ = writeln!(
                 out,
-                "{name:<12} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>7.1}% {:>7.1} {:>6.0}ms {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                "{name:<12} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>7.1}% {:>7.1}% {:>7.1} {:>6.0}ms {:>6.0}ms {:>6.0}ms {:>6.0}ms",
                 m.mean,
                 m.p99,
                 qm.mean,
                 v.mean,
                 s * 100.0,
+                held * 100.0,
                 f.mean,
                 first.p50,
                 first.p99,
@@ -405,6 +453,7 @@ impl Report {
             &r.query_messages,
             &r.visited,
             r.success,
+            r.success_held,
             &r.found,
             &r.first_ms,
             &r.wanted_ms,
@@ -417,6 +466,7 @@ impl Report {
                 &f.query_messages,
                 &f.visited,
                 f.success,
+                f.success_held,
                 &f.found,
                 &f.first_ms,
                 &f.wanted_ms,
@@ -457,6 +507,7 @@ impl Report {
             "routing: {:.1} duplicate copies dropped per query; {} queries unfinished at the end; {} results matching nothing; {} link mismatches",
             self.duplicates_per_query, r.unfinished, r.wrong_results, self.link_mismatches
         );
+        self.directory.table(&mut out);
         self.dynamics_table(&mut out);
         let _ = writeln!(
             out,
@@ -526,6 +577,15 @@ fn dynamics(world: &World<'_>, want: usize) -> Dynamics {
                     .filter(|r| r.found.len() >= want.min(r.truth))
                     .count() as f64
                     / count,
+                success_held: sent
+                    .iter()
+                    .filter(|r| r.truth > 0 && r.found.len() >= want.min(r.truth))
+                    .count() as f64
+                    / sent.iter().filter(|r| r.truth > 0).count().max(1) as f64,
+                zero_held: sent
+                    .iter()
+                    .filter(|r| r.truth > 0 && r.found.is_empty())
+                    .count(),
                 found: sent.iter().map(|r| r.found.len() as f64).sum::<f64>() / count,
                 truth: sent.iter().map(|r| r.truth as f64).sum::<f64>() / count,
                 lost: sent.iter().filter(|r| r.end.is_none()).count(),
@@ -541,8 +601,9 @@ impl Report {
         let d = &self.dynamics;
         let _ = writeln!(
             out,
-            "\nnetwork: {} supernodes started, {} crashed, {} stopped; {} elections, {} step-downs ({} while the list server refused them), {} elected running at the end",
+            "\nnetwork: {} supernodes started, {} joined, {} crashed, {} stopped; {} elections, {} step-downs ({} while the list server refused them), {} elected running at the end",
             self.supernodes,
+            self.joined,
             d.crashed,
             d.stopped,
             d.elections,
@@ -597,10 +658,12 @@ impl Report {
             for p in &d.phases {
                 let _ = writeln!(
                     out,
-                    "queries {}: {} sent, {:.1}% success, {:.1} results (truth {:.1}), {} ended without the supernode's answer",
+                    "queries {}: {} sent, {:.1}% success ({:.1}% among held, {} zero although held), {:.1} results (truth {:.1}), {} ended without the supernode's answer",
                     p.phase,
                     p.queries,
                     p.success * 100.0,
+                    p.success_held * 100.0,
+                    p.zero_held,
                     p.found,
                     p.truth,
                     p.lost

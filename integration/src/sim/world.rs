@@ -23,6 +23,7 @@ use superpeer_common::wire::{
 use superpeer_supernode::{SessionId, SupernodeCore};
 
 use super::content::Content;
+use super::direct::DirectSessions;
 use super::dynamics::Tracker;
 use super::flood::Topology;
 use super::ids::{leaf_number, supernode_addr, supernode_id, supernode_number};
@@ -52,6 +53,8 @@ pub enum Peer {
     Leaf { leaf: u32, life: u32, no: SessionNo },
     /// Supernode `node`, on its session `session`.
     Neighbor { node: u32, session: SessionId },
+    /// Supernode `node` over a directory session (not a link), on its session `session`.
+    Direct { node: u32, session: SessionId },
 }
 
 /// Where a slot is in its life.
@@ -88,6 +91,11 @@ pub struct Node {
     pub idle: Duration,
     /// Its driver's list refreshes count their start-up period from here.
     pub refresh_from: Duration,
+    /// When its driver started (its membership fetches count their start-up period from
+    /// here).
+    pub started_at: Duration,
+    /// The membership version its core holds (0: none yet).
+    pub members_version: u64,
 }
 
 impl Node {
@@ -109,6 +117,8 @@ impl Node {
                 SUPERNODE_IDLE
             },
             refresh_from: Duration::ZERO,
+            started_at: Duration::ZERO,
+            members_version: 0,
         }
     }
 
@@ -165,6 +175,29 @@ pub enum Event {
         dialer_session: SessionId,
         target: u32,
         target_session: SessionId,
+    },
+    /// Supernode n fetches the membership (the driver's membership timer).
+    Members { sn: u32, life: u32 },
+    /// A directory connection reaches its target (see `direct`).
+    DirectAccept {
+        dialer: u32,
+        dialer_life: u32,
+        dialer_session: SessionId,
+        target: u32,
+    },
+    /// The target took the directory session: the dialler hears it.
+    DirectConfirm {
+        dialer: u32,
+        dialer_life: u32,
+        dialer_session: SessionId,
+        target: u32,
+        target_session: SessionId,
+    },
+    /// A directory connection failed (refused, or nobody there).
+    DirectFailed {
+        dialer: u32,
+        dialer_life: u32,
+        target: Box<NodeId>,
     },
     /// A dial failed (refused, or nobody there).
     DialFailed {
@@ -261,7 +294,8 @@ pub enum AttachReply {
     Failed(&'static str),
 }
 
-/// Messages that keep the overlay up (not queries), counted from the first query on.
+/// Messages that keep the overlay and the directory up (not queries), counted from the
+/// first query on.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Upkeep {
     /// Keyword summaries sent.
@@ -270,6 +304,15 @@ pub struct Upkeep {
     pub summary_bytes: u64,
     /// Gossip (`Known`) messages sent.
     pub gossip: u64,
+    /// Publishes carried to owners over the whole run (beside the cores' own count of
+    /// publishes they tried to send).
+    pub publishes: u64,
+    /// Directory upkeep: publishes to owners and their replies, and their bytes.
+    pub directory: u64,
+    pub directory_bytes: u64,
+    /// The same over the whole run (the first publishes of every index included).
+    pub directory_total: u64,
+    pub directory_total_bytes: u64,
 }
 
 /// When each phase of a run begins, in virtual time.
@@ -336,6 +379,8 @@ pub struct World<'w> {
     pub nodes: Vec<Node>,
     /// Supernodes started as such (the first slots).
     pub started: usize,
+    /// Supernodes that join while the queries run (the slots after the started ones).
+    pub joining: usize,
     pub list: ListServer,
     pub leaves: Leaves,
     pub content: Content,
@@ -343,6 +388,8 @@ pub struct World<'w> {
     pub topology: Topology,
     pub timeline: Timeline,
     pub upkeep: Upkeep,
+    /// Directory sessions asked for, and what became of them.
+    pub direct: DirectSessions,
     pub dynamics: Tracker,
     /// Set when the run may end now (`until_placed`).
     finished: bool,
@@ -356,12 +403,20 @@ impl<'w> World<'w> {
         let timeline = Timeline::new(&config, workload.shares.len(), workload.queries.len());
         let mut rng = StdRng::seed_from_u64(config.seed);
         let started = config.started_supernodes();
-        let nodes = (0..started as u32)
+        let joining = if timeline.fault.is_some() {
+            config.faults.join
+        } else {
+            0
+        };
+        let nodes = (0..(started + joining) as u32)
             .map(|n| {
                 // A core is made when its daemon starts, so the supernodes' timers (gossip
                 // every 15 s) are spread as in a real network, not all in step.
                 let start: f64 = rng.random();
-                let t0 = clock.instant(timeline.starts.mul_f64(start));
+                let t0 = match timeline.fault {
+                    Some(at) if n as usize >= started => clock.instant(at),
+                    _ => clock.instant(timeline.starts.mul_f64(start)),
+                };
                 let me = Holder {
                     node_id: supernode_id(n),
                     addr: supernode_addr(n),
@@ -384,6 +439,7 @@ impl<'w> World<'w> {
             rng,
             nodes,
             started,
+            joining,
             list: ListServer::new(config.supernodes, config.seed),
             leaves: Leaves::new(workload.shares.len()),
             content: Content::new(&workload.catalog, &workload.shares),
@@ -392,6 +448,7 @@ impl<'w> World<'w> {
             dynamics: Tracker::new(&timeline, &config.faults, config.series_every),
             timeline,
             upkeep: Upkeep::default(),
+            direct: DirectSessions::default(),
             finished: false,
             config,
             workload,
@@ -410,7 +467,7 @@ impl<'w> World<'w> {
             // Before the first list fetch: a core that knows nobody dials nobody.
             self.queue.at(timeline.mesh, Event::LayOut);
         }
-        for (n, node) in self.nodes.iter().enumerate() {
+        for (n, node) in self.nodes.iter().enumerate().take(self.started) {
             let n = n as u32;
             self.queue
                 .at(timeline.starts.mul_f64(node.start), Event::Start(n));
@@ -503,6 +560,25 @@ impl<'w> World<'w> {
                 dialer_life,
                 target,
             } => self.dial_failed(dialer, dialer_life, *target),
+            Event::Members { sn, life } => self.members_fetch(sn, life),
+            Event::DirectAccept {
+                dialer,
+                dialer_life,
+                dialer_session,
+                target,
+            } => self.direct_accept(dialer, dialer_life, dialer_session, target),
+            Event::DirectConfirm {
+                dialer,
+                dialer_life,
+                dialer_session,
+                target,
+                target_session,
+            } => self.direct_confirm(dialer, dialer_life, dialer_session, target, target_session),
+            Event::DirectFailed {
+                dialer,
+                dialer_life,
+                target,
+            } => self.direct_failed(dialer, dialer_life, *target),
             Event::Gone { sn, session } => self.gone(sn, session),
             Event::ToSupernode { sn, session, msg } => self.deliver_to_supernode(sn, session, *msg),
             Event::JoinNext(leaf) => self.join_next(leaf),
@@ -557,7 +633,7 @@ impl<'w> World<'w> {
     /// The slot of the supernode `id` names, if it has one.
     pub fn slot_of(&self, id: &NodeId) -> Option<u32> {
         if let Some(n) = supernode_number(id) {
-            return ((n as usize) < self.started).then_some(n);
+            return ((n as usize) < self.started + self.joining).then_some(n);
         }
         self.leaves.slot(leaf_number(id)?)
     }
@@ -574,7 +650,9 @@ impl<'w> World<'w> {
             .is_some_and(|n| n.is_up() && n.life == life)
     }
 
-    fn start(&mut self, sn: u32) {
+    /// Slot `sn`'s supernode starts (its daemon): it registers, its timers run, and it
+    /// follows the membership.
+    pub fn start(&mut self, sn: u32) {
         let life = match self.nodes.get_mut(sn as usize) {
             Some(node) if node.state == NodeState::Waiting => {
                 node.state = NodeState::Up;
@@ -586,6 +664,7 @@ impl<'w> World<'w> {
         let delay = self.latency.one_way(self.place(sn), Place::ListServer);
         self.queue.after(delay, Event::Register { sn, life });
         self.queue.after(self.config.tick, Event::Tick { sn, life });
+        self.follow_members(sn, life);
     }
 
     fn tick(&mut self, sn: u32, life: u32) {
