@@ -3,7 +3,11 @@
 //! the driver starts, then every 2 s for 30 s, then every 5 s). Each supernode's view is
 //! the list server's at its last fetch, so views lag by up to a fetch interval, and
 //! supernodes that fetched at different times rank owners over different sets, as in a
-//! real network.
+//! real network. The warm start brings every supernode up within the first seconds, which
+//! would keep their timers in step (every supernode fetching within the same second) and
+//! hide most of that lag; daemons started at different times fetch at independent
+//! moments. So each supernode's timer takes a phase of its own, a seeded fraction of the
+//! interval, when it moves to the 5 s cadence.
 //!
 //! Cheap at 10,000 supernodes: the list server's set becomes a new version only when it
 //! changes (the list tick compares it with the last one, once a second), each version is
@@ -138,6 +142,10 @@ impl World<'_> {
         }
         let next = if since_start < STARTUP_PERIOD {
             STARTUP_FETCH
+        } else if since_start < STARTUP_PERIOD + STARTUP_FETCH {
+            // Onto the steady cadence with a phase of its own (see the module docs).
+            let phase = (self.seed_for(3, sn, life) >> 11) as f64 / (1u64 << 53) as f64;
+            FETCH.mul_f64(phase)
         } else {
             FETCH
         };
