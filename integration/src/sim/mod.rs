@@ -2,31 +2,34 @@
 //! network with per-link latency, a virtual clock and a seed. Supernodes run
 //! [`SupernodeCore`] (the very type the daemon's supernode driver runs), every leaf runs
 //! [`LeafCore`] (the very type the daemon's node driver runs), and the list server runs
-//! [`Registry`]. It measures, per query, supernode-to-supernode messages, supernodes
-//! visited, results, and the time to the first and to the `want`-th result; it runs a
+//! [`Registry`]. It measures, per query, supernode-to-supernode messages (the keyword
+//! directory's included) and their bytes, supernodes visited, results against what the
+//! network held, and the time to the first and to the `want`-th result; it runs a
 //! Gnutella-0.4-style flooding baseline (fanout 7, TTL 7) over the same supernode links,
 //! content and queries; and it follows how the network holds up: supernodes that crash or
 //! stop, leaves that fail over, elect themselves or step back down.
 //!
 //! What is real and what is modelled:
 //! - Real: every supernode decision (admission, index, summaries, routing rounds, duplicate
-//!   suppression, mesh dials and link tie-breaks, gossip), every leaf decision (which
+//!   suppression, mesh dials and link tie-breaks, gossip, the keyword directory's
+//!   publishes, owner stores, lookups and direct queries), every leaf decision (which
 //!   supernode to probe and attach to, the first-join wait, failover, list refreshes, what
 //!   is published, search pacing and merging, the election, stepping down) and the
 //!   registry's admission, heartbeats, expiry and shortage signal. The simulator carries out
 //!   a supernode's `Action`s as `superpeer_supernode`'s driver does (see `carry`) and a
 //!   leaf's `LeafAction`s as the node's driver does (see `leaf_driver`).
-//! - Modelled: the wire (messages are moved, not encoded), QUIC (a handshake takes 1.5 RTT,
-//!   a probe 1.5 RTT and three pings, a dead peer is noticed after the idle timeout), and
-//!   which supernodes a list holds (see `list_server`).
+//! - Modelled: the wire (messages are moved, not encoded; their sizes are computed), QUIC
+//!   (a handshake takes 1.5 RTT, a probe 1.5 RTT and three pings, a dead peer is noticed
+//!   after the idle timeout), which supernodes a list holds (see `list_server`), and when
+//!   each supernode fetches the membership (see `membership`).
 //!
 //! A run, in virtual time: supernodes start and register (1,000 a second); leaves come up
 //! and join through the list server; the supernodes then fetch lists and form their mesh,
 //! in the order and over the time they started (so the first summaries carry full indexes
 //! instead of a storm of partial ones); after 20 s to settle, queries are sent at a steady
 //! rate from random placed leaves; each query's flooding baseline is computed on the mesh
-//! at the moment it is sent. Faults (crashes, clean stops) happen at a set time; leaves
-//! elect themselves whenever their cores decide to.
+//! at the moment it is sent. Faults (crashes, clean stops, new supernodes joining) happen
+//! at a set time; leaves elect themselves whenever their cores decide to.
 //!
 //! With a [`Layout`] (a real network's, read from its daemons), the overlay is not formed
 //! by the supernodes' dials but laid out: the given links come up at once when the mesh
@@ -42,17 +45,20 @@
 //! - `content`: the catalog by word, holders, ground truth.
 //! - `world`: the simulated network, its events and its event loop.
 //! - `links`: links between supernodes (the handshake of `sessions.rs`).
+//! - `direct`: directory sessions between supernodes that need not be neighbours.
 //! - `carry`: carrying out a supernode's actions, as the supernode's driver does.
 //! - `list_server`: the registry, registrations and list fetches.
+//! - `membership`: the listed set as shared, versioned memberships, and their fetches.
 //! - `leaves`: each leaf's core and the simulator's view of it; coming and going; wakeups.
 //! - `leaf_driver`: carrying out a leaf's actions, as the node's driver does.
 //! - `leaf_sessions`: probes, attaches and sessions between leaves and supernodes.
-//! - `roles`: supernodes that crash or stop, leaves promoted to supernode and stepping
-//!   down.
+//! - `roles`: supernodes that crash, stop or join, leaves promoted to supernode and
+//!   stepping down.
 //! - `dynamics`: failover times, elections, step-downs, placement over time.
 //! - `queries`: the queries and what each one saw.
 //! - `flood`: the flooding baseline.
 //! - `report`: figures, the table and JSON.
+//! - `report_directory`: the directory's figures: outcomes, costs, counters, memory.
 //!
 //! [`SupernodeCore`]: superpeer_supernode::SupernodeCore
 //! [`LeafCore`]: superpeer::leaf::LeafCore
