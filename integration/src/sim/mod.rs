@@ -43,7 +43,8 @@
 //! - `latency`: seeded positions and one-way delays.
 //! - `ids`: node ids, addresses and query ids that carry the simulator's numbering.
 //! - `content`: the catalog by word, holders, ground truth.
-//! - `world`: the simulated network, its events and its event loop.
+//! - `world`: the simulated network and its event loop.
+//! - `events`: everything that happens, and where each event goes.
 //! - `links`: links between supernodes (the handshake of `sessions.rs`).
 //! - `direct`: directory sessions between supernodes that need not be neighbours.
 //! - `carry`: carrying out a supernode's actions, as the supernode's driver does.
@@ -59,6 +60,7 @@
 //! - `flood`: the flooding baseline.
 //! - `report`: figures, the table and JSON.
 //! - `report_directory`: the directory's figures: outcomes, costs, counters, memory.
+//! - `report_dynamics`: crashes, failover, elections and success around the fault.
 //!
 //! [`SupernodeCore`]: superpeer_supernode::SupernodeCore
 //! [`LeafCore`]: superpeer::leaf::LeafCore
@@ -72,6 +74,7 @@ mod direct;
     reason = "per-cause counters: arrays sized by the cause enum, indexed by it"
 )]
 mod dynamics;
+mod events;
 mod flood;
 mod ids;
 mod latency;
@@ -85,6 +88,7 @@ mod queries;
 mod queue;
 mod report;
 mod report_directory;
+mod report_dynamics;
 mod roles;
 mod world;
 
