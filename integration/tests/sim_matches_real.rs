@@ -58,6 +58,11 @@
 //!
 //! A second test runs the simulator alone on the planned tree against the model (no
 //! processes; it shows a simulator bug apart from a daemon one).
+//!
+//! The keyword directory is off in the simulator here: the daemons of this test have no
+//! membership source yet, so they route through neighbours and relays only (see
+//! `simulate`). When they follow the list server's membership, either the model learns the
+//! directory or both sides turn it off.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -76,7 +81,7 @@ use superpeer_integration::harness::{
 };
 use superpeer_integration::sim::{self, Layout, QueryOutcome, Report, SimConfig, Workload};
 use superpeer_integration::workload::{self, CatalogFile};
-use superpeer_supernode::{RouterConfig, keyword_slot};
+use superpeer_supernode::{CoreConfig, RouterConfig, keyword_slot};
 
 const EXE: &str = env!("CARGO_BIN_EXE_superpeer-node");
 /// Per supernode, in start order: its `--max-neighbors`, and the earlier supernodes it
@@ -268,6 +273,14 @@ fn simulate(
         churn: None,
         query_rate: 2.0,
         layout: Some(layout),
+        // The daemons here have no membership source yet (their driver never passes a
+        // membership to the core), so they never use the keyword directory: neither do
+        // the simulated ones. The simulator would give them the list server's membership
+        // and send lookups and direct queries the model below does not know.
+        core: CoreConfig {
+            directory: false,
+            ..CoreConfig::default()
+        },
         ..SimConfig::default()
     };
     let report = sim::run_with(&config, workload);

@@ -6,7 +6,8 @@
 //! ```text
 //! cargo run --release -p superpeer-integration --bin sim -- \
 //!     --supernodes 1000 --leaves-per-supernode 200 --queries 1000 --seed 1 [--json out.json]
-//!     [--crash-fraction 0.05] [--start-supernodes 100 --until-placed]
+//!     [--crash-fraction 0.05] [--join-supernodes 50] [--no-directory]
+//!     [--start-supernodes 100 --until-placed]
 //! ```
 
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use superpeer_integration::sim::{self, Faults, SimConfig};
 
-/// Simulates a superpeer network; prints routing vs flooding per query, failover and elections.
+/// Simulates a superpeer network; prints routing (with the keyword directory unless
+/// --no-directory) vs flooding per query, failover and elections.
 #[derive(Debug, Parser)]
 #[command(name = "sim")]
 struct Args {
@@ -36,7 +38,10 @@ struct Args {
     /// Share of the started supernodes that stop cleanly (their leaves get `MoveTo`).
     #[arg(long, default_value_t = 0.0)]
     stop_fraction: f64,
-    /// When they do, in virtual seconds after the first query.
+    /// New supernodes (no leaves yet) that start at --fault-at-secs: owners join.
+    #[arg(long, default_value_t = 0)]
+    join_supernodes: usize,
+    /// When they crash, stop or join, in virtual seconds after the first query.
     #[arg(long, default_value_t = 10.0)]
     fault_at_secs: f64,
     /// Queries sent this long from the fault on form the "during" window.
@@ -90,6 +95,10 @@ struct Args {
     /// Most leaves per supernode (the daemon's default is 500).
     #[arg(long)]
     max_leaves: Option<usize>,
+    /// Run every supernode without the keyword directory (`CoreConfig::directory =
+    /// false`): queries go through neighbours and relays only, as before the directory.
+    #[arg(long)]
+    no_directory: bool,
     /// Flooding baseline: neighbours each node forwards to.
     #[arg(long, default_value_t = 7)]
     flood_fanout: usize,
@@ -146,6 +155,7 @@ impl Args {
         if let Some(n) = self.max_leaves {
             core.max_leaves = n;
         }
+        core.directory = !self.no_directory;
         Ok(SimConfig {
             supernodes: self.supernodes,
             leaves_per_supernode: self.leaves_per_supernode,
@@ -170,6 +180,7 @@ impl Args {
             faults: Faults {
                 crash: self.crash_fraction,
                 stop: self.stop_fraction,
+                join: self.join_supernodes,
                 at: Duration::from_secs_f64(self.fault_at_secs),
                 window: Duration::from_secs_f64(self.fault_window_secs),
             },

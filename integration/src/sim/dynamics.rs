@@ -94,6 +94,10 @@ pub struct PhaseFigures {
     pub phase: String,
     pub queries: usize,
     pub success: f64,
+    /// Success among the queries whose results the network held, and how many of those
+    /// got nothing.
+    pub success_held: f64,
+    pub zero_held: usize,
     /// Mean distinct results and mean ground truth.
     pub found: f64,
     pub truth: f64,

@@ -98,7 +98,7 @@ impl Topology {
                     .values()
                     .filter_map(|peer| match peer {
                         Peer::Neighbor { node, .. } => Some(*node),
-                        Peer::Leaf { .. } => None,
+                        Peer::Leaf { .. } | Peer::Direct { .. } => None,
                     })
                     .collect();
                 list.sort_unstable();

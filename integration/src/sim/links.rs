@@ -202,6 +202,7 @@ impl World<'_> {
                 node.core.link_down(now, session);
                 self.topology.changed();
             }
+            Some(Peer::Direct { .. }) => node.core.link_down(now, session),
             None => {}
         }
         self.carry_out(sn);
@@ -218,7 +219,9 @@ impl World<'_> {
             return;
         };
         if !node.sessions.contains_key(&session) {
-            return; // closed meanwhile: the frame dies with the connection
+            // Closed meanwhile: the frame dies with the connection.
+            self.direct.lost += 1;
+            return;
         }
         node.core.neighbor_message(now, session, msg);
         if let Some(q) = query {

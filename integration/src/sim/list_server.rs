@@ -11,7 +11,8 @@
 //! seeded generator, those with room first (the registry weights them by their room).
 //! Whether the network is short of supernodes is the registry's own answer at the time of
 //! the request. The dial-back succeeds whenever the supernode is running (every simulated
-//! node is reachable).
+//! node is reachable). The same whole list, taken every second, is the membership the
+//! supernodes follow for the keyword directory (see `membership`): every listed supernode.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use superpeer_common::NodeId;
 use superpeer_common::wire::SupernodeInfo;
 
 use super::latency::Place;
+use super::membership::Membership;
 use super::world::{Event, World};
 
 /// Supernodes a driver asks the list server for (`driver.rs`, `fetch_into`).
@@ -49,6 +51,8 @@ pub struct ListServer {
     with_room: Vec<usize>,
     /// The registry's shortage signal, until the registry changes.
     short: Option<bool>,
+    /// The listed set as versions of the membership (see `membership`).
+    pub members: Membership,
 }
 
 impl ListServer {
@@ -65,6 +69,7 @@ impl ListServer {
             snapshot: Vec::new(),
             with_room: Vec::new(),
             short: None,
+            members: Membership::default(),
         }
     }
 
@@ -117,6 +122,8 @@ impl ListServer {
             .filter(|(_, info)| info.load.leaves < info.load.capacity)
             .map(|(i, _)| i)
             .collect();
+        self.members
+            .update(infos.iter().map(|info| (info.node_id, info.addr)));
         self.snapshot = infos;
     }
 }

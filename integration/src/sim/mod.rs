@@ -2,31 +2,34 @@
 //! network with per-link latency, a virtual clock and a seed. Supernodes run
 //! [`SupernodeCore`] (the very type the daemon's supernode driver runs), every leaf runs
 //! [`LeafCore`] (the very type the daemon's node driver runs), and the list server runs
-//! [`Registry`]. It measures, per query, supernode-to-supernode messages, supernodes
-//! visited, results, and the time to the first and to the `want`-th result; it runs a
+//! [`Registry`]. It measures, per query, supernode-to-supernode messages (the keyword
+//! directory's included) and their bytes, supernodes visited, results against what the
+//! network held, and the time to the first and to the `want`-th result; it runs a
 //! Gnutella-0.4-style flooding baseline (fanout 7, TTL 7) over the same supernode links,
 //! content and queries; and it follows how the network holds up: supernodes that crash or
 //! stop, leaves that fail over, elect themselves or step back down.
 //!
 //! What is real and what is modelled:
 //! - Real: every supernode decision (admission, index, summaries, routing rounds, duplicate
-//!   suppression, mesh dials and link tie-breaks, gossip), every leaf decision (which
+//!   suppression, mesh dials and link tie-breaks, gossip, the keyword directory's
+//!   publishes, owner stores, lookups and direct queries), every leaf decision (which
 //!   supernode to probe and attach to, the first-join wait, failover, list refreshes, what
 //!   is published, search pacing and merging, the election, stepping down) and the
 //!   registry's admission, heartbeats, expiry and shortage signal. The simulator carries out
 //!   a supernode's `Action`s as `superpeer_supernode`'s driver does (see `carry`) and a
 //!   leaf's `LeafAction`s as the node's driver does (see `leaf_driver`).
-//! - Modelled: the wire (messages are moved, not encoded), QUIC (a handshake takes 1.5 RTT,
-//!   a probe 1.5 RTT and three pings, a dead peer is noticed after the idle timeout), and
-//!   which supernodes a list holds (see `list_server`).
+//! - Modelled: the wire (messages are moved, not encoded; their sizes are computed), QUIC
+//!   (a handshake takes 1.5 RTT, a probe 1.5 RTT and three pings, a dead peer is noticed
+//!   after the idle timeout), which supernodes a list holds (see `list_server`), and when
+//!   each supernode fetches the membership (see `membership`).
 //!
 //! A run, in virtual time: supernodes start and register (1,000 a second); leaves come up
 //! and join through the list server; the supernodes then fetch lists and form their mesh,
 //! in the order and over the time they started (so the first summaries carry full indexes
 //! instead of a storm of partial ones); after 20 s to settle, queries are sent at a steady
 //! rate from random placed leaves; each query's flooding baseline is computed on the mesh
-//! at the moment it is sent. Faults (crashes, clean stops) happen at a set time; leaves
-//! elect themselves whenever their cores decide to.
+//! at the moment it is sent. Faults (crashes, clean stops, new supernodes joining) happen
+//! at a set time; leaves elect themselves whenever their cores decide to.
 //!
 //! With a [`Layout`] (a real network's, read from its daemons), the overlay is not formed
 //! by the supernodes' dials but laid out: the given links come up at once when the mesh
@@ -40,19 +43,24 @@
 //! - `latency`: seeded positions and one-way delays.
 //! - `ids`: node ids, addresses and query ids that carry the simulator's numbering.
 //! - `content`: the catalog by word, holders, ground truth.
-//! - `world`: the simulated network, its events and its event loop.
+//! - `world`: the simulated network and its event loop.
+//! - `events`: everything that happens, and where each event goes.
 //! - `links`: links between supernodes (the handshake of `sessions.rs`).
+//! - `direct`: directory sessions between supernodes that need not be neighbours.
 //! - `carry`: carrying out a supernode's actions, as the supernode's driver does.
 //! - `list_server`: the registry, registrations and list fetches.
+//! - `membership`: the listed set as shared, versioned memberships, and their fetches.
 //! - `leaves`: each leaf's core and the simulator's view of it; coming and going; wakeups.
 //! - `leaf_driver`: carrying out a leaf's actions, as the node's driver does.
 //! - `leaf_sessions`: probes, attaches and sessions between leaves and supernodes.
-//! - `roles`: supernodes that crash or stop, leaves promoted to supernode and stepping
-//!   down.
+//! - `roles`: supernodes that crash, stop or join, leaves promoted to supernode and
+//!   stepping down.
 //! - `dynamics`: failover times, elections, step-downs, placement over time.
 //! - `queries`: the queries and what each one saw.
 //! - `flood`: the flooding baseline.
 //! - `report`: figures, the table and JSON.
+//! - `report_directory`: the directory's figures: outcomes, costs, counters, memory.
+//! - `report_dynamics`: crashes, failover, elections and success around the fault.
 //!
 //! [`SupernodeCore`]: superpeer_supernode::SupernodeCore
 //! [`LeafCore`]: superpeer::leaf::LeafCore
@@ -60,11 +68,13 @@
 
 mod carry;
 mod content;
+mod direct;
 #[allow(
     clippy::indexing_slicing,
     reason = "per-cause counters: arrays sized by the cause enum, indexed by it"
 )]
 mod dynamics;
+mod events;
 mod flood;
 mod ids;
 mod latency;
@@ -73,9 +83,12 @@ mod leaf_sessions;
 mod leaves;
 mod links;
 mod list_server;
+mod membership;
 mod queries;
 mod queue;
 mod report;
+mod report_directory;
+mod report_dynamics;
 mod roles;
 mod world;
 
@@ -89,6 +102,7 @@ pub use dynamics::{Dynamics, Failover, PhaseFigures, Sample};
 pub use latency::{Latency, Place};
 pub use queue::{Clock, EventQueue};
 pub use report::{FloodFigures, QueryOutcome, Report, RoutingFigures, Stats};
+pub use report_directory::{DirectoryFigures, Outcome};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -145,14 +159,17 @@ pub struct SimConfig {
     pub until_placed: bool,
 }
 
-/// Supernodes that go away while the queries run.
+/// Supernodes that go away, and new ones that join, while the queries run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
     /// Share of the started supernodes that crash: their links and leaves just see silence.
     pub crash: f64,
     /// Share that stop cleanly, telling their leaves where to go first (`MoveTo`).
     pub stop: f64,
-    /// When, after the first query.
+    /// New supernodes (`superpeer supernode`, with no leaves yet) that start: they become
+    /// owners of some keywords.
+    pub join: usize,
+    /// When all of it happens, after the first query.
     pub at: Duration,
     /// Queries sent this long from the fault on are counted in the "during" window.
     pub window: Duration,
@@ -163,6 +180,7 @@ impl Default for Faults {
         Self {
             crash: 0.0,
             stop: 0.0,
+            join: 0,
             at: Duration::from_secs(10),
             window: Duration::from_secs(10),
         }
@@ -170,9 +188,9 @@ impl Default for Faults {
 }
 
 impl Faults {
-    /// Whether any supernode goes away.
+    /// Whether any supernode goes away or joins.
     pub fn any(&self) -> bool {
-        self.crash > 0.0 || self.stop > 0.0
+        self.crash > 0.0 || self.stop > 0.0 || self.join > 0
     }
 }
 

@@ -34,6 +34,8 @@ pub struct QueryRecord {
     pub start: Duration,
     /// Distinct contents matching it among the files indexed when it was sent.
     pub truth: usize,
+    /// The supernodes whose indexes held a match when it was sent.
+    pub held_at: Vec<u32>,
     /// Distinct contents it got.
     pub found: BTreeSet<ContentId>,
     /// The holders it got for each content, by leaf number (holders that are not
@@ -48,14 +50,32 @@ pub struct QueryRecord {
     pub done: Option<(Duration, String)>,
     /// How the supernode ended it, when its `QueryDone` came.
     pub end: Option<QueryEnd>,
-    /// Supernode-to-supernode messages carrying it (queries, hits, done).
+    /// Supernode-to-supernode messages carrying it (queries, hits, done, and the
+    /// directory's lookups and their answers).
     pub messages: u64,
-    /// Of those, the query itself.
+    /// Their bytes on the wire.
+    pub bytes: u64,
+    /// Of those, the query itself (to neighbours, and to supernodes asked directly).
     pub query_messages: u64,
+    /// Of the query messages, those sent directly to supernodes the directory named.
+    pub direct: u64,
+    /// Directory lookups and their answers.
+    pub lookups: u64,
     /// Supernodes that got it (the origin first; duplicates kept, removed when reported).
     pub visited: Vec<u32>,
     /// The flooding baseline, per TTL from 1.
     pub flood: Vec<FloodOutcome>,
+}
+
+/// What a supernode-to-supernode message carries for a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// The query itself (`direct`: to a supernode the directory named).
+    Query { direct: bool },
+    /// Hits, or done.
+    Answer,
+    /// A directory lookup, or an owner's answer.
+    Lookup,
 }
 
 /// Every query's record.
@@ -87,11 +107,19 @@ impl QueryLog {
         self.records.get_mut(q as usize)
     }
 
-    /// A supernode-to-supernode message for query `id`.
-    pub fn message(&mut self, id: &QueryId, is_query: bool) {
+    /// A supernode-to-supernode message for query `id`, of `bytes` on the wire.
+    pub fn message(&mut self, id: &QueryId, kind: Carried, bytes: u64) {
         if let Some(r) = self.record(id) {
             r.messages += 1;
-            r.query_messages += u64::from(is_query);
+            r.bytes += bytes;
+            match kind {
+                Carried::Query { direct } => {
+                    r.query_messages += 1;
+                    r.direct += u64::from(direct);
+                }
+                Carried::Answer => {}
+                Carried::Lookup => r.lookups += 1,
+            }
         }
     }
 
@@ -238,6 +266,7 @@ impl World<'_> {
                 origin,
                 start,
                 truth: truth.len(),
+                held_at: held_at(&placed),
                 visited: vec![origin],
                 flood,
                 ..QueryRecord::default()
@@ -245,4 +274,11 @@ impl World<'_> {
         }
         self.leaf_actions(asker);
     }
+}
+
+/// The distinct supernodes of sorted (supernode, file) matches.
+fn held_at(placed: &[(u32, u32)]) -> Vec<u32> {
+    let mut at: Vec<u32> = placed.iter().map(|&(sn, _)| sn).collect();
+    at.dedup();
+    at
 }

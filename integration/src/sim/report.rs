@@ -2,7 +2,9 @@
 //! messages per query at equal success; run time and memory. Printed as a table or JSON.
 //!
 //! A query succeeds when it got at least `min(want, truth)` distinct results, `truth` being
-//! the contents matching it among the files indexed when it was sent.
+//! the contents matching it among the files indexed when it was sent; `held` success counts
+//! only the queries whose results the network held (`truth > 0`), as the directory issue
+//! defines it (see `report_directory`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,10 +13,12 @@ use std::time::Duration;
 use serde::Serialize;
 use superpeer_common::ContentId;
 
-use super::dynamics::{Dynamics, PhaseFigures, Tracker};
+use super::dynamics::Dynamics;
 use super::flood::FloodOutcome;
 use super::latency::Place;
 use super::queries::QueryRecord;
+use super::report_directory::{DirectoryFigures, Outcome};
+use super::report_dynamics::{dynamics, want_of};
 use super::world::{Peer, World};
 
 /// Mean and percentiles of one figure over the queries.
@@ -60,6 +64,8 @@ fn ms(d: Duration) -> f64 {
 pub struct RoutingFigures {
     /// Share of queries that got `min(want, truth)` results.
     pub success: f64,
+    /// The same among the queries whose results the network held.
+    pub success_held: f64,
     /// Supernode-to-supernode messages per query (queries, hits and done).
     pub messages: Stats,
     /// Of those, the query messages.
@@ -83,6 +89,7 @@ pub struct RoutingFigures {
 pub struct FloodFigures {
     pub ttl: u8,
     pub success: f64,
+    pub success_held: f64,
     /// Query and hit messages per query, per hop.
     pub messages: Stats,
     pub query_messages: Stats,
@@ -116,6 +123,16 @@ pub struct QueryOutcome {
     pub received: BTreeMap<u32, u64>,
     pub visited: usize,
     pub success: bool,
+    /// Against what the network held when it was sent.
+    pub outcome: Outcome,
+    /// Bytes of its supernode-to-supernode messages; directory lookups and answers; query
+    /// messages sent directly to supernodes the directory named.
+    pub bytes: u64,
+    pub lookups: u64,
+    pub direct: u64,
+    /// Milliseconds to the first and to the `want`-th result.
+    pub first_ms: Option<f64>,
+    pub wanted_ms: Option<f64>,
     /// How routing ended it, and after how many milliseconds.
     pub end: Option<(String, f64)>,
 }
@@ -125,6 +142,8 @@ pub struct QueryOutcome {
 pub struct Report {
     /// Supernodes started as such.
     pub supernodes: usize,
+    /// Supernodes that joined while the queries ran.
+    pub joined: usize,
     pub leaves: usize,
     /// Leaves attached to a running supernode at the end of the run.
     pub attached: usize,
@@ -150,6 +169,8 @@ pub struct Report {
     /// Crashes, stops, failover, elections, step-downs, placement over time, and query
     /// success before, during and after the fault.
     pub dynamics: Dynamics,
+    /// The keyword directory: outcomes, costs, counters, memory.
+    pub directory: DirectoryFigures,
     /// Per TTL from 1.
     pub flooding: Vec<FloodFigures>,
     /// The smallest flooding TTL at least as successful as routing.
@@ -198,6 +219,12 @@ impl Report {
                 received: received(&r.visited),
                 visited: distinct(&r.visited),
                 success: r.sent && succeeded(r.found.len(), r.truth),
+                outcome: Outcome::of(r.found.len(), r.truth, want),
+                bytes: r.bytes,
+                lookups: r.lookups,
+                direct: r.direct,
+                first_ms: r.first.map(ms),
+                wanted_ms: r.wanted.map(ms),
                 end: r.done.as_ref().map(|(at, end)| (end.clone(), ms(*at))),
             })
             .collect();
@@ -219,8 +246,15 @@ impl Report {
         let stat = |f: &dyn Fn(&QueryRecord) -> Option<f64>| {
             Stats::of(sent.iter().filter_map(|r| f(r)).collect())
         };
+        let held: Vec<&QueryRecord> = sent.iter().copied().filter(|r| r.truth > 0).collect();
+        let held_share = |ok: usize| ok as f64 / held.len().max(1) as f64;
         let routing = RoutingFigures {
             success: share(per_query.iter().filter(|q| q.success).count()),
+            success_held: held_share(
+                held.iter()
+                    .filter(|r| succeeded(r.found.len(), r.truth))
+                    .count(),
+            ),
             messages: stat(&|r| Some(r.messages as f64)),
             query_messages: stat(&|r| Some(r.query_messages as f64)),
             visited: stat(&|r| Some(distinct(&r.visited) as f64)),
@@ -241,9 +275,14 @@ impl Report {
                     .iter()
                     .filter(|r| succeeded(at(r).found, r.truth))
                     .count();
+                let ok_held = held
+                    .iter()
+                    .filter(|r| succeeded(at(r).found, r.truth))
+                    .count();
                 FloodFigures {
                     ttl: u8::try_from(i + 1).unwrap_or(u8::MAX),
                     success: share(ok),
+                    success_held: held_share(ok_held),
                     messages: fstat(&|f| Some(f.messages as f64)),
                     query_messages: fstat(&|f| Some(f.query_messages as f64)),
                     visited: fstat(&|f| Some(f.visited as f64)),
@@ -278,7 +317,7 @@ impl Report {
                         let n = n as u32;
                         Some((n.min(other), n.max(other)))
                     }
-                    Peer::Leaf { .. } => None,
+                    Peer::Leaf { .. } | Peer::Direct { .. } => None,
                 })
             })
             .collect();
@@ -308,7 +347,14 @@ impl Report {
             .iter()
             .map(|node| node.core.status().router.duplicates)
             .sum();
+        let directory = DirectoryFigures::new(
+            world,
+            routing.messages.mean,
+            flooding.last().map(|f| f.messages.mean),
+        );
         Self {
+            joined: world.joining,
+            directory,
             duplicates_per_query: duplicates as f64 / sent.len().max(1) as f64,
             summaries_per_supernode_sec: upkeep.summaries as f64 / span,
             summary_bytes_per_supernode_sec: upkeep.summary_bytes as f64 / span,
@@ -362,13 +408,14 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
             "",
             "msgs/q",
             "msgs p99",
             "query/q",
             "visited",
             "success",
+            "held",
             "found",
             "1st p50",
             "1st p99",
@@ -380,17 +427,19 @@ impl Report {
                        qm: &Stats,
                        v: &Stats,
                        s: f64,
+                       held: f64,
                        f: &Stats,
                        first: &Stats,
                        wanted: &Stats| {
             let _ = writeln!(
                 out,
-                "{name:<12} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>7.1}% {:>7.1} {:>6.0}ms {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                "{name:<12} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>7.1}% {:>7.1}% {:>7.1} {:>6.0}ms {:>6.0}ms {:>6.0}ms {:>6.0}ms",
                 m.mean,
                 m.p99,
                 qm.mean,
                 v.mean,
                 s * 100.0,
+                held * 100.0,
                 f.mean,
                 first.p50,
                 first.p99,
@@ -405,6 +454,7 @@ impl Report {
             &r.query_messages,
             &r.visited,
             r.success,
+            r.success_held,
             &r.found,
             &r.first_ms,
             &r.wanted_ms,
@@ -417,6 +467,7 @@ impl Report {
                 &f.query_messages,
                 &f.visited,
                 f.success,
+                f.success_held,
                 &f.found,
                 &f.first_ms,
                 &f.wanted_ms,
@@ -457,6 +508,7 @@ impl Report {
             "routing: {:.1} duplicate copies dropped per query; {} queries unfinished at the end; {} results matching nothing; {} link mismatches",
             self.duplicates_per_query, r.unfinished, r.wrong_results, self.link_mismatches
         );
+        self.directory.table(&mut out);
         self.dynamics_table(&mut out);
         let _ = writeln!(
             out,
@@ -468,178 +520,6 @@ impl Report {
                 .map_or("unknown".to_string(), |m| format!("{m:.0} MiB"))
         );
         out
-    }
-}
-
-fn want_of(world: &World<'_>) -> usize {
-    world.config.want as usize
-}
-
-/// The dynamics of `world`'s run: the tracker's figures, the leaves still orphaned, and
-/// query success by window of send time around the fault.
-fn dynamics(world: &World<'_>, want: usize) -> Dynamics {
-    let mut still = [0usize; 3];
-    for n in 0..world.leaves.len() as u32 {
-        if let Some((_, cause)) = world.leaves.get(n).and_then(|l| l.orphaned) {
-            if let Some(c) = still.get_mut(Tracker::cause_index(cause)) {
-                *c += 1;
-            }
-        }
-    }
-    let elected_running = world
-        .nodes
-        .iter()
-        .filter(|n| n.is_up() && n.owner.is_some())
-        .count();
-    let fault = world.timeline.fault;
-    let window = world.config.faults.window;
-    let phase_of = |r: &QueryRecord| match fault {
-        None => "all",
-        Some(at) if r.start < at => "before the fault",
-        Some(at) if r.start < at + window => "during the fault window",
-        Some(_) => "after the fault window",
-    };
-    let names: &[&str] = if fault.is_some() {
-        &[
-            "before the fault",
-            "during the fault window",
-            "after the fault window",
-        ]
-    } else {
-        &["all"]
-    };
-    let phases = names
-        .iter()
-        .map(|name| {
-            let sent: Vec<&QueryRecord> = world
-                .queries
-                .records
-                .iter()
-                .filter(|r| r.sent && phase_of(r) == *name)
-                .collect();
-            let count = sent.len().max(1) as f64;
-            PhaseFigures {
-                phase: (*name).to_string(),
-                queries: sent.len(),
-                success: sent
-                    .iter()
-                    .filter(|r| r.found.len() >= want.min(r.truth))
-                    .count() as f64
-                    / count,
-                found: sent.iter().map(|r| r.found.len() as f64).sum::<f64>() / count,
-                truth: sent.iter().map(|r| r.truth as f64).sum::<f64>() / count,
-                lost: sent.iter().filter(|r| r.end.is_none()).count(),
-            }
-        })
-        .collect();
-    world.dynamics.figures(still, elected_running, phases)
-}
-
-impl Report {
-    /// The dynamics part of the table.
-    fn dynamics_table(&self, out: &mut String) {
-        let d = &self.dynamics;
-        let _ = writeln!(
-            out,
-            "\nnetwork: {} supernodes started, {} crashed, {} stopped; {} elections, {} step-downs ({} while the list server refused them), {} elected running at the end",
-            self.supernodes,
-            d.crashed,
-            d.stopped,
-            d.elections,
-            d.step_downs,
-            d.step_downs_refused,
-            d.elected_running
-        );
-        let _ = writeln!(
-            out,
-            "leaves: {} online, {} placed ({} attached) at the end; every leaf placed first at {}; most unplaced {} at {:.0} s",
-            self.online,
-            self.placed,
-            self.attached,
-            d.all_placed_secs
-                .map_or("never".to_string(), |s| format!("{s:.0} s")),
-            d.max_unplaced,
-            d.max_unplaced_secs
-        );
-        let _ = writeln!(
-            out,
-            "probing: {:.2} probes per leaf and second ({:.0} per supernode and second), {:.3} list fetches per leaf and second; {} moves to a faster supernode ({:.4} per leaf and second)",
-            d.probes_per_leaf_sec,
-            d.probes_per_supernode_sec,
-            d.list_fetches_per_leaf_sec,
-            d.moves,
-            d.moves_per_leaf_sec
-        );
-        let _ = writeln!(
-            out,
-            "attaches: {} welcomed, {} refused as full, {} failed; {} searches under way ended by their leaf's move",
-            d.attaches_welcomed, d.attaches_refused, d.attaches_failed, d.searches_ended_by_moves
-        );
-        for f in &d.failover {
-            let _ = writeln!(
-                out,
-                "failover after a {}: {} leaves; attached again p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({}); searchable again p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} sharing); {} went offline first, {} not failed over at the end",
-                f.cause,
-                f.orphaned,
-                f.reattached_ms.p50,
-                f.reattached_ms.p99,
-                f.reattached_ms.max,
-                f.reattached_ms.count,
-                f.searchable_ms.p50,
-                f.searchable_ms.p99,
-                f.searchable_ms.max,
-                f.searchable_ms.count,
-                f.left,
-                f.pending
-            );
-        }
-        if d.phases.len() > 1 {
-            for p in &d.phases {
-                let _ = writeln!(
-                    out,
-                    "queries {}: {} sent, {:.1}% success, {:.1} results (truth {:.1}), {} ended without the supernode's answer",
-                    p.phase,
-                    p.queries,
-                    p.success * 100.0,
-                    p.found,
-                    p.truth,
-                    p.lost
-                );
-            }
-        }
-        if !d.series.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{:>7} {:>9} {:>9} {:>9} {:>11} {:>8} {:>9} {:>10} {:>13} {:>7}",
-                "t (s)",
-                "online",
-                "placed",
-                "unplaced",
-                "supernodes",
-                "elected",
-                "elections",
-                "step-downs",
-                "probes/leaf/s",
-                "moves"
-            );
-            for s in &d.series {
-                let _ = writeln!(
-                    out,
-                    "{:>7.0} {:>9} {:>9} {:>9} {:>11} {:>8} {:>9} {:>10} {:>13.2} {:>7}",
-                    s.at_secs,
-                    s.online,
-                    s.placed,
-                    s.unplaced,
-                    s.supernodes,
-                    s.elected,
-                    s.elections,
-                    s.step_downs,
-                    s.probes_per_leaf_sec,
-                    s.moves
-                );
-            }
-        }
-        let _ = writeln!(out);
     }
 }
 

@@ -8,6 +8,8 @@
 //!   stop (the registry's expiry).
 //! - Clean stop (the supernode driver's shutdown, and stepping down): `MoveTo` with ten
 //!   other supernodes to every leaf, unregister, and 200 ms later every connection closed.
+//! - Joining (`Faults::join`): new supernodes started as such, with no leaves, at the
+//!   fault's time: they register, link, fetch the membership and become owners.
 //! - Promotion (`LeafAction::StartSupernode`): a real `SupernodeCore` for the leaf's node
 //!   (its id and address), seeded with the supernodes the leaf knew as peers (as the
 //!   driver passes them), registered with the list server and ticking like any other; the
@@ -58,6 +60,17 @@ impl World<'_> {
         for &sn in up.iter().skip(crash).take(stop) {
             self.stop_node(sn, Cause::Stop);
         }
+        // New supernodes join: each starts as a daemon does, its list refresh at once.
+        let at = self.queue.now();
+        for sn in self.started..self.started + self.joining {
+            let sn = sn as u32;
+            if let Some(node) = self.nodes.get_mut(sn as usize) {
+                node.refresh_from = at;
+            }
+            self.start(sn);
+            self.queue
+                .after(Duration::ZERO, Event::Fetch { sn, life: 1 });
+        }
     }
 
     /// Supernode `sn` crashes: its peers hear silence.
@@ -81,7 +94,7 @@ impl World<'_> {
                     let event = Event::LeafClosed { leaf, life, no };
                     self.queue.after(idle.min(LEAF_IDLE), event);
                 }
-                Peer::Neighbor { node, session } => {
+                Peer::Neighbor { node, session } | Peer::Direct { node, session } => {
                     let theirs = self.nodes.get(node as usize).map_or(idle, |n| n.idle);
                     let event = Event::Gone { sn: node, session };
                     self.queue.after(idle.min(theirs), event);
@@ -108,7 +121,7 @@ impl World<'_> {
             .values()
             .filter_map(|p| match *p {
                 Peer::Leaf { leaf, life, no } => Some((leaf, life, no)),
-                Peer::Neighbor { .. } => None,
+                Peer::Neighbor { .. } | Peer::Direct { .. } => None,
             })
             .collect();
         if node.owner.is_none() {
@@ -157,7 +170,7 @@ impl World<'_> {
                     self.queue
                         .after(delay, Event::LeafClosed { leaf, life, no });
                 }
-                Peer::Neighbor { node, session } => {
+                Peer::Neighbor { node, session } | Peer::Direct { node, session } => {
                     let delay = self.latency.one_way(from, self.place(node));
                     self.queue.after(delay, Event::Gone { sn: node, session });
                 }
@@ -209,6 +222,7 @@ impl World<'_> {
         }
         node.core.learn(now, &known);
         node.sessions.clear();
+        node.members_version = 0;
         node.state = NodeState::Up;
         node.life = slot_life;
         node.registration = RegistrationStatus::Connecting;
@@ -246,6 +260,7 @@ impl World<'_> {
                 life: life_sn,
             },
         );
+        self.follow_members(slot, life_sn);
         if let Some(core) = self.leaves.core_mut(n, life) {
             core.handle_supernode_started(now, Ok(()));
         }

@@ -17,13 +17,13 @@ use rand::{Rng, SeedableRng};
 use superpeer::leaf::SessionNo;
 use superpeer_bootstrap_list::RegistrationStatus;
 use superpeer_common::NodeId;
-use superpeer_common::wire::{
-    Holder, LeafToSupernode, SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode,
-};
+use superpeer_common::wire::Holder;
 use superpeer_supernode::{SessionId, SupernodeCore};
 
 use super::content::Content;
+use super::direct::DirectSessions;
 use super::dynamics::Tracker;
+pub use super::events::{AttachReply, Event};
 use super::flood::Topology;
 use super::ids::{leaf_number, supernode_addr, supernode_id, supernode_number};
 use super::latency::{Latency, Place, splitmix64};
@@ -52,6 +52,8 @@ pub enum Peer {
     Leaf { leaf: u32, life: u32, no: SessionNo },
     /// Supernode `node`, on its session `session`.
     Neighbor { node: u32, session: SessionId },
+    /// Supernode `node` over a directory session (not a link), on its session `session`.
+    Direct { node: u32, session: SessionId },
 }
 
 /// Where a slot is in its life.
@@ -88,6 +90,11 @@ pub struct Node {
     pub idle: Duration,
     /// Its driver's list refreshes count their start-up period from here.
     pub refresh_from: Duration,
+    /// When its driver started (its membership fetches count their start-up period from
+    /// here).
+    pub started_at: Duration,
+    /// The membership version its core holds (0: none yet).
+    pub members_version: u64,
 }
 
 impl Node {
@@ -109,6 +116,8 @@ impl Node {
                 SUPERNODE_IDLE
             },
             refresh_from: Duration::ZERO,
+            started_at: Duration::ZERO,
+            members_version: 0,
         }
     }
 
@@ -124,144 +133,8 @@ impl Node {
     }
 }
 
-/// Everything that happens, at a virtual time. Events for a slot carry the slot's life;
-/// events for a leaf carry the leaf's (each time it comes back it runs a new core).
-/// Payloads are boxed: the queue holds millions of events, and sifting small ones is
-/// what keeps it fast (40 bytes an event instead of 72).
-pub enum Event {
-    /// Started supernode n starts: it registers and its timers run.
-    Start(u32),
-    /// Supernode n's timers (the driver's 100 ms tick).
-    Tick { sn: u32, life: u32 },
-    /// Supernode n's registration reaches the list server.
-    Register { sn: u32, life: u32 },
-    /// The list server's dial-back to supernode n came back.
-    DialBack { sn: u32, life: u32 },
-    /// Supernode n's heartbeat reaches the list server.
-    Heartbeat { sn: u32, life: u32 },
-    /// The list server's answer reaches supernode n.
-    Registration {
-        sn: u32,
-        life: u32,
-        status: Box<RegistrationStatus>,
-    },
-    /// Supernode n asks the list server for supernodes (the driver's refresh timer).
-    Fetch { sn: u32, life: u32 },
-    /// An elected supernode reports its registrations and leaves to its leaf's core.
-    Report { sn: u32, life: u32 },
-    /// The list server's clock.
-    ListTick,
-    /// A dial reaches its target (see `links`).
-    LinkAccept {
-        dialer: u32,
-        dialer_life: u32,
-        dialer_session: SessionId,
-        target: u32,
-    },
-    /// The target's welcome reaches the dialer.
-    LinkConfirm {
-        dialer: u32,
-        dialer_life: u32,
-        dialer_session: SessionId,
-        target: u32,
-        target_session: SessionId,
-    },
-    /// A dial failed (refused, or nobody there).
-    DialFailed {
-        dialer: u32,
-        dialer_life: u32,
-        target: Box<NodeId>,
-    },
-    /// The other end closed supernode `sn`'s session (or went silent past the idle
-    /// timeout).
-    Gone { sn: u32, session: SessionId },
-    /// A neighbour's message reaches supernode `sn`.
-    ToSupernode {
-        sn: u32,
-        session: SessionId,
-        msg: Box<SupernodeToSupernode>,
-    },
-    /// The next leaf of the initial population comes up.
-    JoinNext(u32),
-    /// Leaf n's core wanted to look at the clock (stale unless `seq` is its latest).
-    Wake { leaf: u32, seq: u32 },
-    /// The list server's answer reaches leaf n.
-    ListAnswer { leaf: u32, life: u32 },
-    /// Leaf n's probe of supernode slot `sn` answered, after `rtt` each way and back.
-    ProbeDone {
-        leaf: u32,
-        life: u32,
-        sn: u32,
-        rtt: Duration,
-    },
-    /// Leaf n's probe of `target` failed.
-    ProbeFailed {
-        leaf: u32,
-        life: u32,
-        target: Box<NodeId>,
-    },
-    /// Leaf n's attach reaches supernode slot `sn`.
-    LeafAttach {
-        leaf: u32,
-        life: u32,
-        no: SessionNo,
-        sn: u32,
-    },
-    /// How leaf n's attach went reaches it.
-    Attached {
-        leaf: u32,
-        life: u32,
-        no: SessionNo,
-        reply: Box<AttachReply>,
-    },
-    /// A leaf's message reaches supernode `sn`.
-    FromLeaf {
-        sn: u32,
-        session: SessionId,
-        msg: Box<LeafToSupernode>,
-    },
-    /// A supernode's message reaches a leaf (dropped if that session is gone).
-    ToLeaf {
-        leaf: u32,
-        life: u32,
-        no: SessionNo,
-        msg: Box<SupernodeToLeaf>,
-    },
-    /// A leaf's session ended (closed by the supernode, or silent past the idle timeout).
-    LeafClosed { leaf: u32, life: u32, no: SessionNo },
-    /// An answer of a leaf's own supernode to one of its own searches.
-    OwnAnswer {
-        leaf: u32,
-        life: u32,
-        msg: Box<SupernodeToLeaf>,
-    },
-    /// An elected supernode has finished stopping (its leaves told, its sessions closed).
-    Stopped { sn: u32, life: u32 },
-    /// Leaf n goes offline (churn); `life` tells stale departures apart.
-    LeafLeave { leaf: u32, life: u32 },
-    /// Leaf n comes back.
-    LeafReturn(u32),
-    /// Query n is sent.
-    QueryStart(u32),
-    /// The layout's links come up (instead of the supernodes' own dials).
-    LayOut,
-    /// The supernodes chosen to crash or stop do.
-    Fault,
-    /// The time series takes a sample.
-    Sample,
-}
-
-/// How an attach ended, as the leaf's driver reports it.
-pub enum AttachReply {
-    /// Welcome, on the supernode's session `session` of slot `sn`.
-    Welcomed { sn: u32, session: SessionId },
-    /// Full; try these.
-    Full(Vec<SupernodeInfo>),
-    /// No connection or no welcome.
-    Failed(&'static str),
-}
-
-/// Messages that keep the overlay up (not queries), counted from the first query on.
+/// Messages that keep the overlay and the directory up (not queries), counted from the
+/// first query on.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Upkeep {
     /// Keyword summaries sent.
@@ -270,6 +143,15 @@ pub struct Upkeep {
     pub summary_bytes: u64,
     /// Gossip (`Known`) messages sent.
     pub gossip: u64,
+    /// Publishes carried to owners over the whole run (beside the cores' own count of
+    /// publishes they tried to send).
+    pub publishes: u64,
+    /// Directory upkeep: publishes to owners and their replies, and their bytes.
+    pub directory: u64,
+    pub directory_bytes: u64,
+    /// The same over the whole run (the first publishes of every index included).
+    pub directory_total: u64,
+    pub directory_total_bytes: u64,
 }
 
 /// When each phase of a run begins, in virtual time.
@@ -336,6 +218,8 @@ pub struct World<'w> {
     pub nodes: Vec<Node>,
     /// Supernodes started as such (the first slots).
     pub started: usize,
+    /// Supernodes that join while the queries run (the slots after the started ones).
+    pub joining: usize,
     pub list: ListServer,
     pub leaves: Leaves,
     pub content: Content,
@@ -343,6 +227,8 @@ pub struct World<'w> {
     pub topology: Topology,
     pub timeline: Timeline,
     pub upkeep: Upkeep,
+    /// Directory sessions asked for, and what became of them.
+    pub direct: DirectSessions,
     pub dynamics: Tracker,
     /// Set when the run may end now (`until_placed`).
     finished: bool,
@@ -356,12 +242,20 @@ impl<'w> World<'w> {
         let timeline = Timeline::new(&config, workload.shares.len(), workload.queries.len());
         let mut rng = StdRng::seed_from_u64(config.seed);
         let started = config.started_supernodes();
-        let nodes = (0..started as u32)
+        let joining = if timeline.fault.is_some() {
+            config.faults.join
+        } else {
+            0
+        };
+        let nodes = (0..(started + joining) as u32)
             .map(|n| {
                 // A core is made when its daemon starts, so the supernodes' timers (gossip
                 // every 15 s) are spread as in a real network, not all in step.
                 let start: f64 = rng.random();
-                let t0 = clock.instant(timeline.starts.mul_f64(start));
+                let t0 = match timeline.fault {
+                    Some(at) if n as usize >= started => clock.instant(at),
+                    _ => clock.instant(timeline.starts.mul_f64(start)),
+                };
                 let me = Holder {
                     node_id: supernode_id(n),
                     addr: supernode_addr(n),
@@ -384,6 +278,7 @@ impl<'w> World<'w> {
             rng,
             nodes,
             started,
+            joining,
             list: ListServer::new(config.supernodes, config.seed),
             leaves: Leaves::new(workload.shares.len()),
             content: Content::new(&workload.catalog, &workload.shares),
@@ -392,6 +287,7 @@ impl<'w> World<'w> {
             dynamics: Tracker::new(&timeline, &config.faults, config.series_every),
             timeline,
             upkeep: Upkeep::default(),
+            direct: DirectSessions::default(),
             finished: false,
             config,
             workload,
@@ -410,7 +306,7 @@ impl<'w> World<'w> {
             // Before the first list fetch: a core that knows nobody dials nobody.
             self.queue.at(timeline.mesh, Event::LayOut);
         }
-        for (n, node) in self.nodes.iter().enumerate() {
+        for (n, node) in self.nodes.iter().enumerate().take(self.started) {
             let n = n as u32;
             self.queue
                 .at(timeline.starts.mul_f64(node.start), Event::Start(n));
@@ -474,73 +370,6 @@ impl<'w> World<'w> {
         );
     }
 
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Start(sn) => self.start(sn),
-            Event::Tick { sn, life } => self.tick(sn, life),
-            Event::Register { sn, life } => self.register(sn, life),
-            Event::DialBack { sn, life } => self.dial_back(sn, life),
-            Event::Heartbeat { sn, life } => self.heartbeat(sn, life),
-            Event::Registration { sn, life, status } => self.registration(sn, life, *status),
-            Event::Fetch { sn, life } => self.fetch(sn, life),
-            Event::Report { sn, life } => self.report_registrations(sn, life),
-            Event::ListTick => self.list_tick(),
-            Event::LinkAccept {
-                dialer,
-                dialer_life,
-                dialer_session,
-                target,
-            } => self.link_accept(dialer, dialer_life, dialer_session, target),
-            Event::LinkConfirm {
-                dialer,
-                dialer_life,
-                dialer_session,
-                target,
-                target_session,
-            } => self.link_confirm(dialer, dialer_life, dialer_session, target, target_session),
-            Event::DialFailed {
-                dialer,
-                dialer_life,
-                target,
-            } => self.dial_failed(dialer, dialer_life, *target),
-            Event::Gone { sn, session } => self.gone(sn, session),
-            Event::ToSupernode { sn, session, msg } => self.deliver_to_supernode(sn, session, *msg),
-            Event::JoinNext(leaf) => self.join_next(leaf),
-            Event::Wake { leaf, seq } => self.wake(leaf, seq),
-            Event::ListAnswer { leaf, life } => self.list_answer(leaf, life),
-            Event::ProbeDone {
-                leaf,
-                life,
-                sn,
-                rtt,
-            } => self.probe_done(leaf, life, sn, rtt),
-            Event::ProbeFailed { leaf, life, target } => self.probe_failed(leaf, life, *target),
-            Event::LeafAttach { leaf, life, no, sn } => self.leaf_attach(leaf, life, no, sn),
-            Event::Attached {
-                leaf,
-                life,
-                no,
-                reply,
-            } => self.attached(leaf, life, no, *reply),
-            Event::FromLeaf { sn, session, msg } => self.deliver_from_leaf(sn, session, *msg),
-            Event::ToLeaf {
-                leaf,
-                life,
-                no,
-                msg,
-            } => self.deliver_to_leaf(leaf, life, no, *msg),
-            Event::LeafClosed { leaf, life, no } => self.leaf_closed(leaf, life, no),
-            Event::OwnAnswer { leaf, life, msg } => self.own_answer(leaf, life, *msg),
-            Event::Stopped { sn, life } => self.stopped(sn, life),
-            Event::LeafLeave { leaf, life } => self.leaf_leave(leaf, life),
-            Event::LeafReturn(leaf) => self.leaf_return(leaf),
-            Event::QueryStart(q) => self.query_start(q),
-            Event::LayOut => self.lay_out(),
-            Event::Fault => self.fault(),
-            Event::Sample => self.sample(),
-        }
-    }
-
     /// The instant the state machines see now.
     pub fn now(&self) -> std::time::Instant {
         self.clock.instant(self.queue.now())
@@ -557,7 +386,7 @@ impl<'w> World<'w> {
     /// The slot of the supernode `id` names, if it has one.
     pub fn slot_of(&self, id: &NodeId) -> Option<u32> {
         if let Some(n) = supernode_number(id) {
-            return ((n as usize) < self.started).then_some(n);
+            return ((n as usize) < self.started + self.joining).then_some(n);
         }
         self.leaves.slot(leaf_number(id)?)
     }
@@ -574,7 +403,9 @@ impl<'w> World<'w> {
             .is_some_and(|n| n.is_up() && n.life == life)
     }
 
-    fn start(&mut self, sn: u32) {
+    /// Slot `sn`'s supernode starts (its daemon): it registers, its timers run, and it
+    /// follows the membership.
+    pub fn start(&mut self, sn: u32) {
         let life = match self.nodes.get_mut(sn as usize) {
             Some(node) if node.state == NodeState::Waiting => {
                 node.state = NodeState::Up;
@@ -586,9 +417,11 @@ impl<'w> World<'w> {
         let delay = self.latency.one_way(self.place(sn), Place::ListServer);
         self.queue.after(delay, Event::Register { sn, life });
         self.queue.after(self.config.tick, Event::Tick { sn, life });
+        self.follow_members(sn, life);
     }
 
-    fn tick(&mut self, sn: u32, life: u32) {
+    /// Supernode `sn`'s timers run (the driver's tick).
+    pub fn tick(&mut self, sn: u32, life: u32) {
         if !self.is_live(sn, life) {
             return;
         }
@@ -638,14 +471,5 @@ impl<'w> World<'w> {
     /// A seeded number for a new core (a leaf's, or an elected supernode's).
     pub fn seed_for(&self, what: u64, n: u32, life: u32) -> u64 {
         splitmix64(self.config.seed ^ splitmix64(what << 48 | u64::from(n) << 16 | u64::from(life)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn events_stay_small() {
-        // Millions wait in the queue at once: payloads are boxed to keep them at 32 bytes.
-        assert!(std::mem::size_of::<super::Event>() <= 32);
     }
 }
