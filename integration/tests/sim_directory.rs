@@ -4,8 +4,7 @@
 //! other end of the chain.
 //!
 //! With the directory, the owners of a query's word name the one supernode that holds it,
-//! which is asked directly: every query whose file is in the network should find it (the
-//! ignored test, which a supernode bug fails today; the other asserts 90%). Without it
+//! which is asked directly: every query whose file is in the network finds it. Without it
 //! (`CoreConfig::directory = false`, the same run otherwise), queries reach two hops and
 //! find almost nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -107,14 +106,11 @@ fn the_directory_finds_files_the_overlay_cannot_reach() {
     assert!(d.success_held < with.directory.success_held);
 }
 
-/// Fails today: a publish that an owner refuses because its membership view does not yet
-/// list the publisher (views lag by up to a fetch) is dropped, not sent again until the
-/// publisher's 4-minute refresh, and a lookup believes the first owner's empty answer
-/// without asking the others. In this run supernode 0's publishes to two of the three
-/// owners of its word are refused 2.9 s in, and its file is not found. See
-/// `integration/SIMULATOR.md`, finding 9.
+/// Membership views lag by up to a fetch, so an owner may first refuse a publisher it
+/// does not list yet (sent again after 3 s), and an owner that has just become one knows
+/// nothing yet (its answer is merged with the next owner's): neither may lose a file.
+/// (SIMULATOR.md, finding 9.)
 #[test]
-#[ignore = "supernode: refused publishes are not retried (SIMULATOR.md, finding 9)"]
 fn with_the_directory_every_file_in_the_network_is_found() {
     let with = run(true);
     for (s, q) in with.per_query.iter().enumerate() {

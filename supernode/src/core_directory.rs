@@ -29,6 +29,8 @@ pub const PUBLISHED_KEYWORD_BURST: u32 = 50_000;
 const OWNER_SLACK: usize = 1;
 /// Publishes are gathered this long, so a leaf's files go to each owner in one batch.
 pub const PUBLISH_BATCH: Duration = Duration::from_millis(500);
+/// New connections publishing may open per flush (32 a second).
+pub const NEW_PUBLISH_SESSIONS: usize = 16;
 
 /// The directory's counters, for status, the simulator and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -223,7 +225,7 @@ impl SupernodeCore {
         session: SessionId,
         msg: SupernodeToSupernode,
     ) {
-        let Some(peer) = self.peers.get_mut(session) else {
+        let Some(peer) = self.peers.get_mut(now, session) else {
             return;
         };
         if !peer.budgets.messages.try_take(now) {
@@ -403,23 +405,31 @@ impl SupernodeCore {
         for node in stuck {
             self.member_unreachable(now, node, true);
         }
-        for (keyword, count) in self.index.take_keyword_changes() {
-            self.publisher
-                .keyword_changed(&self.members, &keyword, count);
+        let changes = self.index.take_keyword_changes();
+        if self.config.directory {
+            for (keyword, count) in changes {
+                self.publisher
+                    .keyword_changed(&self.members, &keyword, count);
+            }
         }
-        if now < self.last_publish + PUBLISH_BATCH {
-            return;
-        }
-        self.last_publish = now;
-        self.publisher.refresh(now, &self.members);
         if now >= self.last_store_expiry + Duration::from_secs(10) {
             self.last_store_expiry = now;
             self.store.expire(now);
         }
-        if !self.config.directory {
-            self.publisher.take_batches();
+        if now < self.last_publish + PUBLISH_BATCH || !self.config.directory {
             return;
         }
+        self.last_publish = now;
+        self.publisher.refresh(now, &self.members);
+        self.flush_publishes(now);
+    }
+
+    /// Sends what the publisher has for the owners, as far as the pool has room for
+    /// publishes and at most [`NEW_PUBLISH_SESSIONS`] new connections a flush; the rest
+    /// waits for the next flush (so a supernode whose words have a thousand owners reaches
+    /// them over a minute, never by dropping what does not fit).
+    fn flush_publishes(&mut self, now: Instant) {
+        let mut opened = 0;
         for (owner, keywords) in self.publisher.take_batches() {
             if owner == self.me.node_id {
                 let adds: Vec<(String, u32)> =
@@ -427,9 +437,37 @@ impl SupernodeCore {
                 self.store.publish(now, owner, &adds, &[], |_| true);
                 continue;
             }
-            self.directory_stats.publishes_sent += 1;
-            self.directory_stats.keywords_sent += keywords.len() as u64;
-            self.send_member(now, owner, SupernodeToSupernode::DirPublish { keywords });
+            let Some(addr) = self.members.addr(&owner) else {
+                continue; // left the membership: its keywords went to the next owner
+            };
+            if opened >= NEW_PUBLISH_SESSIONS && !self.peers.is_reaching(&owner) {
+                self.publisher.requeue(owner, keywords);
+                continue;
+            }
+            let n = keywords.len() as u64;
+            let mut steps = Vec::new();
+            match self.peers.publish(
+                now,
+                owner,
+                addr,
+                SupernodeToSupernode::DirPublish { keywords },
+                &mut steps,
+            ) {
+                Ok(()) => {
+                    opened += steps
+                        .iter()
+                        .filter(|s| matches!(s, PeerStep::Connect { .. }))
+                        .count();
+                    self.directory_stats.publishes_sent += 1;
+                    self.directory_stats.keywords_sent += n;
+                    self.run_peer_steps(now, steps);
+                }
+                Err(SupernodeToSupernode::DirPublish { keywords }) => {
+                    self.run_peer_steps(now, steps);
+                    self.publisher.requeue(owner, keywords);
+                }
+                Err(_) => {}
+            }
         }
     }
 

@@ -299,7 +299,7 @@ fn files_on_unlinked_supernodes_are_found_through_the_owners() {
     assert_eq!(net.carried["query"], asked_before);
     let status = net.core(0).directory_status();
     assert_eq!(status.members, 20);
-    assert_eq!(status.lookups_sent, 3, "one per word");
+    assert_eq!(status.lookups_sent, 6, "two owners a word");
 }
 
 #[test]

@@ -589,11 +589,12 @@ impl Router {
                 .collect();
             q.next_direct += round.len();
             q.round_deadline = now + self.config.round_timeout;
-            let still_wanted = (q.query.want as usize).saturating_sub(q.found.len());
+            // The whole `want`: a holder asked for only what is still missing would send
+            // its first matches, often ones we have already.
             let asked = Query {
                 id,
                 keywords: q.query.keywords.clone(),
-                want: u32::try_from(still_wanted).unwrap_or(u32::MAX),
+                want: q.query.want,
             };
             for node in round {
                 q.direct_outstanding.insert(node);

@@ -1,12 +1,15 @@
 //! Asking the owners who holds a query's words.
 //!
-//! One lookup per query word goes to the word's first owner at once (a query has at most
-//! a few words, and asking all in one round trip costs less time than asking for counts
-//! first). An owner that says it does not own the word, does not answer within
-//! [`LOOKUP_TIMEOUT`] or cannot be reached is replaced by the next owner. When every word
-//! is settled, the supernodes to ask are those on every complete list (a list the owner
-//! capped cannot rule anyone out), the most entries of the rarest word first: an owner of
-//! one word cannot filter by the others, so the asker intersects.
+//! Lookups for every query word go out at once (a query has at most a few words, and one
+//! round trip for all costs less time than asking for counts first), each to the word's
+//! first two owners: their answers are merged, so an owner that has only just become one
+//! (a member joined, or one ranked above it died) and has not been told everything yet
+//! does not hide what the other knows. An owner that says it does not own the word, does
+//! not answer within [`LOOKUP_TIMEOUT`] or cannot be reached is replaced by the next
+//! (unless the other has answered already: a slow owner costs at most one timeout). When
+//! every word is settled, the supernodes to ask are those on every complete list (a list
+//! an owner capped cannot rule anyone out), the most entries of the rarest word first: an
+//! owner of one word cannot filter by the others, so the asker intersects.
 
 use std::time::{Duration, Instant};
 
@@ -20,21 +23,83 @@ use super::members::MemberSet;
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most supernodes one query asks directly.
 pub const MAX_DIRECT_ASKED: usize = 64;
+/// Owners asked about each word at once, whose answers are merged.
+pub const OWNERS_ASKED: usize = 2;
 
 #[derive(Debug)]
 struct WordLookup {
     keyword: String,
     owners: Vec<NodeId>,
-    /// Index in `owners` of the one asked now.
-    asking: usize,
-    asked_at: Instant,
-    /// (total, holders) once an owner answered.
-    answer: Option<(u32, Vec<DirHolder>)>,
+    /// Index in `owners` of the next one to ask.
+    next: usize,
+    /// Asked and not answered yet, with when.
+    waiting: Vec<(NodeId, Instant)>,
+    /// (total, holders) from each owner that answered.
+    answers: Vec<(u32, Vec<DirHolder>)>,
 }
 
 impl WordLookup {
     fn settled(&self) -> bool {
-        self.answer.is_some() || self.asking >= self.owners.len()
+        self.answers.len() >= OWNERS_ASKED
+            || (self.waiting.is_empty() && self.next >= self.owners.len())
+    }
+
+    /// Asks the next owners until [`OWNERS_ASKED`] are answered or asked.
+    fn ask_more(&mut self, now: Instant, id: QueryId, steps: &mut Vec<LookupStep>) {
+        while self.answers.len() + self.waiting.len() < OWNERS_ASKED {
+            let Some(owner) = self.owners.get(self.next).copied() else {
+                return;
+            };
+            self.next += 1;
+            self.waiting.push((owner, now));
+            steps.push(LookupStep::Send(
+                owner,
+                SupernodeToSupernode::DirLookup {
+                    id,
+                    keyword: self.keyword.clone(),
+                },
+            ));
+        }
+    }
+
+    /// `owner` will not answer: the next is asked, unless another answered already.
+    fn give_up_on(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        owner: NodeId,
+        steps: &mut Vec<LookupStep>,
+    ) {
+        self.waiting.retain(|(o, _)| *o != owner);
+        if self.answers.is_empty() {
+            self.ask_more(now, id, steps);
+        } else if self.waiting.is_empty() {
+            self.next = self.owners.len(); // settled on what we have
+        }
+    }
+
+    /// The owners' answers merged: every holder either named (with the larger count), the
+    /// larger total, and whether every answer was complete.
+    fn merged(&self) -> Option<(u32, Vec<DirHolder>, bool)> {
+        if self.answers.is_empty() {
+            return None;
+        }
+        let mut holders: FxHashMap<NodeId, u32> = FxHashMap::default();
+        let mut total = 0;
+        let mut complete = true;
+        for (t, named) in &self.answers {
+            total = total.max(*t);
+            complete &= named.len() as u64 >= u64::from(*t);
+            for h in named {
+                let count = holders.entry(h.node_id).or_default();
+                *count = (*count).max(h.count);
+            }
+        }
+        let holders = holders
+            .into_iter()
+            .map(|(node_id, count)| DirHolder { node_id, count })
+            .collect();
+        Some((total, holders, complete))
     }
 }
 
@@ -64,7 +129,7 @@ impl Lookups {
     }
 
     /// Starts the lookups of query `id`'s `keywords`. Owners are ranked over `members`;
-    /// `me` is skipped as an owner (the caller answers its own store first).
+    /// `me` is skipped as an owner (what we own we were told too, as the others were).
     pub fn start(
         &mut self,
         now: Instant,
@@ -73,51 +138,27 @@ impl Lookups {
         members: &MemberSet,
         me: NodeId,
     ) -> Vec<LookupStep> {
+        let mut steps = Vec::new();
         let words = keywords
             .iter()
-            .map(|keyword| WordLookup {
-                keyword: keyword.clone(),
-                owners: members
-                    .owners(keyword)
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .filter(|id| *id != me)
-                    .collect(),
-                asking: 0,
-                asked_at: now,
-                answer: None,
+            .map(|keyword| {
+                let mut w = WordLookup {
+                    keyword: keyword.clone(),
+                    owners: members
+                        .owners(keyword)
+                        .into_iter()
+                        .map(|(_, id)| id)
+                        .filter(|id| *id != me)
+                        .collect(),
+                    next: 0,
+                    waiting: Vec::new(),
+                    answers: Vec::new(),
+                };
+                w.ask_more(now, id, &mut steps);
+                w
             })
             .collect();
         self.active.insert(id, words);
-        let mut steps = Vec::new();
-        if let Some(words) = self.active.get(&id) {
-            for w in words {
-                if let Some(owner) = w.owners.first() {
-                    steps.push(ask(id, *owner, &w.keyword));
-                }
-            }
-        }
-        self.check_done(id, &mut steps);
-        steps
-    }
-
-    /// Our own store answers for a word we own (no message needed).
-    pub fn answer_locally(
-        &mut self,
-        id: QueryId,
-        keyword: &str,
-        total: u32,
-        holders: Vec<DirHolder>,
-    ) -> Vec<LookupStep> {
-        let mut steps = Vec::new();
-        if let Some(words) = self.active.get_mut(&id) {
-            for w in words
-                .iter_mut()
-                .filter(|w| w.keyword == keyword && w.answer.is_none())
-            {
-                w.answer = Some((total, holders.clone()));
-            }
-        }
         self.check_done(id, &mut steps);
         steps
     }
@@ -137,13 +178,16 @@ impl Lookups {
             return steps;
         };
         for w in words.iter_mut() {
-            let asked = w.owners.get(w.asking) == Some(&from);
-            if w.keyword != keyword || w.answer.is_some() || !asked {
+            let asked = w.waiting.iter().any(|(o, _)| *o == from);
+            if w.keyword != keyword || !asked {
                 continue;
             }
             match &answer {
-                Some(answer) => w.answer = Some(answer.clone()),
-                None => next_owner(now, id, w, &mut steps),
+                Some(answer) => {
+                    w.waiting.retain(|(o, _)| *o != from);
+                    w.answers.push(answer.clone());
+                }
+                None => w.give_up_on(now, id, from, &mut steps),
             }
         }
         self.check_done(id, &mut steps);
@@ -152,12 +196,12 @@ impl Lookups {
 
     /// `node` cannot be reached: lookups waiting on it move to the next owner.
     pub fn unreachable(&mut self, now: Instant, node: NodeId) -> Vec<LookupStep> {
-        self.each_waiting(now, |w| w.owners.get(w.asking) == Some(&node))
+        self.each_stuck(now, |owner, _| owner == node)
     }
 
     /// Lookups whose owner has not answered in time move to the next owner.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<LookupStep> {
-        self.each_waiting(now, |w| now >= w.asked_at + LOOKUP_TIMEOUT)
+        self.each_stuck(now, |_, asked| now >= asked + LOOKUP_TIMEOUT)
     }
 
     /// When [`Lookups::handle_timeout`] must run next.
@@ -165,8 +209,8 @@ impl Lookups {
         self.active
             .values()
             .flatten()
-            .filter(|w| !w.settled())
-            .map(|w| w.asked_at + LOOKUP_TIMEOUT)
+            .flat_map(|w| w.waiting.iter())
+            .map(|(_, asked)| *asked + LOOKUP_TIMEOUT)
             .min()
     }
 
@@ -175,10 +219,10 @@ impl Lookups {
         self.active.remove(id);
     }
 
-    fn each_waiting(
+    fn each_stuck(
         &mut self,
         now: Instant,
-        stuck: impl Fn(&WordLookup) -> bool,
+        stuck: impl Fn(NodeId, Instant) -> bool,
     ) -> Vec<LookupStep> {
         let mut steps = Vec::new();
         let ids: Vec<QueryId> = self.active.keys().copied().collect();
@@ -187,9 +231,17 @@ impl Lookups {
                 continue;
             };
             let mut moved = false;
-            for w in words.iter_mut().filter(|w| !w.settled() && stuck(w)) {
-                next_owner(now, id, w, &mut steps);
-                moved = true;
+            for w in words.iter_mut() {
+                let gone: Vec<NodeId> = w
+                    .waiting
+                    .iter()
+                    .filter(|(o, at)| stuck(*o, *at))
+                    .map(|(o, _)| *o)
+                    .collect();
+                for owner in gone {
+                    w.give_up_on(now, id, owner, &mut steps);
+                    moved = true;
+                }
             }
             if moved {
                 self.check_done(id, &mut steps);
@@ -211,41 +263,16 @@ impl Lookups {
     }
 }
 
-fn ask(id: QueryId, owner: NodeId, keyword: &str) -> LookupStep {
-    LookupStep::Send(
-        owner,
-        SupernodeToSupernode::DirLookup {
-            id,
-            keyword: keyword.to_owned(),
-        },
-    )
-}
-
-fn next_owner(now: Instant, id: QueryId, w: &mut WordLookup, steps: &mut Vec<LookupStep>) {
-    w.asking += 1;
-    w.asked_at = now;
-    if let Some(owner) = w.owners.get(w.asking) {
-        steps.push(ask(id, *owner, &w.keyword));
-    }
-}
-
 /// The supernodes that may hold every word: on every complete answer (or, with none
 /// complete, on the shortest), the most entries of the rarest word first.
 fn candidates(words: &[WordLookup]) -> Option<Vec<NodeId>> {
-    let answers: Vec<&(u32, Vec<DirHolder>)> =
-        words.iter().filter_map(|w| w.answer.as_ref()).collect();
-    if answers.is_empty() {
-        return None;
-    }
-    let complete: Vec<&(u32, Vec<DirHolder>)> = answers
+    let answers: Vec<(u32, Vec<DirHolder>, bool)> =
+        words.iter().filter_map(WordLookup::merged).collect();
+    let rarest = answers.iter().min_by_key(|(total, _, _)| *total)?;
+    let on_every: Vec<FxHashSet<NodeId>> = answers
         .iter()
-        .copied()
-        .filter(|(total, holders)| holders.len() as u64 >= u64::from(*total))
-        .collect();
-    let rarest = answers.iter().min_by_key(|(total, _)| *total)?;
-    let on_every: Vec<FxHashSet<NodeId>> = complete
-        .iter()
-        .map(|(_, holders)| holders.iter().map(|h| h.node_id).collect())
+        .filter(|(_, _, complete)| *complete)
+        .map(|(_, holders, _)| holders.iter().map(|h| h.node_id).collect())
         .collect();
     let mut chosen: Vec<&DirHolder> = rarest
         .1

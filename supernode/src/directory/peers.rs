@@ -26,6 +26,12 @@ pub const IDLE: Duration = Duration::from_secs(60);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued for a member while its connection opens.
 pub const MAX_QUEUED: usize = 256;
+/// A session is closed to make room only once it has been quiet this long: what was just
+/// sent on it (a publish, a lookup) has had time to arrive and be answered.
+pub const QUIET_BEFORE_EVICTION: Duration = Duration::from_secs(2);
+/// Of the outgoing connections, how many publishes may hold: the rest stay free for
+/// lookups and queries, which a user waits for.
+pub const MAX_FOR_PUBLISHING: usize = 48;
 
 /// What the pool asks of the caller.
 #[derive(Debug, PartialEq)]
@@ -84,6 +90,36 @@ impl Peers {
         msg: SupernodeToSupernode,
         steps: &mut Vec<PeerStep>,
     ) -> bool {
+        self.send_within(now, node, addr, msg, MAX_OUTGOING, steps)
+    }
+
+    /// Whether a publish to `node` can go now without taking more than
+    /// [`MAX_FOR_PUBLISHING`] connections (publishes that cannot wait for the next flush).
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        addr: SocketAddr,
+        msg: SupernodeToSupernode,
+        steps: &mut Vec<PeerStep>,
+    ) -> Result<(), SupernodeToSupernode> {
+        if self.by_node.contains_key(&node) || self.has_room(now, MAX_FOR_PUBLISHING) {
+            if self.send_within(now, node, addr, msg.clone(), MAX_FOR_PUBLISHING, steps) {
+                return Ok(());
+            }
+        }
+        Err(msg)
+    }
+
+    fn send_within(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        addr: SocketAddr,
+        msg: SupernodeToSupernode,
+        limit: usize,
+        steps: &mut Vec<PeerStep>,
+    ) -> bool {
         match self.by_node.get_mut(&node) {
             Some(Slot::Up(session)) => {
                 let session = *session;
@@ -101,7 +137,7 @@ impl Peers {
                 true
             }
             None => {
-                if self.opening_or_open() >= MAX_OUTGOING && !self.evict_idle(steps) {
+                if self.opening_or_open() >= limit && !self.evict_idle(now, steps) {
                     return false;
                 }
                 self.by_node.insert(
@@ -161,8 +197,21 @@ impl Peers {
         Some(peer.node_id)
     }
 
-    pub fn get_mut(&mut self, session: SessionId) -> Option<&mut Peer> {
-        self.sessions.get_mut(&session)
+    /// The session's peer; the session counts as used now (a message came on it).
+    pub fn get_mut(&mut self, now: Instant, session: SessionId) -> Option<&mut Peer> {
+        let peer = self.sessions.get_mut(&session)?;
+        peer.last_used = now;
+        Some(peer)
+    }
+
+    /// Whether a new connection fits under `limit`, now or by closing a quiet one.
+    fn has_room(&self, now: Instant, limit: usize) -> bool {
+        self.opening_or_open() < limit || self.quietest(now).is_some()
+    }
+
+    /// Whether a session to `node` is open or opening.
+    pub fn is_reaching(&self, node: &NodeId) -> bool {
+        self.by_node.contains_key(node)
     }
 
     pub fn contains(&self, session: SessionId) -> bool {
@@ -209,15 +258,18 @@ impl Peers {
         opening + self.sessions.values().filter(|p| p.outgoing).count()
     }
 
-    /// Closes the least recently used outgoing session; false if there is none.
-    fn evict_idle(&mut self, steps: &mut Vec<PeerStep>) -> bool {
-        let oldest = self
-            .sessions
+    /// The least recently used outgoing session quiet for [`QUIET_BEFORE_EVICTION`].
+    fn quietest(&self, now: Instant) -> Option<SessionId> {
+        self.sessions
             .iter()
-            .filter(|(_, p)| p.outgoing)
+            .filter(|(_, p)| p.outgoing && now >= p.last_used + QUIET_BEFORE_EVICTION)
             .min_by_key(|(s, p)| (p.last_used, **s))
-            .map(|(s, _)| *s);
-        match oldest {
+            .map(|(s, _)| *s)
+    }
+
+    /// Closes the least recently used quiet outgoing session; false if there is none.
+    fn evict_idle(&mut self, now: Instant, steps: &mut Vec<PeerStep>) -> bool {
+        match self.quietest(now) {
             Some(session) => {
                 self.gone(session);
                 steps.push(PeerStep::Close(session));
@@ -304,11 +356,14 @@ mod tests {
             );
         }
         steps.clear();
-        // Room is made by closing the least recently used.
-        assert!(peers.send(now, node(200), addr(200), ping(0), &mut steps));
+        // All just used: none is closed under what was just sent on it.
+        assert!(!peers.send(now, node(200), addr(200), ping(0), &mut steps));
+        // Once quiet, room is made by closing the least recently used.
+        let quiet = now + QUIET_BEFORE_EVICTION + Duration::from_millis(10);
+        assert!(peers.send(quiet, node(200), addr(200), ping(0), &mut steps));
         assert!(steps.contains(&PeerStep::Close(SessionId(1))));
         steps.clear();
-        let stuck = peers.expire(now + CONNECT_TIMEOUT, &mut steps);
+        let stuck = peers.expire(quiet + CONNECT_TIMEOUT, &mut steps);
         assert_eq!(stuck, vec![node(200)]);
         peers.expire(now + IDLE + Duration::from_secs(1), &mut steps);
         assert_eq!(
@@ -318,6 +373,33 @@ mod tests {
                 .count(),
             MAX_OUTGOING - 1
         );
+    }
+
+    #[test]
+    fn publishes_leave_room_for_lookups() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        for i in 0..MAX_FOR_PUBLISHING as u8 {
+            assert!(
+                peers
+                    .publish(now, node(i), addr(i), ping(0), &mut steps)
+                    .is_ok()
+            );
+        }
+        // Publishing is full: the publish comes back to wait for the next flush...
+        assert!(
+            peers
+                .publish(now, node(200), addr(200), ping(9), &mut steps)
+                .is_err()
+        );
+        // ...but to a member already being reached it still goes, and lookups have room.
+        assert!(
+            peers
+                .publish(now, node(1), addr(1), ping(1), &mut steps)
+                .is_ok()
+        );
+        assert!(peers.send(now, node(201), addr(201), ping(2), &mut steps));
     }
 
     #[test]

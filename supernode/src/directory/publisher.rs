@@ -219,6 +219,15 @@ impl Publisher {
         batches
     }
 
+    /// A batch that could not go now goes with the next flush (unless newer counts for
+    /// its keywords are already waiting).
+    pub fn requeue(&mut self, owner: NodeId, keywords: Vec<KeywordCount>) {
+        let waiting = self.outbox.entry(owner).or_default();
+        for k in keywords {
+            waiting.entry(k.keyword.into()).or_insert(k.count);
+        }
+    }
+
     /// Whether anything waits to be sent (or retried).
     pub fn has_batches(&self) -> bool {
         !self.outbox.is_empty() || !self.retry.is_empty()
