@@ -117,8 +117,8 @@ impl SupernodeCore {
     /// A directory session ended.
     pub(super) fn direct_gone(&mut self, now: Instant, session: SessionId) {
         self.router.session_gone(now, session);
-        if let Some(node) = self.peers.gone(session) {
-            self.member_unreachable(now, node, false);
+        if let Some((node, unanswered)) = self.peers.gone(session) {
+            self.member_unreachable(now, node, unanswered);
         }
         self.drain_router(now);
     }
@@ -245,6 +245,7 @@ impl SupernodeCore {
             SupernodeToSupernode::DirPublished {
                 not_owner, capped, ..
             } => {
+                self.peers.publish_answered(session);
                 self.directory_stats.refused_not_owner += u64::from(not_owner);
                 self.directory_stats.refused_capped += u64::from(capped);
                 // Refused as not its own: its view of the membership differs from ours

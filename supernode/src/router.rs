@@ -21,7 +21,7 @@
 //!    for the second hop.
 //!    With the keyword directory, a leaf's query asks *direct* holders instead: the
 //!    supernodes the owners of its words say hold them, asked directly over a pooled
-//!    connection (they need not be neighbours), 8 a round, with no hops left; while the
+//!    connection (they need not be neighbours), 16 a round, with no hops left; while the
 //!    lookup is still out, the query waits for it. Relays are the fallback when the
 //!    directory could not answer.
 //! 5. Hits from asked neighbours stream back to the asker as they arrive.
@@ -39,6 +39,10 @@ use superpeer_common::{ContentId, NodeId};
 
 use crate::SessionId;
 use crate::seen::{Seen, SeenIds};
+
+/// Supernodes the directory named asked per round: they were named because they hold
+/// the words, so a round asks more of them than of neighbours whose summaries only may.
+pub const DIRECT_FANOUT: usize = 16;
 
 /// Tunables of query routing.
 #[derive(Clone, Debug)]
@@ -584,7 +588,7 @@ impl Router {
                 .direct
                 .iter()
                 .skip(q.next_direct)
-                .take(self.config.fanout.max(8))
+                .take(DIRECT_FANOUT)
                 .copied()
                 .collect();
             q.next_direct += round.len();

@@ -22,7 +22,7 @@ use super::members::MemberSet;
 /// How long an owner may take to answer a lookup before the next owner is asked.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most supernodes one query asks directly.
-pub const MAX_DIRECT_ASKED: usize = 64;
+pub const MAX_DIRECT_ASKED: usize = 128;
 /// Owners asked about each word at once, whose answers are merged.
 pub const OWNERS_ASKED: usize = 2;
 

@@ -50,6 +50,8 @@ pub struct Peer {
     pub node_id: NodeId,
     pub outgoing: bool,
     last_used: Instant,
+    /// Publishes sent on it whose answer has not come: closing it now would lose them.
+    unanswered: u32,
     /// Its queries and lookups to us, all its messages, and the keywords it publishes.
     pub budgets: Budgets,
 }
@@ -125,6 +127,7 @@ impl Peers {
                 let session = *session;
                 if let Some(peer) = self.sessions.get_mut(&session) {
                     peer.last_used = now;
+                    peer.unanswered += u32::from(is_publish(&msg));
                 }
                 steps.push(PeerStep::Send(session, msg));
                 true
@@ -173,11 +176,15 @@ impl Peers {
                 node_id: node,
                 outgoing,
                 last_used: now,
+                unanswered: 0,
                 budgets,
             },
         );
         let previous = self.by_node.insert(node, Slot::Up(session));
         if let Some(Slot::Connecting { queued, .. }) = previous {
+            if let Some(peer) = self.sessions.get_mut(&session) {
+                peer.unanswered += queued.iter().filter(|m| is_publish(m)).count() as u32;
+            }
             steps.extend(queued.into_iter().map(|m| PeerStep::Send(session, m)));
         }
     }
@@ -188,13 +195,21 @@ impl Peers {
             && self.by_node.remove(&node).is_some()
     }
 
-    /// A directory session ended. Returns its member.
-    pub fn gone(&mut self, session: SessionId) -> Option<NodeId> {
+    /// A directory session ended. Returns its member, and whether publishes sent on it
+    /// were still unanswered (perhaps lost).
+    pub fn gone(&mut self, session: SessionId) -> Option<(NodeId, bool)> {
         let peer = self.sessions.remove(&session)?;
         if matches!(self.by_node.get(&peer.node_id), Some(Slot::Up(s)) if *s == session) {
             self.by_node.remove(&peer.node_id);
         }
-        Some(peer.node_id)
+        Some((peer.node_id, peer.unanswered > 0))
+    }
+
+    /// An owner answered a publish sent on `session`.
+    pub fn publish_answered(&mut self, session: SessionId) {
+        if let Some(peer) = self.sessions.get_mut(&session) {
+            peer.unanswered = peer.unanswered.saturating_sub(1);
+        }
     }
 
     /// The session's peer; the session counts as used now (a message came on it).
@@ -262,7 +277,9 @@ impl Peers {
     fn quietest(&self, now: Instant) -> Option<SessionId> {
         self.sessions
             .iter()
-            .filter(|(_, p)| p.outgoing && now >= p.last_used + QUIET_BEFORE_EVICTION)
+            .filter(|(_, p)| {
+                p.outgoing && p.unanswered == 0 && now >= p.last_used + QUIET_BEFORE_EVICTION
+            })
             .min_by_key(|(s, p)| (p.last_used, **s))
             .map(|(s, _)| *s)
     }
@@ -271,13 +288,17 @@ impl Peers {
     fn evict_idle(&mut self, now: Instant, steps: &mut Vec<PeerStep>) -> bool {
         match self.quietest(now) {
             Some(session) => {
-                self.gone(session);
+                let _ = self.gone(session);
                 steps.push(PeerStep::Close(session));
                 true
             }
             None => false,
         }
     }
+}
+
+fn is_publish(msg: &SupernodeToSupernode) -> bool {
+    matches!(msg, SupernodeToSupernode::DirPublish { .. })
 }
 
 #[cfg(test)]
@@ -331,7 +352,7 @@ mod tests {
         steps.clear();
         peers.send(now, node(1), addr(1), ping(3), &mut steps);
         assert_eq!(steps, vec![PeerStep::Send(SessionId(7), ping(3))]);
-        assert_eq!(peers.gone(SessionId(7)), Some(node(1)));
+        assert_eq!(peers.gone(SessionId(7)), Some((node(1), false)));
     }
 
     #[test]
@@ -400,6 +421,30 @@ mod tests {
                 .is_ok()
         );
         assert!(peers.send(now, node(201), addr(201), ping(2), &mut steps));
+    }
+
+    #[test]
+    fn a_session_with_unanswered_publishes_is_not_closed_for_room_and_says_so_when_gone() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        let publish = SupernodeToSupernode::DirPublish { keywords: vec![] };
+        assert!(
+            peers
+                .publish(now, node(1), addr(1), publish.clone(), &mut steps)
+                .is_ok()
+        );
+        peers.up(now, SessionId(1), node(1), true, budgets(now), &mut steps);
+        let later = now + QUIET_BEFORE_EVICTION * 2;
+        assert_eq!(peers.quietest(later), None, "its publish is unanswered");
+        peers.publish_answered(SessionId(1));
+        assert_eq!(peers.quietest(later), Some(SessionId(1)));
+        assert!(
+            peers
+                .publish(later, node(1), addr(1), publish, &mut steps)
+                .is_ok()
+        );
+        assert_eq!(peers.gone(SessionId(1)), Some((node(1), true)));
     }
 
     #[test]
