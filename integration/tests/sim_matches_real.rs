@@ -59,10 +59,10 @@
 //! A second test runs the simulator alone on the planned tree against the model (no
 //! processes; it shows a simulator bug apart from a daemon one).
 //!
-//! The keyword directory is off in the simulator here: the daemons of this test have no
-//! membership source yet, so they route through neighbours and relays only (see
-//! `simulate`). When they follow the list server's membership, either the model learns the
-//! directory or both sides turn it off.
+//! The keyword directory is off on both sides here (`--no-directory` for the daemons,
+//! `CoreConfig::directory = false` in the simulator): this test is about routing through
+//! neighbours and relays, whose counts the directory's direct asks would change. The
+//! directory has its own tests: `directory_search` (real daemons) and `sim_directory`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -693,7 +693,13 @@ fn real_run(workload: &Workload) -> Real {
     let max_leaves = LEAVES_PER_SUPERNODE.to_string();
     for (n, (max, _)) in PLAN.iter().enumerate() {
         let max = max.to_string();
-        let args = ["--max-neighbors", &max, "--max-leaves", &max_leaves];
+        let args = [
+            "--max-neighbors",
+            &max,
+            "--max-leaves",
+            &max_leaves,
+            "--no-directory",
+        ];
         let sn = cluster.supernode(&format!("sn-{n}"), &list, &args).unwrap();
         ids.push(sn.pinned.node_id.unwrap().to_string());
         supernodes.push(sn);

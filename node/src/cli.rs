@@ -164,6 +164,11 @@ pub struct SupernodeArgs {
     /// Most links to other supernodes [default: 32].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_neighbors: Option<u16>,
+    /// Search only through neighbours and relays: publish nothing to the keyword
+    /// directory and look nothing up there (it still answers as an owner). For
+    /// comparisons; the directory is what lets a search reach every supernode.
+    #[arg(long)]
+    pub no_directory: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,11 +19,29 @@ use crate::leaf::{CACHE_FILE, Leaf, LeafConfig, LeafCoreConfig, LeafHandle};
 use crate::transfer::Uploads;
 use crate::{names, runtime, share};
 
+/// What only `superpeer supernode` sets (a promoted leaf takes the defaults).
+#[derive(Clone, Copy, Debug)]
+pub struct SupernodeTunables {
+    /// Links kept (the supernode's default when `None`).
+    pub max_neighbors: Option<usize>,
+    /// Whether searches use the keyword directory.
+    pub directory: bool,
+}
+
+impl Default for SupernodeTunables {
+    fn default() -> Self {
+        Self {
+            max_neighbors: None,
+            directory: true,
+        }
+    }
+}
+
 /// Runs a node with `core`'s role and tunables until a shutdown signal.
 pub fn run(
     args: DaemonArgs,
     mut core: LeafCoreConfig,
-    max_neighbors: Option<usize>,
+    supernode_tunables: SupernodeTunables,
 ) -> anyhow::Result<()> {
     raise_descriptor_limit();
     let (args, listen) = args.resolve()?;
@@ -60,7 +78,8 @@ pub fn run(
         peers: args.peers,
         state_dir: state_dir.clone(),
         core,
-        max_neighbors,
+        max_neighbors: supernode_tunables.max_neighbors,
+        directory: supernode_tunables.directory,
         max_files_per_leaf: args.max_files_per_leaf.map(|n| n as usize),
         max_connections: args.max_connections.map(|n| n as usize),
     };

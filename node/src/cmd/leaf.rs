@@ -13,5 +13,9 @@ pub fn run(args: LeafArgs) -> anyhow::Result<()> {
         },
         ..LeafCoreConfig::default()
     };
-    super::daemon::run(args.daemon, core, None)
+    super::daemon::run(
+        args.daemon,
+        core,
+        super::daemon::SupernodeTunables::default(),
+    )
 }

@@ -14,5 +14,9 @@ pub fn run(args: SupernodeArgs) -> anyhow::Result<()> {
         start_as_supernode: true,
         ..LeafCoreConfig::default()
     };
-    super::daemon::run(args.daemon, core, args.max_neighbors.map(usize::from))
+    let supernode = super::daemon::SupernodeTunables {
+        max_neighbors: args.max_neighbors.map(usize::from),
+        directory: !args.no_directory,
+    };
+    super::daemon::run(args.daemon, core, supernode)
 }

@@ -52,6 +52,8 @@ pub struct LeafConfig {
     pub core: LeafCoreConfig,
     /// Links kept once a supernode (the supernode's default when `None`).
     pub max_neighbors: Option<usize>,
+    /// Whether searches use the keyword directory once a supernode.
+    pub directory: bool,
     /// Files indexed per leaf once a supernode (the supernode's default when `None`).
     pub max_files_per_leaf: Option<usize>,
     /// Connections held at once as a supernode (the supernode's default when `None`).

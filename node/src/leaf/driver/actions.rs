@@ -262,6 +262,7 @@ impl Driver {
             peers,
             max_leaves: self.config.core.max_leaves,
             max_neighbors: self.config.max_neighbors,
+            directory: self.config.directory,
             max_files_per_leaf: self.config.max_files_per_leaf,
             max_connections: self.config.max_connections,
             transfer: supernode::transfer_service(self.served.clone(), self.uploads.clone()),

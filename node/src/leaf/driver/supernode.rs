@@ -37,6 +37,7 @@ pub struct Settings {
     pub peers: Vec<PeerAddr>,
     pub max_leaves: usize,
     pub max_neighbors: Option<usize>,
+    pub directory: bool,
     pub max_files_per_leaf: Option<usize>,
     pub max_connections: Option<usize>,
     pub transfer: TransferService,
@@ -65,6 +66,7 @@ pub fn start(settings: Settings, events: mpsc::Sender<Event>) -> Result<Running,
     if let Some(links) = settings.max_neighbors {
         config.core.max_neighbors = links;
     }
+    config.core.directory = settings.directory;
     if let Some(files) = settings.max_files_per_leaf {
         config.core.index.max_entries_per_holder = files;
     }
