@@ -105,10 +105,9 @@ impl Peers {
         msg: SupernodeToSupernode,
         steps: &mut Vec<PeerStep>,
     ) -> Result<(), SupernodeToSupernode> {
-        if self.by_node.contains_key(&node) || self.has_room(now, MAX_FOR_PUBLISHING) {
-            if self.send_within(now, node, addr, msg.clone(), MAX_FOR_PUBLISHING, steps) {
-                return Ok(());
-            }
+        let room = self.by_node.contains_key(&node) || self.has_room(now, MAX_FOR_PUBLISHING);
+        if room && self.send_within(now, node, addr, msg.clone(), MAX_FOR_PUBLISHING, steps) {
+            return Ok(());
         }
         Err(msg)
     }
