@@ -78,6 +78,9 @@ enum Slot {
 pub struct Peers {
     by_node: FxHashMap<NodeId, Slot>,
     sessions: FxHashMap<SessionId, Peer>,
+    /// The budgets of members whose last session ended, for [`IDLE`]: a member that
+    /// reconnects goes on with what it had left, not with a fresh burst.
+    spent: FxHashMap<NodeId, (Budgets, Instant)>,
 }
 
 impl Peers {
@@ -169,6 +172,15 @@ impl Peers {
         budgets: Budgets,
         steps: &mut Vec<PeerStep>,
     ) {
+        // Budgets belong to the member: one it still has (another session open, or one
+        // that ended lately) carries over.
+        let budgets = self
+            .sessions
+            .values()
+            .find(|p| p.node_id == node)
+            .map(|p| p.budgets)
+            .or_else(|| self.spent.remove(&node).map(|(b, _)| b))
+            .unwrap_or(budgets);
         self.sessions.insert(
             session,
             Peer {
@@ -201,6 +213,8 @@ impl Peers {
         if matches!(self.by_node.get(&peer.node_id), Some(Slot::Up(s)) if *s == session) {
             self.by_node.remove(&peer.node_id);
         }
+        self.spent
+            .insert(peer.node_id, (peer.budgets, peer.last_used));
         Some((peer.node_id, peer.unanswered > 0))
     }
 
@@ -244,6 +258,7 @@ impl Peers {
     /// Closes outgoing sessions idle for [`IDLE`]; gives up connections not up within
     /// [`CONNECT_TIMEOUT`] (returned: the caller treats them as unreachable).
     pub fn expire(&mut self, now: Instant, steps: &mut Vec<PeerStep>) -> Vec<NodeId> {
+        self.spent.retain(|_, (_, last)| now < *last + IDLE);
         for (session, peer) in &self.sessions {
             if peer.outgoing && now >= peer.last_used + IDLE {
                 steps.push(PeerStep::Close(*session));
@@ -444,6 +459,42 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(peers.gone(SessionId(1)), Some((node(1), true)));
+    }
+
+    #[test]
+    fn a_member_that_reconnects_keeps_its_spent_budget() {
+        let now = Instant::now();
+        let mut peers = Peers::default();
+        let mut steps = Vec::new();
+        peers.up(now, SessionId(1), node(1), false, budgets(now), &mut steps);
+        let peer = peers.get_mut(now, SessionId(1)).unwrap();
+        while peer.budgets.queries.try_take(now) {}
+        assert!(peers.gone(SessionId(1)).is_some());
+        peers.up(now, SessionId(2), node(1), false, budgets(now), &mut steps);
+        let peer = peers.get_mut(now, SessionId(2)).unwrap();
+        assert!(
+            !peer.budgets.queries.try_take(now),
+            "a fresh burst on reconnecting"
+        );
+        // After a long quiet, a new session starts full.
+        assert!(peers.gone(SessionId(2)).is_some());
+        peers.expire(now + IDLE, &mut steps);
+        peers.up(
+            now + IDLE,
+            SessionId(3),
+            node(1),
+            false,
+            budgets(now),
+            &mut steps,
+        );
+        assert!(
+            peers
+                .get_mut(now + IDLE, SessionId(3))
+                .unwrap()
+                .budgets
+                .queries
+                .try_take(now + IDLE)
+        );
     }
 
     #[test]
