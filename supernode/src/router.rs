@@ -21,9 +21,9 @@
 //!    for the second hop.
 //!    With the keyword directory, a leaf's query asks *direct* holders instead: the
 //!    supernodes the owners of its words say hold them, asked directly over a pooled
-//!    connection (they need not be neighbours), 16 a round, with no hops left; while the
-//!    lookup is still out, the query waits for it. Relays are the fallback when the
-//!    directory could not answer.
+//!    connection (they need not be neighbours), 32, 64, 128 a round, with no hops left;
+//!    while the lookup is still out, the query waits for it. Relays are the fallback when
+//!    the directory could not answer.
 //! 5. Hits from asked neighbours stream back to the asker as they arrive.
 //! 6. The query ends with `Enough`, `Exhausted` (no candidates or hops left), `Deadline`, or
 //!    `Cancelled`; the asker gets `QueryDone`, and neighbours still working are told to stop.
@@ -40,9 +40,11 @@ use superpeer_common::{ContentId, NodeId};
 use crate::SessionId;
 use crate::seen::{Seen, SeenIds};
 
-/// Supernodes the directory named asked per round: they were named because they hold
-/// the words, so a round asks more of them than of neighbours whose summaries only may.
-pub const DIRECT_FANOUT: usize = 16;
+/// Supernodes the directory named asked in the first round, and twice as many each round
+/// after (32, 64, 128): they were named because they hold the words, so a round asks more
+/// of them than of neighbours whose summaries only may, and a query that needs all of
+/// them (a rare match spread thin) gets there in a few round trips.
+pub const DIRECT_FANOUT: usize = 32;
 
 /// Tunables of query routing.
 #[derive(Clone, Debug)]
@@ -175,6 +177,7 @@ struct Active {
     /// Supernodes the directory named, and how far through them we are.
     direct: Vec<NodeId>,
     next_direct: usize,
+    direct_rounds: u32,
     /// Of those, asked this round and not done; asked at some point and not done.
     direct_outstanding: FxHashSet<NodeId>,
     direct_asked: FxHashSet<NodeId>,
@@ -304,6 +307,7 @@ impl Router {
             },
             direct: Vec::new(),
             next_direct: 0,
+            direct_rounds: 0,
             direct_outstanding: FxHashSet::default(),
             direct_asked: FxHashSet::default(),
             round_deadline: now,
@@ -588,10 +592,11 @@ impl Router {
                 .direct
                 .iter()
                 .skip(q.next_direct)
-                .take(DIRECT_FANOUT)
+                .take(DIRECT_FANOUT << q.direct_rounds.min(4))
                 .copied()
                 .collect();
             q.next_direct += round.len();
+            q.direct_rounds += 1;
             q.round_deadline = now + self.config.round_timeout;
             // The whole `want`: a holder asked for only what is still missing would send
             // its first matches, often ones we have already.

@@ -19,7 +19,7 @@ use superpeer_common::{NodeId, TokenBucket};
 use crate::SessionId;
 
 /// Most connections we open to other supernodes for the directory at once.
-pub const MAX_OUTGOING: usize = 64;
+pub const MAX_OUTGOING: usize = 256;
 /// An outgoing connection unused this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
 /// A connection that is not up within this is given up.
@@ -31,7 +31,7 @@ pub const MAX_QUEUED: usize = 256;
 pub const QUIET_BEFORE_EVICTION: Duration = Duration::from_secs(2);
 /// Of the outgoing connections, how many publishes may hold: the rest stay free for
 /// lookups and queries, which a user waits for.
-pub const MAX_FOR_PUBLISHING: usize = 48;
+pub const MAX_FOR_PUBLISHING: usize = 64;
 
 /// What the pool asks of the caller.
 #[derive(Debug, PartialEq)]
@@ -319,12 +319,14 @@ fn is_publish(msg: &SupernodeToSupernode) -> bool {
 mod tests {
     use super::*;
 
-    fn node(i: u8) -> NodeId {
-        NodeId::from_bytes([i; 32])
+    fn node(i: u16) -> NodeId {
+        let mut bytes = [7u8; 32];
+        bytes[..2].copy_from_slice(&i.to_le_bytes());
+        NodeId::from_bytes(bytes)
     }
 
-    fn addr(i: u8) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, i], 4000))
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4000 + i))
     }
 
     fn budgets(now: Instant) -> Budgets {
@@ -374,12 +376,12 @@ mod tests {
         let now = Instant::now();
         let mut peers = Peers::default();
         let mut steps = Vec::new();
-        for i in 0..MAX_OUTGOING as u8 {
+        for i in 0..MAX_OUTGOING as u16 {
             assert!(peers.send(now, node(i), addr(i), ping(0), &mut steps));
         }
         // All opening, none idle to close: no room.
-        assert!(!peers.send(now, node(200), addr(200), ping(0), &mut steps));
-        for i in 0..MAX_OUTGOING as u8 {
+        assert!(!peers.send(now, node(1000), addr(1000), ping(0), &mut steps));
+        for i in 0..MAX_OUTGOING as u16 {
             let at = now + Duration::from_millis(u64::from(i));
             peers.up(
                 at,
@@ -392,14 +394,14 @@ mod tests {
         }
         steps.clear();
         // All just used: none is closed under what was just sent on it.
-        assert!(!peers.send(now, node(200), addr(200), ping(0), &mut steps));
+        assert!(!peers.send(now, node(1000), addr(1000), ping(0), &mut steps));
         // Once quiet, room is made by closing the least recently used.
         let quiet = now + QUIET_BEFORE_EVICTION + Duration::from_millis(10);
-        assert!(peers.send(quiet, node(200), addr(200), ping(0), &mut steps));
+        assert!(peers.send(quiet, node(1000), addr(1000), ping(0), &mut steps));
         assert!(steps.contains(&PeerStep::Close(SessionId(1))));
         steps.clear();
         let stuck = peers.expire(quiet + CONNECT_TIMEOUT, &mut steps);
-        assert_eq!(stuck, vec![node(200)]);
+        assert_eq!(stuck, vec![node(1000)]);
         peers.expire(now + IDLE + Duration::from_secs(1), &mut steps);
         assert_eq!(
             steps
@@ -415,7 +417,7 @@ mod tests {
         let now = Instant::now();
         let mut peers = Peers::default();
         let mut steps = Vec::new();
-        for i in 0..MAX_FOR_PUBLISHING as u8 {
+        for i in 0..MAX_FOR_PUBLISHING as u16 {
             assert!(
                 peers
                     .publish(now, node(i), addr(i), ping(0), &mut steps)
@@ -425,7 +427,7 @@ mod tests {
         // Publishing is full: the publish comes back to wait for the next flush...
         assert!(
             peers
-                .publish(now, node(200), addr(200), ping(9), &mut steps)
+                .publish(now, node(1000), addr(1000), ping(9), &mut steps)
                 .is_err()
         );
         // ...but to a member already being reached it still goes, and lookups have room.
@@ -434,7 +436,7 @@ mod tests {
                 .publish(now, node(1), addr(1), ping(1), &mut steps)
                 .is_ok()
         );
-        assert!(peers.send(now, node(201), addr(201), ping(2), &mut steps));
+        assert!(peers.send(now, node(1001), addr(1001), ping(2), &mut steps));
     }
 
     #[test]
