@@ -178,6 +178,8 @@ struct Active {
     direct: Vec<NodeId>,
     next_direct: usize,
     direct_rounds: u32,
+    /// The neighbours' first round has been answered (or timed out).
+    first_round_over: bool,
     /// Of those, asked this round and not done; asked at some point and not done.
     direct_outstanding: FxHashSet<NodeId>,
     direct_asked: FxHashSet<NodeId>,
@@ -308,6 +310,7 @@ impl Router {
             direct: Vec::new(),
             next_direct: 0,
             direct_rounds: 0,
+            first_round_over: false,
             direct_outstanding: FxHashSet::default(),
             direct_asked: FxHashSet::default(),
             round_deadline: now,
@@ -580,44 +583,31 @@ impl Router {
             self.finish(id, QueryEnd::Enough);
             return;
         }
-        if !q.nothing_outstanding() {
+        // The supernodes the directory named are asked beside the neighbours' rounds, once
+        // the first of those is over (a popular query ends there, and pays no direct ask).
+        let first_round_over = q.ttl == 0
+            || q.candidates.is_empty()
+            || (q.next_candidate > 0 && (q.outstanding.is_empty() || q.first_round_over));
+        q.first_round_over = first_round_over;
+        if q.lookup == Lookup::Answered
+            && first_round_over
+            && q.direct_outstanding.is_empty()
+            && q.next_direct < q.direct.len()
+        {
+            self.ask_direct(now, id);
+        }
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        if !q.outstanding.is_empty() {
             return;
         }
         let fast_path_done = q.ttl == 0 || q.next_candidate >= q.candidates.len();
         if fast_path_done && q.lookup == Lookup::Waiting {
             return; // the directory's answer moves it on
         }
-        if fast_path_done && q.lookup == Lookup::Answered && q.next_direct < q.direct.len() {
-            let round: Vec<NodeId> = q
-                .direct
-                .iter()
-                .skip(q.next_direct)
-                .take(DIRECT_FANOUT << q.direct_rounds.min(4))
-                .copied()
-                .collect();
-            q.next_direct += round.len();
-            q.direct_rounds += 1;
-            q.round_deadline = now + self.config.round_timeout;
-            // The whole `want`: a holder asked for only what is still missing would send
-            // its first matches, often ones we have already.
-            let asked = Query {
-                id,
-                keywords: q.query.keywords.clone(),
-                want: q.query.want,
-            };
-            for node in round {
-                q.direct_outstanding.insert(node);
-                q.direct_asked.insert(node);
-                self.stats.asked_directly += 1;
-                self.out.push_back(RouterOutput::ToMember(
-                    node,
-                    SupernodeToSupernode::Query {
-                        query: asked.clone(),
-                        ttl: 0,
-                    },
-                ));
-            }
-            return;
+        if fast_path_done && (!q.direct_outstanding.is_empty() || q.next_direct < q.direct.len()) {
+            return; // the direct rounds are still going
         }
         let relaying = q.relaying();
         let (round, ttl): (Vec<SessionId>, u8) =
@@ -672,6 +662,42 @@ impl Router {
                 SupernodeToSupernode::Query {
                     query: forwarded.clone(),
                     ttl,
+                },
+            ));
+        }
+    }
+
+    /// The next round of supernodes the directory named: 32, then 64, then 128.
+    fn ask_direct(&mut self, now: Instant, id: QueryId) {
+        let Some(q) = self.active.get_mut(&id) else {
+            return;
+        };
+        let round: Vec<NodeId> = q
+            .direct
+            .iter()
+            .skip(q.next_direct)
+            .take(DIRECT_FANOUT << q.direct_rounds.min(4))
+            .copied()
+            .collect();
+        q.next_direct += round.len();
+        q.direct_rounds += 1;
+        q.round_deadline = now + self.config.round_timeout;
+        // The whole `want`: a holder asked for only what is still missing would send its
+        // first matches, often ones we have already.
+        let asked = Query {
+            id,
+            keywords: q.query.keywords.clone(),
+            want: q.query.want,
+        };
+        for node in round {
+            q.direct_outstanding.insert(node);
+            q.direct_asked.insert(node);
+            self.stats.asked_directly += 1;
+            self.out.push_back(RouterOutput::ToMember(
+                node,
+                SupernodeToSupernode::Query {
+                    query: asked.clone(),
+                    ttl: 0,
                 },
             ));
         }
