@@ -532,3 +532,96 @@ fn a_copy_with_more_hops_left_relays_without_answering_again() {
     );
     assert_eq!(again, Started::Duplicate);
 }
+
+fn member(n: u16) -> NodeId {
+    let mut bytes = [3u8; 32];
+    bytes[..2].copy_from_slice(&n.to_le_bytes());
+    NodeId::from_bytes(bytes)
+}
+
+/// Members the outputs sent a query to directly, with the `want` asked.
+fn asked_directly(outputs: &[RouterOutput]) -> Vec<(NodeId, u32)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RouterOutput::ToMember(n, SupernodeToSupernode::Query { query, ttl: 0 }) => {
+                Some((*n, query.want))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn named_supernodes_are_asked_after_the_first_neighbour_round_in_growing_rounds() {
+    let t0 = Instant::now();
+    let mut router = Router::new(config());
+    let id = QueryId([7; 16]);
+    let targets = Targets {
+        candidates: neighbors([10, 11, 12, 13]),
+        relays: neighbors([20]),
+        directory: true,
+    };
+    router.start_routed(t0, query(7, 200), Asker::Leaf(LEAF), vec![], targets, 2);
+    assert_eq!(asked(&drain(&mut router)), neighbors([10, 11]));
+    // The owners answer while the first round runs: nobody is asked directly yet.
+    let named: Vec<NodeId> = (0..100).map(member).collect();
+    router.directory_done(t0, id, Some(named.clone()));
+    assert!(asked_directly(&drain(&mut router)).is_empty());
+    // The first round is over: the second neighbour round and 32 named supernodes go out
+    // together, each asked for the whole want.
+    router.handle_done(t0, SessionId(10), id);
+    router.handle_done(t0, SessionId(11), id);
+    let out = drain(&mut router);
+    assert_eq!(asked(&out), neighbors([12, 13]));
+    let direct = asked_directly(&out);
+    assert_eq!(direct.len(), DIRECT_FANOUT);
+    assert!(direct.iter().all(|(_, want)| *want == 200));
+    // Hits from one of them arrive; when all 32 are done, the next 64 are asked.
+    router.handle_direct_hits(t0, named[0], id, vec![hit(1)]);
+    for n in &named[..DIRECT_FANOUT] {
+        router.handle_direct_done(t0, *n, id);
+    }
+    let out = drain(&mut router);
+    assert_eq!(leaf_hits(&out), 1);
+    assert_eq!(asked_directly(&out).len(), 2 * DIRECT_FANOUT);
+    // An unreachable one is not waited for; the relays stay unused: the owners answered.
+    router.member_gone(t0, named[40]);
+    for n in &named[DIRECT_FANOUT..3 * DIRECT_FANOUT] {
+        router.handle_direct_done(t0, *n, id);
+    }
+    router.handle_done(t0, SessionId(12), id);
+    router.handle_done(t0, SessionId(13), id);
+    let out = drain(&mut router);
+    assert_eq!(asked_directly(&out).len(), 100 - 3 * DIRECT_FANOUT);
+    for n in &named[3 * DIRECT_FANOUT..] {
+        router.handle_direct_done(t0, *n, id);
+    }
+    let out = drain(&mut router);
+    assert!(
+        asked(&out).is_empty(),
+        "no relay once the directory answered"
+    );
+    assert_eq!(leaf_done(&out), Some(QueryEnd::Exhausted));
+}
+
+#[test]
+fn without_an_answer_from_the_owners_the_relays_are_the_fallback() {
+    let t0 = Instant::now();
+    let mut router = Router::new(config());
+    let id = QueryId([8; 16]);
+    let targets = Targets {
+        candidates: neighbors([10]),
+        relays: neighbors([20]),
+        directory: true,
+    };
+    router.start_routed(t0, query(8, 5), Asker::Leaf(LEAF), vec![], targets, 2);
+    drain(&mut router);
+    router.handle_done(t0, SessionId(10), id);
+    // Waiting for the owners: no relay yet, and the query does not end.
+    let out = drain(&mut router);
+    assert!(asked(&out).is_empty());
+    assert_eq!(leaf_done(&out), None);
+    router.directory_done(t0, id, None);
+    assert_eq!(asked(&drain(&mut router)), neighbors([20]));
+}
