@@ -48,7 +48,7 @@ pub const MAX_MEMBERS_PER_PAGE: usize = 2_000;
 /// Most keywords in one directory publish.
 pub const MAX_DIRECTORY_KEYWORDS: usize = 1_000;
 /// Most holders an owner names for one keyword.
-pub const MAX_DIRECTORY_HOLDERS: usize = 256;
+pub const MAX_DIRECTORY_HOLDERS: usize = 1_000;
 
 /// Which part a node plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use superpeer_common::NodeId;
 use superpeer_common::wire::{DirHolder, QueryId, SupernodeToSupernode};
 
@@ -22,7 +22,7 @@ use super::members::MemberSet;
 /// How long an owner may take to answer a lookup before the next owner is asked.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most supernodes one query asks directly.
-pub const MAX_DIRECT_ASKED: usize = 128;
+pub const MAX_DIRECT_ASKED: usize = 256;
 /// Owners asked about each word at once, whose answers are merged.
 pub const OWNERS_ASKED: usize = 2;
 
@@ -264,26 +264,34 @@ impl Lookups {
 }
 
 /// The supernodes that may hold every word: on every complete answer (or, with none
-/// complete, on the shortest), the most entries of the rarest word first.
+/// complete, on the shortest). Most promising first: the most entries for the word they
+/// have fewest of (a supernode with many entries for every word more likely holds one
+/// entry with all of them), then for the rarest word.
 fn candidates(words: &[WordLookup]) -> Option<Vec<NodeId>> {
     let answers: Vec<(u32, Vec<DirHolder>, bool)> =
         words.iter().filter_map(WordLookup::merged).collect();
     let rarest = answers.iter().min_by_key(|(total, _, _)| *total)?;
-    let on_every: Vec<FxHashSet<NodeId>> = answers
+    let on_every: Vec<FxHashMap<NodeId, u32>> = answers
         .iter()
         .filter(|(_, _, complete)| *complete)
-        .map(|(_, holders, _)| holders.iter().map(|h| h.node_id).collect())
+        .map(|(_, holders, _)| holders.iter().map(|h| (h.node_id, h.count)).collect())
         .collect();
-    let mut chosen: Vec<&DirHolder> = rarest
+    let mut chosen: Vec<(u32, u32, NodeId)> = rarest
         .1
         .iter()
-        .filter(|h| on_every.iter().all(|set| set.contains(&h.node_id)))
+        .filter_map(|h| {
+            let mut least = h.count;
+            for counts in &on_every {
+                least = least.min(*counts.get(&h.node_id)?);
+            }
+            Some((least, h.count, h.node_id))
+        })
         .collect();
-    chosen.sort_by(|a, b| b.count.cmp(&a.count).then(a.node_id.cmp(&b.node_id)));
+    chosen.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     Some(
         chosen
             .into_iter()
-            .map(|h| h.node_id)
+            .map(|(_, _, id)| id)
             .take(MAX_DIRECT_ASKED)
             .collect(),
     )
