@@ -108,13 +108,15 @@ fn a_leaf_finds_files_on_every_supernode_however_far_and_loses_only_the_dead_one
         Ok((got == all).then_some(()))
     })
     .unwrap();
+    // Each by its own word too (an owner whose view of the membership lagged may have
+    // refused a publish; it is sent again within seconds).
     for i in 0..SUPERNODES {
         let unique = format!("unique{i}");
-        assert_eq!(
-            found(&leaf, &[&unique]),
-            BTreeSet::from([name(i)]),
-            "{unique}"
-        );
+        let expected = BTreeSet::from([name(i)]);
+        wait_for(&unique, Duration::from_secs(15), || {
+            Ok((found(&leaf, &[&unique]) == expected).then_some(()))
+        })
+        .unwrap();
     }
     let asked_directly: u64 = supernodes
         .iter()
@@ -155,14 +157,22 @@ fn a_leaf_finds_files_on_every_supernode_however_far_and_loses_only_the_dead_one
         gone_after < Duration::from_secs(15),
         "the dead files lingered {gone_after:?}"
     );
+    // Every other file, by its own word: at once, unless all the owners it was asked of
+    // died (then once the membership has moved its word to the next owners).
+    let mut misses = 0;
     for i in (0..SUPERNODES).filter(|i| !killed.contains(i)) {
         let unique = format!("unique{i}");
-        assert_eq!(
-            found(&leaf, &[&unique]),
-            BTreeSet::from([name(i)]),
-            "{unique}"
-        );
+        let expected = BTreeSet::from([name(i)]);
+        if found(&leaf, &[&unique]) != expected {
+            misses += 1;
+            wait_for(&unique, Duration::from_secs(15), || {
+                Ok((found(&leaf, &[&unique]) == expected).then_some(()))
+            })
+            .unwrap();
+        }
     }
+    eprintln!("{misses} live files missed once right after the kills");
+    assert!(misses <= 1, "{misses} live files missed");
     for i in &killed {
         let unique = format!("unique{i}");
         assert!(found(&leaf, &[&unique]).is_empty(), "{unique} still found");
