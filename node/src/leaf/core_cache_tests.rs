@@ -55,3 +55,26 @@ fn the_known_supernodes_are_saved_at_most_every_five_minutes_and_never_lost() {
     s.core.handle_timeout(due + CACHE_SAVE_EVERY * 2);
     assert_eq!(saves(&drain(&mut s.core)), Vec::<usize>::new());
 }
+
+#[test]
+fn a_first_list_with_no_supernode_is_not_saved_and_does_not_hold_back_the_next() {
+    let t0 = std::time::Instant::now();
+    let mut core = LeafCore::new(
+        t0,
+        super::tests::id(super::tests::ME),
+        quiet(),
+        Vec::new(),
+        1,
+    );
+    drain(&mut core);
+    // The list server answers before any supernode is listed: nothing to save.
+    core.handle_learned(t0, &[], Source::ListServer { short: true });
+    assert_eq!(saves(&drain(&mut core)), Vec::<usize>::new());
+    // A second later it lists one: saved at once, not five minutes later.
+    core.handle_learned(
+        t0 + secs(1),
+        &[info(1)],
+        Source::ListServer { short: false },
+    );
+    assert_eq!(saves(&drain(&mut core)), vec![1]);
+}

@@ -246,15 +246,21 @@ impl LeafCore {
     }
 
     /// Saves the known supernodes now, or marks them to be saved once
-    /// [`CACHE_SAVE_EVERY`] has passed since the last save.
+    /// [`CACHE_SAVE_EVERY`] has passed since the last save. An empty list is never saved
+    /// (it would only replace what an earlier run knew), and the wait starts with the
+    /// first list that is not: a first list that came before any supernode was listed
+    /// must not keep the cache empty for five minutes.
     pub(super) fn save_cache(&mut self, now: Instant) {
         if now < self.next_cache_save {
             self.cache_dirty = true;
             return;
         }
+        let known = self.joiner.known();
         self.cache_dirty = false;
+        if known.is_empty() {
+            return;
+        }
         self.next_cache_save = now + CACHE_SAVE_EVERY;
-        self.actions
-            .push_back(LeafAction::SaveCache(self.joiner.known()));
+        self.actions.push_back(LeafAction::SaveCache(known));
     }
 }
