@@ -662,11 +662,8 @@ impl SupernodeCore {
                 }
             }
             SupernodeToSupernode::Hits { id, hits } => {
-                if hits.len() > MAX_HITS_PER_MESSAGE {
-                    return self.violation(session, "too many hits in one message");
-                }
-                if let Some(bad) = hits.iter().find_map(|h| h.validate().err()) {
-                    return self.violation(session, &bad.to_string());
+                if let Some(bad) = bad_hits(&hits) {
+                    return self.violation(session, &bad);
                 }
                 let unmatched = self.router.handle_hits(now, session, id, hits);
                 self.drain_router(now);
@@ -832,6 +829,17 @@ impl SupernodeCore {
     fn violation(&mut self, session: SessionId, reason: &str) {
         self.close(session, CloseCode::ProtocolViolation, reason);
     }
+}
+
+/// Why a neighbour's or member's `Hits` break the protocol, if they do: more than a
+/// message may carry, or a hit that is not valid.
+fn bad_hits(hits: &[superpeer_common::wire::QueryHit]) -> Option<String> {
+    if hits.len() > MAX_HITS_PER_MESSAGE {
+        return Some("too many hits in one message".into());
+    }
+    hits.iter()
+        .find_map(|h| h.validate().err())
+        .map(|e| e.to_string())
 }
 
 /// Where relay `node` ranks for query `id`: of the relays that can pass a query on to the

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use superpeer_common::wire::{
-    CloseCode, DirHolder, KeywordCount, MAX_DIRECTORY_HOLDERS, MAX_HITS_PER_MESSAGE,
-    SupernodeToSupernode,
+    CloseCode, DirHolder, KeywordCount, MAX_DIRECTORY_HOLDERS, SupernodeToSupernode,
 };
 use superpeer_common::{NodeId, TokenBucket};
 
 use super::{
     Action, MAX_RUNNING_PER_NEIGHBOR, NEIGHBOR_MESSAGE_BURST, NEIGHBOR_MESSAGES_PER_SECOND,
-    NEIGHBOR_QUERIES_PER_SECOND, NEIGHBOR_QUERY_BURST, SupernodeCore,
+    NEIGHBOR_QUERIES_PER_SECOND, NEIGHBOR_QUERY_BURST, SupernodeCore, bad_hits,
 };
 use crate::SessionId;
 use crate::directory::MemberSet;
@@ -291,11 +290,8 @@ impl SupernodeCore {
                 }
             }
             SupernodeToSupernode::Hits { id, hits } => {
-                if hits.len() > MAX_HITS_PER_MESSAGE {
-                    return self.violation(session, "too many hits in one message");
-                }
-                if let Some(bad) = hits.iter().find_map(|h| h.validate().err()) {
-                    return self.violation(session, &bad.to_string());
+                if let Some(bad) = bad_hits(&hits) {
+                    return self.violation(session, &bad);
                 }
                 let unmatched = self.router.handle_direct_hits(now, from, id, hits);
                 self.drain_router(now);

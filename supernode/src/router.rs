@@ -339,15 +339,7 @@ impl Router {
         if !q.asked.contains(&from) {
             return 0; // late, or never asked: not ours to relay
         }
-        let before = hits.len();
-        let hits: Vec<QueryHit> = hits
-            .into_iter()
-            .filter(|hit| hit_matches(hit, &q.query.keywords))
-            .collect();
-        let unmatched = before - hits.len();
-        self.deliver(id, hits);
-        self.advance(now, id);
-        unmatched
+        self.take_hits(now, id, hits)
     }
 
     /// The directory lookup of `id` is over: `holders` are the supernodes to ask directly
@@ -394,6 +386,15 @@ impl Router {
         if !q.direct_asked.contains(&from) {
             return 0;
         }
+        self.take_hits(now, id, hits)
+    }
+
+    /// Passes on the hits that match the query's words and moves it on; returns how many
+    /// did not match.
+    fn take_hits(&mut self, now: Instant, id: QueryId, hits: Vec<QueryHit>) -> usize {
+        let Some(q) = self.active.get(&id) else {
+            return 0;
+        };
         let before = hits.len();
         let hits: Vec<QueryHit> = hits
             .into_iter()
