@@ -43,6 +43,7 @@ fn hits(n: usize) -> Vec<QueryHit> {
                 .map(|h| Holder {
                     node_id: NodeId::from_bytes([(i + h) as u8; 32]),
                     addr: SocketAddr::from(([127, 0, 0, h as u8 + 1], 4000)),
+                    via: None,
                 })
                 .collect(),
         })

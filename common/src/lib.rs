@@ -19,6 +19,8 @@
 //! - `address`: [`PeerAddr`].
 //! - `tls`: rustls configuration and the raw-key verifiers.
 //! - `transport`: [`Endpoint`], [`Connection`], [`Session`], [`TransportLimits`].
+//! - `tunnel`: QUIC between two leaves through a supernode's relay
+//!   ([`Endpoint::over_relay_leg`]).
 //! - `wire`: messages, frames, hello, errors.
 //! - `content`: [`ContentId`] and streaming hashing.
 //! - `keywords`: the tokenizer.
@@ -37,6 +39,7 @@ mod probe;
 mod tls;
 mod token_bucket;
 mod transport;
+mod tunnel;
 pub mod wire;
 
 pub use address::{ParsePeerAddrError, PeerAddr};
@@ -46,7 +49,8 @@ pub use gate::{Admitted, Gate, GateLimits, Ticket};
 pub use identity::{IDENTITY_FILE, Identity, IdentityError, NodeId, ParseNodeIdError};
 pub use keywords::{MAX_KEYWORD_BYTES, MAX_KEYWORDS_PER_NAME, keywords};
 pub use probe::{
-    MAX_PINGS_PER_PROBE, PROBE_SESSION_LIMIT, ProbeResult, answer_probe, answers_at, probe,
+    MAX_PINGS_PER_PROBE, PROBE_SESSION_LIMIT, ProbeResult, answer_probe, answer_probe_seeing,
+    answers_at, probe,
 };
 pub use tls::{ALPN, TlsError};
 pub use token_bucket::TokenBucket;
@@ -54,3 +58,4 @@ pub use transport::{
     ConnectError, Connection, Endpoint, HELLO_TIMEOUT, Session, TransportError, TransportLimits,
     UNADMITTED_MAX_FRAME, accept,
 };
+pub use tunnel::{MAX_TUNNEL_DATAGRAM, TUNNEL_PEER_ADDR};

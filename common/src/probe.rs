@@ -27,6 +27,8 @@ pub struct ProbeResult {
     pub role: Role,
     /// Its load, when it is a supernode.
     pub load: Option<Load>,
+    /// Where it saw our connection come from, if it says (supernodes do).
+    pub observed: Option<SocketAddr>,
 }
 
 /// Probes the node at the other end of `conn` with `samples` pings (at least one).
@@ -51,18 +53,24 @@ pub async fn probe(
             nonce: echoed,
             role,
             load,
+            observed,
         } = session.reader.recv_required().await?;
         if echoed != nonce {
             return Err(WireError::Unexpected("pong for another ping"));
         }
         rtts.push(sent.elapsed());
-        last = Some((role, load));
+        last = Some((role, load, observed));
     }
     let _ = session.writer.inner_mut().finish();
     rtts.sort();
-    let (role, load) = last.ok_or(WireError::Closed)?;
+    let (role, load, observed) = last.ok_or(WireError::Closed)?;
     let rtt = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
-    Ok(ProbeResult { rtt, role, load })
+    Ok(ProbeResult {
+        rtt,
+        role,
+        load,
+        observed,
+    })
 }
 
 /// Dial-back: whether node `node_id` answers at `addr` within `within`. The handshake is
@@ -100,15 +108,30 @@ pub async fn answer_probe(
     role: Role,
     load: impl Fn() -> Option<Load>,
 ) -> Result<(), WireError> {
-    tokio::time::timeout(PROBE_SESSION_LIMIT, answer_pings(session, role, load))
-        .await
-        .unwrap_or(Err(WireError::TimedOut("the prober to finish")))
+    answer_probe_seeing(session, role, load, None).await
+}
+
+/// [`answer_probe`], telling the prober where its connection comes from (`observed`):
+/// supernodes do, so leaves learn their NAT's mapping.
+pub async fn answer_probe_seeing(
+    session: &mut Session,
+    role: Role,
+    load: impl Fn() -> Option<Load>,
+    observed: Option<SocketAddr>,
+) -> Result<(), WireError> {
+    tokio::time::timeout(
+        PROBE_SESSION_LIMIT,
+        answer_pings(session, role, load, observed),
+    )
+    .await
+    .unwrap_or(Err(WireError::TimedOut("the prober to finish")))
 }
 
 async fn answer_pings(
     session: &mut Session,
     role: Role,
     load: impl Fn() -> Option<Load>,
+    observed: Option<SocketAddr>,
 ) -> Result<(), WireError> {
     session.reply(&HelloReply::Welcome { role }).await?;
     for _ in 0..MAX_PINGS_PER_PROBE {
@@ -120,6 +143,7 @@ async fn answer_pings(
                         nonce,
                         role,
                         load: load(),
+                        observed,
                     })
                     .await?;
             }

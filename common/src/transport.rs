@@ -153,12 +153,33 @@ impl Endpoint {
         limits: TransportLimits,
     ) -> Result<Self, TransportError> {
         let transport = Arc::new(limits.quinn_config()?);
-        let crypto = QuicServerConfig::try_from(tls::server_config(&identity)?)
-            .map_err(|e| TransportError::Config(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(limits.quinn_server_config()?));
+        let server = server_config(&identity, &limits)?;
         let inner = quinn::Endpoint::server(server, addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
+        Ok(Self {
+            inner,
+            identity,
+            transport,
+            limits,
+        })
+    }
+
+    /// Like [`Endpoint::bind`] (same TLS, same limits, accepts and dials), but over `socket`
+    /// instead of a UDP port of its own: a relay tunnel (`tunnel.rs`). Needs a tokio runtime.
+    pub(crate) fn over_socket(
+        identity: Arc<Identity>,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        limits: TransportLimits,
+    ) -> Result<Self, TransportError> {
+        let transport = Arc::new(limits.quinn_config()?);
+        let server = server_config(&identity, &limits)?;
+        let inner = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| TransportError::Config(e.to_string()))?;
         Ok(Self {
             inner,
             identity,
@@ -286,6 +307,18 @@ impl Endpoint {
     }
 }
 
+/// What incoming connections get: our TLS server side and the unadmitted limits.
+fn server_config(
+    identity: &Identity,
+    limits: &TransportLimits,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let crypto = QuicServerConfig::try_from(tls::server_config(identity)?)
+        .map_err(|e| TransportError::Config(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(limits.quinn_server_config()?));
+    Ok(server)
+}
+
 /// Completes an incoming connection: the TLS handshake, bounded by `timeout`.
 pub async fn accept(
     incoming: quinn::Incoming,
@@ -398,31 +431,68 @@ impl Connection {
     pub async fn accept_session(&self) -> Result<(Session, Hello), WireError> {
         let opened = async {
             let (send, recv) = self.inner.accept_bi().await?;
-            let mut session = Session {
-                reader: FrameReader::new(recv),
-                writer: FrameWriter::new(send),
-            };
-            // A hello is small, and so is all a session says until it is admitted (probe
-            // pings, transfer requests): do not let a peer make us buffer a large frame.
-            // Conversations with larger messages raise the limit: [`Session::admitted`]
-            // once a leaf or link is taken, the transfer and list services to theirs.
-            session.reader.limit_frames(UNADMITTED_MAX_FRAME);
-            let hello = wire::receive_hello(&mut session.reader, &mut session.writer).await;
-            Ok::<_, WireError>((session, hello))
+            Ok::<_, WireError>(Self::hello_of(send, recv).await)
         };
         let result = match tokio::time::timeout(HELLO_TIMEOUT, opened).await {
-            Ok(Ok((session, Ok(hello)))) => return Ok((session, hello)),
-            Ok(Ok((mut session, Err(e)))) => {
-                // Let the version reply reach the initiator before the close does.
-                let _ = session.writer.inner_mut().finish();
-                let _ = tokio::time::timeout(LINGER, self.inner.closed()).await;
-                e
-            }
+            Ok(Ok(done)) => return self.settle_hello(done).await,
             Ok(Err(e)) => e,
             Err(_) => WireError::TimedOut("the hello"),
         };
         self.close_for(&result);
         Err(result)
+    }
+
+    /// Responder, on a connection that carries many sessions one after another (a
+    /// downloader's to a holder): the session of a stream already taken with
+    /// `quinn().accept_bi()` (waiting for streams is the caller's, with no time limit while
+    /// its sessions run), its hello read within [`HELLO_TIMEOUT`].
+    pub async fn session_of(
+        &self,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> Result<(Session, Hello), WireError> {
+        match tokio::time::timeout(HELLO_TIMEOUT, Self::hello_of(send, recv)).await {
+            Ok(done) => self.settle_hello(done).await,
+            Err(_) => {
+                let e = WireError::TimedOut("the hello");
+                self.close_for(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn hello_of(
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> (Session, Result<Hello, WireError>) {
+        let mut session = Session {
+            reader: FrameReader::new(recv),
+            writer: FrameWriter::new(send),
+        };
+        // A hello is small, and so is all a session says until it is admitted (probe
+        // pings, transfer requests): do not let a peer make us buffer a large frame.
+        // Conversations with larger messages raise the limit: [`Session::admitted`]
+        // once a leaf or link is taken, the transfer and list services to theirs.
+        session.reader.limit_frames(UNADMITTED_MAX_FRAME);
+        let hello = wire::receive_hello(&mut session.reader, &mut session.writer).await;
+        (session, hello)
+    }
+
+    /// A hello read: the session, or the connection closed with the code the error calls
+    /// for (after the version reply had a moment to reach the initiator).
+    async fn settle_hello(
+        &self,
+        (mut session, hello): (Session, Result<Hello, WireError>),
+    ) -> Result<(Session, Hello), WireError> {
+        match hello {
+            Ok(hello) => Ok((session, hello)),
+            Err(e) => {
+                let _ = session.writer.inner_mut().finish();
+                let _ = tokio::time::timeout(LINGER, self.inner.closed()).await;
+                self.close_for(&e);
+                Err(e)
+            }
+        }
     }
 }
 

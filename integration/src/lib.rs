@@ -7,6 +7,8 @@
 //! - `bench`: the `bench` binary's measurements of a real network, with baselines.
 //! - `harness`: [`harness::Cluster`], real daemons on their own addresses and state dirs,
 //!   waits with bounds, generated shares.
+//! - `netns`: [`netns::Lab`], a small internet in network namespaces (public hosts, home
+//!   routers with endpoint-independent or symmetric NAT) for NAT tests; needs root.
 //! - `proxy`: [`proxy::Proxy`], a userspace UDP proxy adding delay, jitter and loss.
 //! - `sim`: the overlay simulator: the production state machines over a simulated network.
 //! - `workload`: seeded catalogs, shares and queries with Zipf popularity, and the ground
@@ -14,6 +16,7 @@
 
 pub mod bench;
 pub mod harness;
+pub mod netns;
 pub mod proxy;
 pub mod sim;
 pub mod workload;

@@ -256,6 +256,7 @@ impl Rig {
             size: self.payload.len() as u64,
             name: "payload.bin".into(),
             holders: holders.to_vec(),
+            via: Vec::new(),
         };
         let (tx, mut rx) = mpsc::channel(64);
         let last_piece = tokio::spawn(async move {

@@ -90,6 +90,20 @@ pub struct DaemonArgs {
     /// source address gets 64 of them (a quarter if that is less) [default: 4096].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
+    /// As a supernode, sessions relayed at once for firewalled leaves that cannot reach
+    /// each other otherwise (each node takes part in at most 4) [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub relay_sessions: Option<u32>,
+    /// Bytes per second one relayed session may carry [default: 2097152, 2 MiB/s].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_rate: Option<u64>,
+    /// Bytes one relayed session may carry in all, before it is cut off [default: 67108864,
+    /// 64 MiB].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_max_bytes: Option<u64>,
+    /// Seconds one relayed session may last [default: 120].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_max_seconds: Option<u64>,
     /// A TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

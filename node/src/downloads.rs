@@ -30,7 +30,8 @@ use tracing::{info, warn};
 use crate::control::{DownloadJson, GetEventJson, GetRequest, SourceJson};
 use crate::leaf::LeafHandle;
 use crate::names::sanitize;
-use crate::transfer::{DownloadError, DownloadPlan, Progress, dialable, download};
+use crate::nat::{Reached, Reacher};
+use crate::transfer::{DownloadError, DownloadPlan, Progress, dialable, download_reaching};
 
 /// Downloads running at once; more are refused until one ends.
 pub const MAX_RUNNING: usize = 8;
@@ -63,7 +64,7 @@ pub struct Downloads {
 }
 
 struct Inner {
-    endpoint: Endpoint,
+    reacher: Reacher,
     dir: PathBuf,
     known: Mutex<Known>,
     running: Mutex<HashMap<ContentId, Arc<Running>>>,
@@ -140,6 +141,8 @@ struct RunState {
     bytes_done: u64,
     rate: f64,
     sources: BTreeMap<NodeId, u64>,
+    /// How each source was reached.
+    reached: BTreeMap<NodeId, Reached>,
 }
 
 impl RunState {
@@ -151,7 +154,7 @@ impl RunState {
             size: self.size,
             bytes_done: self.bytes_done,
             rate: if state == "running" { self.rate } else { 0.0 },
-            sources: sources_json(&self.sources),
+            sources: sources_json(&self.sources, &self.reached),
             path: None,
             error: None,
         }
@@ -163,11 +166,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Downloads {
-    /// Downloads into `dir`, dialling holders from `endpoint`.
+    /// Downloads into `dir`, dialling holders from `endpoint` (directly only).
     pub fn new(endpoint: Endpoint, dir: PathBuf) -> Downloads {
+        Self::reaching(Reacher::direct(endpoint), dir)
+    }
+
+    /// Downloads into `dir`, reaching holders as `reacher` does (firewalled ones too).
+    pub fn reaching(reacher: Reacher, dir: PathBuf) -> Downloads {
         Downloads {
             inner: Arc::new(Inner {
-                endpoint,
+                reacher,
                 dir,
                 known: Mutex::new(Known::default()),
                 running: Mutex::new(HashMap::new()),
@@ -252,6 +260,7 @@ impl Downloads {
                 bytes_done: 0,
                 rate: 0.0,
                 sources: BTreeMap::new(),
+                reached: BTreeMap::new(),
             }),
             events,
         });
@@ -329,7 +338,7 @@ impl Downloads {
             missing: 0,
             total: 0,
         };
-        for hit in groups.plans(self.inner.endpoint.node_id()) {
+        for hit in groups.plans(self.inner.reacher.endpoint().node_id()) {
             match self.transfer(&hit, target.clone(), run, started).await {
                 Err(e @ DownloadError::SizeUnproven { .. }) => last = e,
                 outcome => return outcome,
@@ -363,11 +372,16 @@ impl Downloads {
             size: hit.size,
             name,
             holders,
+            via: hit
+                .holders
+                .iter()
+                .filter_map(|h| Some((h.node_id, h.via?)))
+                .collect(),
         };
         info!(content_id = %hit.content_id, holders = plan.holders.len(), "download requested");
         let (progress_tx, mut progress) = mpsc::channel(256);
-        let endpoint = self.inner.endpoint.clone();
-        let transfer = download(&endpoint, plan, &dir, progress_tx);
+        let reacher = self.inner.reacher.clone();
+        let transfer = download_reaching(&reacher, plan, &dir, progress_tx);
         tokio::pin!(transfer);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let mut resumed = 0;
@@ -406,7 +420,7 @@ impl Downloads {
             size: hit.size,
             resumed_bytes: resumed,
             fetched_bytes: state.sources.values().sum(),
-            sources: sources_json(&state.sources),
+            sources: sources_json(&state.sources, &state.reached),
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -431,6 +445,10 @@ impl Downloads {
                 let piece = bytes_done.saturating_sub(state.bytes_done);
                 state.bytes_done = state.bytes_done.max(bytes_done);
                 *state.sources.entry(from).or_insert(0) += piece;
+            }
+            Progress::HolderReached { node_id, how } => {
+                info!(content_id = %hit.content_id, holder = %node_id.short(), %how, "holder reached");
+                state.reached.insert(node_id, how);
             }
             Progress::HolderDropped { node_id, reason } => {
                 warn!(content_id = %hit.content_id, holder = ?node_id.map(|n| n.short()), %reason, "holder dropped");
@@ -559,12 +577,16 @@ fn progress_event(state: &DownloadJson) -> GetEventJson {
     }
 }
 
-fn sources_json(sources: &BTreeMap<NodeId, u64>) -> Vec<SourceJson> {
+fn sources_json(
+    sources: &BTreeMap<NodeId, u64>,
+    reached: &BTreeMap<NodeId, Reached>,
+) -> Vec<SourceJson> {
     sources
         .iter()
         .map(|(node_id, bytes)| SourceJson {
             node_id: node_id.to_string(),
             bytes: *bytes,
+            reached: reached.get(node_id).map(|how| how.name().to_string()),
         })
         .collect()
 }

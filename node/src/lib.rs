@@ -13,6 +13,7 @@ pub mod control;
 pub mod downloads;
 pub mod leaf;
 pub mod names;
+pub mod nat;
 pub mod procs;
 pub mod runtime;
 pub mod share;

@@ -40,16 +40,37 @@ impl Proc {
         state_dir: &Path,
         args: &[String],
     ) -> anyhow::Result<Proc> {
+        Self::start_wrapped(&[], exe, label, state_dir, args)
+    }
+
+    /// [`Proc::start`], run through `wrapper` (a command and its arguments that execs the
+    /// rest, such as `ip netns exec NS`: the process is still the daemon itself).
+    pub fn start_wrapped(
+        wrapper: &[String],
+        exe: &Path,
+        label: &str,
+        state_dir: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Proc> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create {}", state_dir.display()))?;
-        let (child, pinned, listening) = spawn(exe, label, state_dir, args)?;
+        let (program, mut full) = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut full = rest.to_vec();
+                full.push(exe.display().to_string());
+                (PathBuf::from(program), full)
+            }
+            None => (exe.to_path_buf(), Vec::new()),
+        };
+        full.extend(args.iter().cloned());
+        let (child, pinned, listening) = spawn(&program, label, state_dir, &full)?;
         Ok(Proc {
             label: label.to_string(),
             pinned,
             listening,
             state_dir: state_dir.to_path_buf(),
-            exe: exe.to_path_buf(),
-            args: args.to_vec(),
+            exe: program,
+            args: full,
             child,
         })
     }

@@ -123,6 +123,7 @@ fn holder(i: usize) -> Holder {
     Holder {
         node_id: NodeId::from_bytes(id),
         addr: SocketAddr::from(([10, 0, (i / 256) as u8, (i % 256) as u8], 6346)),
+        via: None,
     }
 }
 

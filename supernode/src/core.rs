@@ -16,7 +16,7 @@ use superpeer_common::wire::MAX_QUERY_KEYWORDS;
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, LeafLimits, LeafToSupernode, Load,
     MAX_ENTRIES_PER_MESSAGE, MAX_HITS_PER_MESSAGE, MAX_SUPERNODES_PER_LIST, Query, QueryId, Role,
-    SupernodeInfo, SupernodeList, SupernodeToLeaf, SupernodeToSupernode,
+    SupernodeInfo, SupernodeList, SupernodeToLeaf, SupernodeToSupernode, Via,
 };
 use superpeer_common::{ContentId, NodeId, TokenBucket, keywords};
 
@@ -260,6 +260,16 @@ impl SupernodeCore {
     }
 
     // ----- leaves -----
+
+    /// Whether the leaf on `session` is firewalled: `via` (this supernode) when downloaders
+    /// must ask us to reach it, `None` when they can dial it. Its hits say so from now on.
+    pub fn leaf_reachability(&mut self, session: SessionId, via: Option<Via>) {
+        if let Some(leaf) = self.leaves.get_mut(session) {
+            leaf.via = via;
+            let holder = leaf.holder();
+            self.index.update_holder(holder);
+        }
+    }
 
     /// A leaf asks to attach on `session`; `addr` is where downloaders reach it.
     pub fn leaf_attach(

@@ -50,6 +50,7 @@ impl Net {
                 let me = Holder {
                     node_id: id(i),
                     addr: addr(i),
+                    via: None,
                 };
                 Some(SupernodeCore::new(now, me, CoreConfig::default(), i as u64))
             })

@@ -18,6 +18,7 @@ fn core(n: u8, config: CoreConfig) -> SupernodeCore {
         Holder {
             node_id: id(n),
             addr: addr(n),
+            via: None,
         },
         config,
         u64::from(n),
@@ -607,6 +608,7 @@ fn fake_hit(name: &str) -> QueryHit {
         holders: vec![Holder {
             node_id: id(99),
             addr: addr(99),
+            via: None,
         }],
     }
 }

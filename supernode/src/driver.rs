@@ -16,7 +16,7 @@ use superpeer_bootstrap_list::{
 };
 use superpeer_common::wire::{
     CloseCode, FileEntry, HelloReply, Holder, Intent, LeafToSupernode, Load, Query, Role,
-    SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode, encode,
+    SupernodeInfo, SupernodeToLeaf, SupernodeToSupernode, Via, encode,
 };
 use superpeer_common::{
     Admitted, Connection, ContentId, Endpoint, Gate, GateLimits, Identity, NodeId, PeerAddr,
@@ -29,7 +29,9 @@ use crate::SessionId;
 use crate::core::{Action, CoreConfig, CoreStatus, SupernodeCore};
 use crate::directory::MemberSet;
 use crate::local::LocalSearches;
+use crate::relay::{RelayCaps, RelayStats};
 use crate::sessions::{self, Outbox};
+use crate::traversal::Traversal;
 
 /// How often the list servers are asked during the first [`STARTUP_PERIOD`].
 const STARTUP_REFRESH: Duration = Duration::from_secs(2);
@@ -41,9 +43,12 @@ pub const MEMBERS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serves an incoming transfer session (hello read, not yet answered): how a supernode
 /// hands downloads of its own shared files to the code that serves files (in the node
-/// crate), without this crate knowing about files.
+/// crate), without this crate knowing about files. The intent is `Transfer`, or `Push`:
+/// a firewalled holder dialling us back for one of our own downloads.
 pub type TransferService = Arc<
-    dyn Fn(Connection, Session) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+    dyn Fn(Connection, Session, Intent) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
 >;
 
 /// Everything a supernode needs to start.
@@ -68,6 +73,8 @@ pub struct SupernodeConfig {
     pub gate: GateLimits,
     /// Who serves transfer sessions; without one they are refused.
     pub transfer: Option<TransferService>,
+    /// The caps on sessions relayed for firewalled leaves.
+    pub relay: RelayCaps,
 }
 
 impl std::fmt::Debug for SupernodeConfig {
@@ -82,6 +89,7 @@ impl std::fmt::Debug for SupernodeConfig {
             .field("refresh_interval", &self.refresh_interval)
             .field("gate", &self.gate)
             .field("transfer", &self.transfer.is_some())
+            .field("relay", &self.relay)
             .finish()
     }
 }
@@ -99,6 +107,7 @@ impl SupernodeConfig {
             refresh_interval: Duration::from_secs(20),
             gate: GateLimits::SUPERNODE,
             transfer: None,
+            relay: RelayCaps::default(),
         }
     }
 }
@@ -127,6 +136,8 @@ pub struct SupernodeStatus {
     pub core: CoreStatus,
     /// How our registration with each list server stands.
     pub registrations: Vec<(SocketAddr, RegistrationStatus)>,
+    /// Sessions relayed for firewalled leaves.
+    pub relay: RelayStats,
 }
 
 /// What connection tasks and handles tell the actor.
@@ -165,6 +176,9 @@ pub enum Event {
         joined: Vec<NodeId>,
         left: Vec<NodeId>,
     },
+    /// Whether the leaf attached on the session is firewalled (`Some(us)`: reached through
+    /// us) or can be dialled.
+    LeafReachability(SessionId, Option<Via>),
     /// A leaf's message.
     FromLeaf(SessionId, LeafToSupernode),
     /// A neighbour's message.
@@ -320,6 +334,7 @@ impl Supernode {
         let me = Holder {
             node_id: endpoint.node_id(),
             addr: advertise,
+            via: None,
         };
         let mut core = SupernodeCore::new(Instant::now(), me, config.core.clone(), rand::random());
         let (load_tx, load_rx) = watch::channel(core.load());
@@ -351,6 +366,7 @@ impl Supernode {
             ));
         }
         let gate = Gate::new(config.gate);
+        let traversal = Traversal::new(config.relay.clone());
         let serving = sessions::Serving {
             endpoint: endpoint.clone(),
             events: events_tx.clone(),
@@ -358,6 +374,18 @@ impl Supernode {
             transfer: config.transfer.clone(),
             receive_window: config.limits.receive_window,
             dial_backs: Arc::new(Semaphore::new(sessions::MAX_DIAL_BACKS)),
+            checker: Endpoint::client(
+                endpoint.identity().clone(),
+                advertise,
+                config.limits.clone(),
+            )
+            .map_err(|e| warn!("no second socket for reachability checks: {e}"))
+            .ok(),
+            me: Via {
+                node_id: endpoint.node_id(),
+                addr: advertise,
+            },
+            traversal: traversal.clone(),
         };
         let mut sessions: HashMap<SessionId, Live> = HashMap::new();
         let mut local_searches = LocalSearches::default();
@@ -396,7 +424,7 @@ impl Supernode {
                             local_searches.start(query.id, answers);
                             core.local_query(now, query);
                         }
-                        event => handle_event(&mut core, &mut sessions, &mut next_session, &registrations, advertise, now, event),
+                        event => handle_event(&mut core, &mut sessions, &mut next_session, (&registrations, &traversal), advertise, now, event),
                     }
                 }
                 _ = tick.tick() => core.handle_timeout(Instant::now(), unix_ms()),
@@ -452,7 +480,10 @@ fn handle_event(
     core: &mut SupernodeCore,
     sessions: &mut HashMap<SessionId, Live>,
     next_session: &mut u64,
-    registrations: &[(SocketAddr, watch::Receiver<RegistrationStatus>)],
+    registrations: (
+        &[(SocketAddr, watch::Receiver<RegistrationStatus>)],
+        &Traversal,
+    ),
     advertise: SocketAddr,
     now: Instant,
     event: Event,
@@ -528,6 +559,7 @@ fn handle_event(
             joined,
             left,
         } => core.members_changed(now, members, &joined, &left),
+        Event::LeafReachability(session, via) => core.leaf_reachability(session, via),
         Event::FromLeaf(session, msg) => core.leaf_message(now, session, msg),
         Event::FromNeighbor(session, msg) => core.neighbor_message(now, session, msg),
         Event::Gone(session) => {
@@ -548,9 +580,11 @@ fn handle_event(
                 load: core.load(),
                 core: core.status(),
                 registrations: registrations
+                    .0
                     .iter()
                     .map(|(addr, rx)| (*addr, rx.borrow().clone()))
                     .collect(),
+                relay: registrations.1.relay_stats(),
             };
             let _ = reply.send(status);
         }

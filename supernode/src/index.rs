@@ -555,6 +555,16 @@ impl ContentIndex {
             .count()
     }
 
+    /// Replaces what is known of how to reach `holder` (its address, whether it is
+    /// firewalled), if it holds anything here.
+    pub fn update_holder(&mut self, holder: Holder) {
+        if let Some(&slot) = self.holder_ids.get(&holder.node_id)
+            && let Some(record) = self.holders.get_mut(slot)
+        {
+            record.holder = holder;
+        }
+    }
+
     /// The slot of `holder`, created if new; the address is updated to the latest.
     fn holder_slot(&mut self, holder: Holder) -> u32 {
         if let Some(&slot) = self.holder_ids.get(&holder.node_id) {
@@ -787,6 +797,7 @@ mod tests {
         Holder {
             node_id: NodeId::from_bytes([n; 32]),
             addr: SocketAddr::from(([127, 0, 0, n], 4000 + u16::from(n))),
+            via: None,
         }
     }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use superpeer_common::wire::Holder;
+use superpeer_common::wire::{Holder, Via};
 use superpeer_common::{NodeId, TokenBucket};
 
 use crate::SessionId;
@@ -21,6 +21,8 @@ pub struct Leaf {
     pub node_id: NodeId,
     /// Where downloaders reach it.
     pub addr: SocketAddr,
+    /// `Some` while it is firewalled: downloaders ask this supernode to reach it.
+    pub via: Option<Via>,
     /// Its query budget.
     pub queries: TokenBucket,
     /// Its budget for every message (publishes and pings churn the index and summaries).
@@ -33,6 +35,7 @@ impl Leaf {
         Holder {
             node_id: self.node_id,
             addr: self.addr,
+            via: self.via,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Leaves {
             Leaf {
                 node_id,
                 addr,
+                via: None,
                 queries: TokenBucket::new(now, rate, burst),
                 messages: TokenBucket::new(now, MESSAGES_PER_SECOND, MESSAGE_BURST),
             },

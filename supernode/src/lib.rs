@@ -23,6 +23,8 @@
 //! - `mesh`: [`Mesh`], known supernodes, links, dials.
 //! - `driver`: [`Supernode`], the tokio actor around the core.
 //! - `local`: the supernode's own user's searches.
+//! - `relay`: [`RelayBook`] and [`pipe`]: relaying for leaves that cannot reach each other.
+//! - `traversal`: rendezvous for firewalled leaves: reverse connections, punches, relays.
 //! - `sessions`: connection tasks (accept by intent, dial, frame pumps).
 
 mod core;
@@ -32,10 +34,12 @@ mod index;
 mod leaves;
 mod local;
 mod mesh;
+mod relay;
 mod router;
 mod seen;
 mod sessions;
 mod summary;
+mod traversal;
 
 /// A connection's conversation, as the core names it. The driver hands them out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,5 +60,9 @@ pub use driver::{
 pub use index::{ContentIndex, IndexError, IndexLimits};
 pub use leaves::{Admission, Leaves};
 pub use mesh::{LinkDecision, Mesh};
+pub use relay::{
+    OVERDUE_GRACE, RELAY_CUT_OFF, RelayBook, RelayCaps, RelayEnd, RelayEndReason, RelayId,
+    RelayRefusal, RelayStats, RelayTicket, pipe,
+};
 pub use router::{Asker, Router, RouterConfig, RouterOutput, RouterStats, Started, Targets};
 pub use summary::{KeywordSummary, SUMMARY_BITS, keyword_slot};

@@ -26,6 +26,7 @@ fn hit(n: u8) -> QueryHit {
         holders: vec![Holder {
             node_id: NodeId::from_bytes([n; 32]),
             addr,
+            via: None,
         }],
     }
 }

@@ -5,20 +5,23 @@
 //! reader loop (messages from the stream to the actor). A read error closes the connection
 //! with the close code the error calls for; either way the actor hears `Gone`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use superpeer_common::wire::{
-    CloseCode, Hello, HelloReply, Intent, LeafToSupernode, Load, Message, Role,
-    SupernodeToSupernode, WireError,
+    CloseCode, Hello, HelloReply, Intent, LeafToSupernode, Load, Message, Observed, Role,
+    SupernodeToLeaf, SupernodeToSupernode, Via, WireError, encode,
 };
-use superpeer_common::{Connection, Endpoint, PeerAddr, Session, Ticket, answer_probe, answers_at};
+use superpeer_common::{
+    Connection, Endpoint, NodeId, PeerAddr, Session, Ticket, answer_probe_seeing, answers_at,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::SessionId;
 use crate::driver::{Event, TransferService};
+use crate::traversal::{self, Traversal};
 
 /// Frames (already encoded) waiting to go out on one session.
 pub type Outbox = mpsc::Sender<Vec<u8>>;
@@ -47,6 +50,13 @@ pub struct Serving {
     pub receive_window: u32,
     /// Slots for dial-backs ([`MAX_DIAL_BACKS`]).
     pub dial_backs: Arc<Semaphore>,
+    /// Reachability checks go out from this second socket: a NAT lets a reply to our
+    /// main port in, but not a packet from a port the leaf never sent to.
+    pub checker: Option<Endpoint>,
+    /// This supernode, as firewalled leaves' hits name it.
+    pub me: Via,
+    /// Rendezvous and relays for firewalled leaves.
+    pub traversal: Traversal,
 }
 
 /// Completes an incoming connection and serves it until it ends. `ticket` holds its slot
@@ -75,12 +85,30 @@ pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, servi
     let peer = conn.peer();
     match (hello.intent, hello.role) {
         (Intent::Probe, _) => {
-            let result = answer_probe(&mut session, Role::Supernode, || Some(*load.borrow())).await;
+            let result = answer_probe_seeing(
+                &mut session,
+                Role::Supernode,
+                || Some(*load.borrow()),
+                Some(conn.remote_addr()),
+            )
+            .await;
             finish(&conn, &mut session, result);
         }
+        (Intent::Rendezvous, _) => {
+            traversal::serve_rendezvous(conn, session, serving.traversal.clone()).await;
+        }
+        (Intent::RelayLeg, Role::Leaf) => {
+            traversal::serve_relay_leg(conn, session, serving.traversal.clone()).await;
+        }
         (Intent::Attach, _) => {
+            let observed = conn.remote_addr();
             let addr = holder_address(&serving, &conn, hello.advertise).await;
+            // Provisional until the check below: a leaf listening where we see it is
+            // taken to be reachable, any other is reached through us.
+            let proven = addr != observed;
+            let reachable = proven || hello.advertise == Some(observed);
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
+            let outbox_for_traversal = outbox.clone();
             let (reply_tx, reply_rx) = oneshot::channel();
             let attach = Event::Attach {
                 node_id: peer,
@@ -100,6 +128,25 @@ pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, servi
                 // Publishes come in frames of up to 1 MiB.
                 conn.admit(receive_window);
                 session.admitted();
+                let via = (!reachable).then_some(serving.me);
+                let _ = events.send(Event::LeafReachability(session_id, via)).await;
+                serving.traversal.attached(
+                    peer,
+                    session_id,
+                    outbox_for_traversal.clone(),
+                    observed,
+                );
+                tokio::spawn(check_reachability(
+                    serving.clone(),
+                    peer,
+                    session_id,
+                    outbox_for_traversal.clone(),
+                    Observed {
+                        addr: observed,
+                        reachable,
+                    },
+                    !proven,
+                ));
             }
             if session.reply(&reply).await.is_err() || !admitted {
                 refuse(&conn, &mut session).await;
@@ -108,8 +155,10 @@ pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, servi
                 }
                 return;
             }
+            drop(outbox_for_traversal);
             pump::<LeafToSupernode>(conn, session, session_id, frames, events, Event::FromLeaf)
                 .await;
+            serving.traversal.detached(peer, session_id);
         }
         (Intent::Link | Intent::Directory, Role::Supernode) => {
             let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
@@ -171,9 +220,9 @@ pub async fn serve_incoming(incoming: quinn::Incoming, mut ticket: Ticket, servi
                 }
             }
         }
-        (Intent::Transfer, _) if transfer.is_some() => {
+        (Intent::Transfer | Intent::Push, _) if transfer.is_some() => {
             if let Some(serve) = transfer {
-                serve(conn, session).await;
+                serve(conn, session, hello.intent).await;
             }
         }
         (intent, role) => {
@@ -199,7 +248,10 @@ async fn holder_address(
     advertised: Option<SocketAddr>,
 ) -> SocketAddr {
     let observed = conn.remote_addr();
-    let Some(claimed) = advertised.filter(|a| *a != observed && dialable(*a)) else {
+    let claimable = |a: &SocketAddr| {
+        *a != observed && dialable(*a) && (local_only(observed) || !local_only(*a))
+    };
+    let Some(claimed) = advertised.filter(claimable) else {
         return observed;
     };
     let Ok(_slot) = serving.dial_backs.try_acquire() else {
@@ -221,6 +273,44 @@ fn dialable(addr: SocketAddr) -> bool {
         && !ip.is_unspecified()
         && !ip.is_multicast()
         && ip != std::net::Ipv4Addr::BROADCAST
+}
+
+/// Whether `addr` is one only its own network can dial (a home's 192.168.x.y, link-local,
+/// loopback): a leaf seen from elsewhere that claims one is behind a NAT, and dialling it
+/// would reach someone else's host, if anyone.
+fn local_only(addr: SocketAddr) -> bool {
+    match addr.ip().to_canonical() {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
+}
+
+/// Finds out whether the attached leaf answers at `observed.addr` when dialled from our
+/// *other* socket (its NAT, if any, has only seen our main port), unless an advertised
+/// address already proved it (`check` false). Tells the leaf what we found, and the
+/// actor whether its hits must name us as the way to reach it.
+async fn check_reachability(
+    serving: Serving,
+    leaf: NodeId,
+    session_id: SessionId,
+    outbox: Outbox,
+    mut observed: Observed,
+    check: bool,
+) {
+    if check
+        && let Some(checker) = &serving.checker
+        && let Ok(_slot) = serving.dial_backs.clone().try_acquire_owned()
+    {
+        observed.reachable = answers_at(checker, leaf, observed.addr, DIAL_BACK_TIMEOUT).await;
+        let via = (!observed.reachable).then_some(serving.me);
+        let _ = serving
+            .events
+            .send(Event::LeafReachability(session_id, via))
+            .await;
+    }
+    if let Ok(frame) = encode(&SupernodeToLeaf::Reachability(observed)) {
+        let _ = outbox.send(frame).await;
+    }
 }
 
 /// Dials a supernode for a link (`Intent::Link`) or a directory session

@@ -11,6 +11,9 @@
 //! | [`Intent::Transfer`] | [`DownloaderToHolder`] | [`HolderToDownloader`] |
 //! | [`Intent::Probe`] | [`ProbeRequest`] | [`ProbeReply`] |
 //! | [`Intent::Directory`] | [`SupernodeToSupernode`] | [`SupernodeToSupernode`] |
+//! | [`Intent::Rendezvous`] | [`ToRendezvous`] | [`RendezvousReply`] |
+//! | [`Intent::Push`] | (the downloader opens transfer sessions) | |
+//! | [`Intent::RelayLeg`] | [`RelayLegRequest`] | [`RendezvousReply`] |
 //!
 //! Sizes a peer controls are capped by the frame limit and by the `MAX_*` constants here;
 //! receivers check them with the `validate` methods before acting on a message.
@@ -20,6 +23,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::nat::{Observed, RelayLegRequest, RendezvousReply, ToRendezvous, Via};
 use super::{Message, WireError};
 use crate::content::ContentId;
 use crate::identity::NodeId;
@@ -87,6 +91,15 @@ pub enum Intent {
     /// A supernode reaching another that need not be its neighbour, for the keyword
     /// directory: publishes to owners, lookups, and queries asked directly.
     Directory,
+    /// A downloader asks a supernode to connect it with an attached, firewalled leaf
+    /// (`nat.rs`): [`ToRendezvous`], [`RendezvousReply`].
+    Rendezvous,
+    /// A holder dials a downloader back, as its supernode asked (a reverse connection or a
+    /// hole punch). On welcome the downloader opens transfer sessions on this connection.
+    Push,
+    /// A holder opens its leg of a relayed session at its supernode: [`RelayLegRequest`],
+    /// [`RendezvousReply`].
+    RelayLeg,
 }
 
 /// A 128-bit random query id; a supernode drops an id it has already seen.
@@ -146,8 +159,12 @@ fn validate_name(name: &str) -> Result<(), WireError> {
 pub struct Holder {
     /// The holder's node id (pin it when dialling).
     pub node_id: NodeId,
-    /// The holder's advertised address.
+    /// The holder's address: the one its supernode observed, or an advertised one that
+    /// passed a dial-back.
     pub addr: SocketAddr,
+    /// `Some` for a firewalled holder (behind a NAT, not reachable at `addr` unasked): the
+    /// supernode it is attached to, which connects downloaders to it (`nat.rs`).
+    pub via: Option<Via>,
 }
 
 /// One search result: some content and every holder known for it.
@@ -320,6 +337,14 @@ pub enum SupernodeToLeaf {
         entries: u32,
         refused: Option<String>,
     },
+    /// Where this supernode sees the leaf, and whether a dial-back reached it there.
+    Reachability(Observed),
+    /// A downloader asked for this leaf's content: dial `requester` at `addr` (where the
+    /// supernode observed it), pinned to its id, with [`Intent::Push`].
+    DialBack { requester: NodeId, addr: SocketAddr },
+    /// A downloader that could not reach this leaf otherwise waits at the relay: open a
+    /// leg with [`Intent::RelayLeg`] and this token.
+    OpenRelay { requester: NodeId, token: u64 },
 }
 
 /// What a supernode allows each attached leaf ([`SupernodeToLeaf::Limits`]).
@@ -544,6 +569,9 @@ pub enum ProbeReply {
         nonce: u64,
         role: Role,
         load: Option<Load>,
+        /// Where the prober's connection comes from, as seen here: two supernodes seeing
+        /// different ports tell a leaf its NAT maps per destination.
+        observed: Option<SocketAddr>,
     },
 }
 
@@ -558,7 +586,7 @@ macro_rules! messages {
 
 messages! {
     LeafToSupernode => 7,
-    SupernodeToLeaf => 9,
+    SupernodeToLeaf => 12,
     SupernodeToSupernode => 11,
     ToListServer => 5,
     ListServerToNode => 4,
@@ -566,4 +594,7 @@ messages! {
     HolderToDownloader => 4,
     ProbeRequest => 1,
     ProbeReply => 1,
+    ToRendezvous => 2,
+    RendezvousReply => 3,
+    RelayLegRequest => 1,
 }

@@ -10,6 +10,7 @@ mod error;
 mod frame;
 mod hello;
 mod messages;
+mod nat;
 
 pub use error::{CloseCode, WireError, close_for};
 pub use frame::{FrameReader, FrameWriter, LENGTH_PREFIX, Message, decode, encode};
@@ -17,11 +18,13 @@ pub use hello::{
     Hello, HelloReply, MAX_AGENT_BYTES, agent, receive_hello, send_hello, send_hello_reply,
 };
 pub use messages::*;
+pub use nat::*;
 
 /// The protocol version this build speaks. Nodes of different versions refuse each other in
 /// the hello exchange with [`WireError::VersionMismatch`] on both sides.
-/// Version 2 added [`SupernodeToLeaf::Limits`] and [`SupernodeToLeaf::Indexed`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 added [`SupernodeToLeaf::Limits`] and [`SupernodeToLeaf::Indexed`]; version 3
+/// the NAT traversal messages (`nat.rs`) and [`Holder::via`].
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame body in bytes. A peer announcing more is cut off before we allocate for it.
 /// 1 MiB holds a publish of [`MAX_ENTRIES_PER_MESSAGE`] entries with long names.

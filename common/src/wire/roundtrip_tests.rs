@@ -64,8 +64,26 @@ fn file_entry() -> impl Strategy<Value = FileEntry> {
         size,
     })
 }
+fn via() -> impl Strategy<Value = Via> {
+    (node_id(), socket_addr()).prop_map(|(node_id, addr)| Via { node_id, addr })
+}
 fn holder() -> impl Strategy<Value = Holder> {
-    (node_id(), socket_addr()).prop_map(|(node_id, addr)| Holder { node_id, addr })
+    (node_id(), socket_addr(), proptest::option::of(via()))
+        .prop_map(|(node_id, addr, via)| Holder { node_id, addr, via })
+}
+fn to_rendezvous() -> impl Strategy<Value = ToRendezvous> {
+    prop_oneof![
+        node_id().prop_map(|holder| ToRendezvous::Reach { holder }),
+        node_id().prop_map(|holder| ToRendezvous::Relay { holder }),
+    ]
+}
+fn rendezvous_reply() -> impl Strategy<Value = RendezvousReply> {
+    prop_oneof![
+        (socket_addr(), socket_addr())
+            .prop_map(|(holder, you)| RendezvousReply::Dialling { holder, you }),
+        Just(RendezvousReply::Relaying),
+        name().prop_map(|reason| RendezvousReply::Refused { reason }),
+    ]
 }
 fn hit() -> impl Strategy<Value = QueryHit> {
     (content_id(), name(), any::<u64>(), vec(holder(), 1..4)).prop_map(
@@ -148,6 +166,13 @@ fn supernode_to_leaf() -> impl Strategy<Value = SupernodeToLeaf> {
         )),
         (any::<u32>(), proptest::option::of(name()))
             .prop_map(|(entries, refused)| SupernodeToLeaf::Indexed { entries, refused }),
+        (socket_addr(), any::<bool>()).prop_map(|(addr, reachable)| {
+            SupernodeToLeaf::Reachability(Observed { addr, reachable })
+        }),
+        (node_id(), socket_addr())
+            .prop_map(|(requester, addr)| SupernodeToLeaf::DialBack { requester, addr }),
+        (node_id(), any::<u64>())
+            .prop_map(|(requester, token)| SupernodeToLeaf::OpenRelay { requester, token }),
     ]
 }
 fn supernode_to_supernode() -> impl Strategy<Value = SupernodeToSupernode> {
@@ -316,9 +341,20 @@ proptest! {
     #[test]
     fn holder_to_downloader_round_trips(msg in holder_to_downloader()) { round_trip(&msg)?; }
     #[test]
-    fn probe_round_trips(nonce in any::<u64>(), role in role(), load in proptest::option::of(load())) {
+    fn probe_round_trips(
+        nonce in any::<u64>(),
+        role in role(),
+        load in proptest::option::of(load()),
+        observed in proptest::option::of(socket_addr()),
+    ) {
         round_trip(&ProbeRequest::Ping { nonce })?;
-        round_trip(&ProbeReply::Pong { nonce, role, load })?;
+        round_trip(&ProbeReply::Pong { nonce, role, load, observed })?;
+    }
+    #[test]
+    fn rendezvous_round_trips(msg in to_rendezvous(), reply in rendezvous_reply(), token in any::<u64>()) {
+        round_trip(&msg)?;
+        round_trip(&reply)?;
+        round_trip(&RelayLegRequest::Join { token })?;
     }
     #[test]
     fn hello_round_trips(msg in hello(), reply in hello_reply()) {
@@ -426,10 +462,15 @@ fn declared_variant_counts_match_the_enums() {
     }
     let cid = ContentId::of_bytes(b"x");
     last_known_and_next(LeafToSupernode::Leaving);
-    last_known_and_next(SupernodeToLeaf::Indexed {
-        entries: 1,
-        refused: None,
+    last_known_and_next(SupernodeToLeaf::OpenRelay {
+        requester: NodeId::from_bytes([1; 32]),
+        token: 1,
     });
+    last_known_and_next(ToRendezvous::Relay {
+        holder: NodeId::from_bytes([1; 32]),
+    });
+    last_known_and_next(RendezvousReply::Refused { reason: "r".into() });
+    last_known_and_next(RelayLegRequest::Join { token: 1 });
     last_known_and_next(SupernodeToSupernode::DirHolders {
         id: QueryId([0; 16]),
         keyword: "k".into(),
@@ -465,6 +506,7 @@ fn declared_variant_counts_match_the_enums() {
         nonce: 1,
         role: Role::Leaf,
         load: None,
+        observed: None,
     });
     last_known_and_next(HelloReply::Refused {
         reason: "r".into(),

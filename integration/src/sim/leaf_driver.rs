@@ -61,6 +61,9 @@ impl World<'_> {
                 self.queue.after(delay, Event::ListAnswer { leaf: n, life });
             }
             LeafAction::SaveCache(_) | LeafAction::PromotionSettled(_) => {}
+            // The simulated network has no NATs: every leaf is dialled directly, and no
+            // supernode asks one to dial back or open a relay leg.
+            LeafAction::DialBack { .. } | LeafAction::OpenRelay { .. } => {}
             LeafAction::Hits { id, hits } => self.queries.hits(id, at, &hits),
             LeafAction::SearchOver { id, refused } => self.queries.over(id, at, refused),
             LeafAction::StartSupernode => self.promote(n, life),

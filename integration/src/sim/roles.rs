@@ -196,6 +196,7 @@ impl World<'_> {
         let me = Holder {
             node_id: leaf_id(n),
             addr: leaf_addr(n),
+            via: None,
         };
         let slot = match leaf.slot() {
             Some(sn) => sn,

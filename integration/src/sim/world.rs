@@ -259,6 +259,7 @@ impl<'w> World<'w> {
                 let me = Holder {
                     node_id: supernode_id(n),
                     addr: supernode_addr(n),
+                    via: None,
                 };
                 let seed = splitmix64(config.seed ^ u64::from(n));
                 let mut core = config.core.clone();

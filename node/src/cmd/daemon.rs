@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use superpeer_common::Identity;
+use superpeer_supernode::RelayCaps;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::DaemonArgs;
@@ -45,6 +46,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     raise_descriptor_limit();
     let (args, listen) = args.resolve()?;
+    let relay = relay_caps(&args);
     let supernode = core.start_as_supernode;
     if supernode && args.list_servers.is_empty() {
         bail!("a supernode needs --list-server ADDR (or `list-server` in the --config file)");
@@ -82,6 +84,7 @@ pub fn run(
         directory: supernode_tunables.directory,
         max_files_per_leaf: args.max_files_per_leaf.map(|n| n as usize),
         max_connections: args.max_connections.map(|n| n as usize),
+        relay,
     };
     let control_addr = args
         .control
@@ -96,7 +99,7 @@ pub fn run(
         let (stop_tx, stop_rx) = watch::channel(false);
         let control_handler = NodeControl {
             leaf: handle,
-            downloads: Downloads::new(leaf.endpoint(), downloads_dir.clone()),
+            downloads: Downloads::reaching(leaf.reacher(), downloads_dir.clone()),
             uploads: leaf.uploads(),
         };
         let control = control::serve(
@@ -191,6 +194,8 @@ impl ControlHandler for NodeControl {
                 queries_received: None,
                 summaries: None,
                 directory: None,
+                reachability: Default::default(),
+                relay: None,
                 listen: String::new(),
                 advertise: String::new(),
                 downloads,
@@ -227,6 +232,7 @@ impl ControlHandler for NodeControl {
                         .map(|h| HolderJson {
                             node_id: h.node_id.to_string(),
                             addr: h.addr.to_string(),
+                            firewalled: h.via.is_some(),
                         })
                         .collect(),
                 };
@@ -278,4 +284,23 @@ mod tests {
         assert_eq!(after.current, Some(hard));
         assert_eq!(after.maximum, Some(hard));
     }
+}
+
+/// The relay's caps: the defaults, with what the flags change.
+fn relay_caps(args: &DaemonArgs) -> RelayCaps {
+    let mut caps = RelayCaps::default();
+    if let Some(n) = args.relay_sessions {
+        caps.max_sessions = n as usize;
+    }
+    if let Some(rate) = args.relay_rate {
+        caps.rate = rate;
+        caps.burst = caps.burst.max(rate / 4);
+    }
+    if let Some(bytes) = args.relay_max_bytes {
+        caps.max_bytes = bytes;
+    }
+    if let Some(secs) = args.relay_max_seconds {
+        caps.max_duration = std::time::Duration::from_secs(secs);
+    }
+    caps
 }

@@ -200,6 +200,11 @@ fn show_plain(last: &mut Option<Instant>, event: &GetEventJson) {
                     String::new()
                 }
             );
+            for source in sources {
+                let id = source.node_id.get(..12).unwrap_or(&source.node_id);
+                let how = source.reached.as_deref().unwrap_or("direct");
+                eprintln!("  {id}  {:>10}  {how}", human_size(source.bytes));
+            }
         }
         GetEventJson::Failed { .. } => {}
     }

@@ -18,13 +18,19 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
                 println!("{line}");
             }
         } else {
+            let firewalled = result.holders.iter().filter(|h| h.firewalled).count();
             println!(
-                "{:<48}  {:>12}  {}  {} source{}",
+                "{:<48}  {:>12}  {}  {} source{}{}",
                 result.name,
                 human_size(result.size),
                 result.content_id,
                 result.sources,
-                if result.sources == 1 { "" } else { "s" }
+                if result.sources == 1 { "" } else { "s" },
+                if firewalled > 0 {
+                    format!(" ({firewalled} firewalled)")
+                } else {
+                    String::new()
+                }
             );
         }
     })?;

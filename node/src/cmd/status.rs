@@ -23,6 +23,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         None if status.role == "leaf" => println!("supernode:    none yet (joining)"),
         None => {}
     }
+    let reach = &status.reachability;
+    let mut reachability = reach.kind.clone();
+    if let Some(mapping) = &reach.mapping {
+        reachability.push_str(&format!(" ({mapping} mapping)"));
+    }
+    if let Some(observed) = &reach.observed {
+        reachability.push_str(&format!(", seen at {observed}"));
+    }
+    println!("reachability: {reachability}");
     println!("shared files: {}", status.shared_files);
     if let Some(p) = &status.publication {
         match &p.reason {

@@ -102,6 +102,36 @@ pub struct ControlFile {
     pub pid: u32,
 }
 
+/// A supernode's relay for firewalled leaves (`status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayJson {
+    /// Sessions being relayed now.
+    pub active: usize,
+    /// Sessions relayed since start.
+    pub admitted: u64,
+    /// Sessions refused (over the caps).
+    pub refused: u64,
+    /// Bytes relayed, both ways.
+    pub bytes: u64,
+    /// Sessions cut off for exceeding their byte or time cap.
+    pub cut_off: u64,
+}
+
+/// Whether others can reach a node (`status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachabilityJson {
+    /// `public` (a dial-back from its supernode reached it), `nat` (behind a NAT or
+    /// firewall: reached through its supernode), or `unknown` (no supernode said yet).
+    pub kind: String,
+    /// Behind a NAT: `endpoint-independent` (one external port for every destination: hole
+    /// punching works), `endpoint-dependent` (a symmetric NAT), or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// The address its supernode sees its connection come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+}
+
 /// `GET /status`, and `superpeer status --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusJson {
@@ -136,6 +166,12 @@ pub struct StatusJson {
     /// The keyword directory (supernode only): members known, keywords published and owned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryJson>,
+    /// Whether others can reach this node, and where its supernode sees it.
+    #[serde(default)]
+    pub reachability: ReachabilityJson,
+    /// Sessions relayed for firewalled leaves (supernode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayJson>,
     /// The address the daemon listens on.
     pub listen: String,
     /// The address others are told to dial.
@@ -301,6 +337,10 @@ pub enum SearchLineJson {
 pub struct HolderJson {
     pub node_id: String,
     pub addr: String,
+    /// Behind a NAT or firewall: reached through its supernode (a reverse connection, a
+    /// hole punch, or a relay), never dialled at `addr` unasked.
+    #[serde(default)]
+    pub firewalled: bool,
 }
 
 /// `POST /get` body.
@@ -363,6 +403,9 @@ pub enum GetEventJson {
 pub struct SourceJson {
     pub node_id: String,
     pub bytes: u64,
+    /// How the connection to it was made: `direct`, `reverse`, `punched` or `relayed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<String>,
 }
 
 /// A download as `status` and `GET /downloads` show it.
@@ -411,6 +454,8 @@ mod tests {
             node_id: "ab".into(),
             role: "leaf".into(),
             supernode: None,
+            reachability: Default::default(),
+            relay: None,
             publication: None,
             shared_files: 3,
             leaves: None,

@@ -36,6 +36,8 @@ pub fn fixed_status() -> StatusJson {
     StatusJson {
         node_id: "11".repeat(32),
         role: "leaf".into(),
+        reachability: Default::default(),
+        relay: None,
         supernode: Some(SupernodeJson {
             node_id: "22".repeat(32),
             addr: "127.0.0.2:4000".into(),
@@ -66,6 +68,7 @@ pub fn fake_result(keyword: &str, i: u64) -> SearchResultJson {
         holders: vec![HolderJson {
             node_id: "33".repeat(32),
             addr: "127.0.0.3:4000".into(),
+            firewalled: false,
         }],
     }
 }

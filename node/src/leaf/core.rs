@@ -25,6 +25,7 @@
 mod joining;
 mod promotion;
 mod publication;
+mod reachability;
 mod searches;
 mod searching;
 
@@ -39,6 +40,7 @@ use superpeer_common::{ContentId, NodeId, PeerAddr};
 
 pub use promotion::{Origin, PromotionOutcome};
 pub use publication::PublicationStatus;
+pub use reachability::{Mapping, Reach, ReachView};
 pub use searches::{
     ASSUMED_LIMITS, MAX_CONTENTS_PER_SEARCH, MAX_QUEUED_SEARCHES, MAX_RUNNING_SEARCHES,
     SEARCH_DEADLINE,
@@ -49,6 +51,7 @@ use super::join::{JoinConfig, Joiner};
 use crate::share::ShareDelta;
 use promotion::Role;
 use publication::Publication;
+use reachability::Reachability;
 use searches::Searches;
 
 /// Longest the first join waits for a batch of probes to compare.
@@ -180,6 +183,15 @@ pub enum LeafAction {
     },
     /// A promotion by hand is settled: how, or why it was undone.
     PromotionSettled(Result<PromotionOutcome, String>),
+    /// Our supernode asks us to dial `requester` at `addr`, where it observed it (a reverse
+    /// connection or a hole punch), and serve it our files on that connection.
+    DialBack { requester: NodeId, addr: SocketAddr },
+    /// Open our leg of a relayed session with `requester` at our supernode `relay`.
+    OpenRelay {
+        requester: NodeId,
+        token: u64,
+        relay: PeerAddr,
+    },
 }
 
 /// The session with our supernode.
@@ -227,6 +239,7 @@ pub struct LeafCore {
     next_check: Instant,
     searches: Searches,
     publication: Publication,
+    reachability: Reachability,
     actions: VecDeque<LeafAction>,
     rng: StdRng,
 }
@@ -267,6 +280,7 @@ impl LeafCore {
             next_check: now + MAX_SLEEP,
             searches: Searches::new(now),
             publication: Publication::new(entries, ASSUMED_LIMITS.max_entries as usize),
+            reachability: Reachability::new(now),
             actions: VecDeque::new(),
             rng,
             config,
@@ -397,6 +411,16 @@ impl LeafCore {
             addr: c.addr,
             rtt: self.joiner.rtt(&c.node_id).unwrap_or(c.rtt),
         })
+    }
+
+    /// Whether others can reach us, and where our supernode sees us.
+    pub fn reachability(&self) -> ReachView {
+        self.reachability.view()
+    }
+
+    /// A supernode we probed saw our connection come from `addr`.
+    pub fn handle_observed(&mut self, by: NodeId, addr: SocketAddr) {
+        self.reachability.seen(by, addr);
     }
 
     /// Whether we run as a supernode (or are starting one).

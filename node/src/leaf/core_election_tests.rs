@@ -3,6 +3,7 @@
 //! means "not reachable at our address", unreachable means nothing).
 
 use superpeer_bootstrap_list::RegistrationStatus;
+use superpeer_common::wire::{Observed, SupernodeToLeaf};
 
 use super::promotion::CONFIRM_WITHIN;
 use super::tests::{Setup, attached, drain, entry, fetches, id, info, ms, secs};
@@ -41,7 +42,21 @@ struct ElectionRun {
 /// `until` or its promotion. The election's request for a fresh look is answered 50 ms
 /// later with `still_short`.
 fn run_election(seed: u64, still_short: bool, until: Duration) -> ElectionRun {
+    run_election_seen(seed, still_short, until, None)
+}
+
+/// [`run_election`], with our supernode's report of where it sees us first.
+fn run_election_seen(
+    seed: u64,
+    still_short: bool,
+    until: Duration,
+    seen: Option<Observed>,
+) -> ElectionRun {
     let mut s = attached(electable(), &[(1, 10)], vec![entry("a.txt")], seed);
+    if let Some(observed) = seen {
+        let report = SupernodeToLeaf::Reachability(observed);
+        s.core.handle_message(s.now, s.session, report);
+    }
     s.core
         .handle_learned(s.now, &[info(1)], Source::ListServer { short: true });
     drain(&mut s.core);
@@ -105,6 +120,29 @@ fn a_short_network_promotes_after_the_random_wait_and_a_fresh_look() {
     );
     assert!(core.is_supernode());
     assert_eq!(core.supernode(), None);
+}
+
+#[test]
+fn a_leaf_behind_a_nat_is_never_elected_and_promote_says_why() {
+    let behind = Observed {
+        addr: "198.18.0.9:40000".parse().unwrap(),
+        reachable: false,
+    };
+    let mut run = run_election_seen(1, true, secs(10), Some(behind));
+    assert_eq!(run.started, None, "a NATed leaf stays a leaf");
+    assert!(!run.s.core.is_supernode());
+    let why = run.s.core.promote(run.s.now).unwrap_err();
+    assert!(why.contains("cannot be reached from outside"), "{why}");
+    assert!(why.contains("198.18.0.9:40000"), "{why}");
+    assert!(!run.s.core.is_supernode());
+
+    // The same leaf, reachable, is elected.
+    let reachable = Observed {
+        reachable: true,
+        ..behind
+    };
+    let run = run_election_seen(1, true, secs(10), Some(reachable));
+    assert!(run.started.is_some());
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn hit(content: u8, holders: &[u8]) -> QueryHit {
             .map(|h| Holder {
                 node_id: id(*h),
                 addr: addr(*h),
+                via: None,
             })
             .collect(),
     }
@@ -134,6 +135,7 @@ fn wide_hit(content: u32, first: u32, holders: u32) -> QueryHit {
                 Holder {
                     node_id: NodeId::from_bytes(node_id),
                     addr: SocketAddr::from(([10, 0, 0, 1], (n % 60_000) as u16 + 1)),
+                    via: None,
                 }
             })
             .collect(),

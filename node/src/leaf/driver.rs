@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 
 use superpeer_common::wire::{Load, QueryHit, QueryId, SupernodeInfo, SupernodeToLeaf};
 use superpeer_common::{Endpoint, Identity, NodeId, PeerAddr, TransportLimits};
-use superpeer_supernode::SupernodeStatus;
+use superpeer_supernode::{RelayCaps, SupernodeStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::core::{LeafCore, LeafCoreConfig, PromotionOutcome, SessionNo, Source};
 use super::status::LeafStatus;
+use crate::nat::{Pushes, Reacher};
 use crate::share::{FolderChanges, ShareDelta, SharedFolder};
 use crate::transfer::{DEFAULT_UPLOAD_SLOTS, OutboardStore, ServedFiles, Uploads};
 use session::{Attached, SessionLink};
@@ -58,6 +59,8 @@ pub struct LeafConfig {
     pub max_files_per_leaf: Option<usize>,
     /// Connections held at once as a supernode (the supernode's default when `None`).
     pub max_connections: Option<usize>,
+    /// As a supernode, the caps on sessions relayed for firewalled leaves.
+    pub relay: RelayCaps,
 }
 
 /// QUIC limits for a leaf: a short idle timeout, so a dead supernode is noticed fast (the
@@ -75,6 +78,8 @@ pub enum Event {
     Probed {
         node_id: NodeId,
         result: Option<(Duration, Option<Load>)>,
+        /// Where it saw our connection come from.
+        observed: Option<SocketAddr>,
     },
     Attached {
         session: SessionNo,
@@ -197,6 +202,7 @@ pub struct Leaf {
     folder: Option<(SharedFolder, FolderChanges)>,
     served: ServedFiles,
     uploads: Arc<Uploads>,
+    reacher: Reacher,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
 }
@@ -226,6 +232,7 @@ impl Leaf {
         if let Some((folder, _)) = &folder {
             served.replace(folder.paths());
         }
+        let reacher = Reacher::new(endpoint.clone(), Pushes::default());
         Ok(Self {
             endpoint,
             advertise,
@@ -233,6 +240,7 @@ impl Leaf {
             folder,
             served,
             uploads,
+            reacher,
             events_tx,
             events_rx,
         })
@@ -241,6 +249,11 @@ impl Leaf {
     /// The endpoint, for downloads: they dial holders from the node's own address.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint.clone()
+    }
+
+    /// How downloads reach holders, firewalled ones through their supernodes.
+    pub fn reacher(&self) -> Reacher {
+        self.reacher.clone()
     }
 
     /// What this node has uploaded, and its upload slots.
@@ -276,6 +289,7 @@ impl Leaf {
             folder,
             served,
             uploads,
+            reacher,
             events_tx,
             events_rx,
         } = self;
@@ -310,6 +324,7 @@ impl Leaf {
             shared,
             served,
             uploads,
+            reacher,
             events: events_tx,
             core,
             sessions: HashMap::new(),
@@ -337,6 +352,8 @@ struct Driver {
     /// What the shared folder serves, by content id (updated by every rescan).
     served: ServedFiles,
     uploads: Arc<Uploads>,
+    /// Downloads' way to holders; reverse connections for them arrive through its pushes.
+    reacher: Reacher,
     events: mpsc::Sender<Event>,
     core: LeafCore,
     sessions: HashMap<SessionNo, SessionLink>,
@@ -433,6 +450,7 @@ impl Driver {
             self.endpoint.clone(),
             self.served.clone(),
             self.uploads.clone(),
+            self.reacher.pushes(),
             stopped,
         ));
         self.accepting = Some((stop, task));

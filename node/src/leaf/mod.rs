@@ -21,8 +21,9 @@ mod status;
 pub use cache::CACHE_FILE;
 pub use core::{
     ASSUMED_LIMITS, AttachOutcome, FIRST_JOIN_WAIT, LeafAction, LeafCore, LeafCoreConfig,
-    MAX_CONTENTS_PER_SEARCH, MAX_QUEUED_SEARCHES, MAX_RUNNING_SEARCHES, Origin, PromotionOutcome,
-    PublicationStatus, SEARCH_DEADLINE, SessionNo, Source, SupernodeView,
+    MAX_CONTENTS_PER_SEARCH, MAX_QUEUED_SEARCHES, MAX_RUNNING_SEARCHES, Mapping, Origin,
+    PromotionOutcome, PublicationStatus, Reach, ReachView, SEARCH_DEADLINE, SessionNo, Source,
+    SupernodeView,
 };
 pub use driver::{Leaf, LeafConfig, LeafHandle, SearchItem, leaf_limits, transfer_service};
 pub use election::{Decision, Election, ElectionConfig};

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use superpeer_common::NodeId;
 use superpeer_supernode::SupernodeStatus;
 
-use super::core::{PublicationStatus, SupernodeView};
+use super::core::{PublicationStatus, Reach, ReachView, SupernodeView};
 use crate::control::{
-    DirectoryJson, DownloadJson, PublicationJson, StatusJson, SummariesJson, SupernodeJson,
+    DirectoryJson, DownloadJson, PublicationJson, ReachabilityJson, RelayJson, StatusJson,
+    SummariesJson, SupernodeJson,
 };
 
 /// The node's state as `status` shows it.
@@ -26,6 +27,8 @@ pub struct LeafStatus {
     pub searches: (usize, usize),
     /// Whether the node is (or is becoming) a supernode.
     pub is_supernode: bool,
+    /// Whether others can reach us, and where our supernode sees us.
+    pub reachability: ReachView,
     /// As a supernode: its own status.
     pub promoted: Option<SupernodeStatus>,
 }
@@ -61,10 +64,29 @@ impl LeafStatus {
             queries_received: core.map(|c| c.queries_from_neighbors),
             summaries: core.map(SummariesJson::from),
             directory: core.map(DirectoryJson::from),
+            reachability: reachability_json(self.reachability),
+            relay: self.promoted.as_ref().map(|p| RelayJson {
+                active: p.relay.active,
+                admitted: p.relay.admitted,
+                refused: p.relay.refused,
+                bytes: p.relay.bytes_relayed,
+                cut_off: p.relay.cut_off,
+            }),
             listen: self.listen.to_string(),
             advertise: self.advertise.to_string(),
             downloads,
             uploaded_bytes,
         }
+    }
+}
+
+fn reachability_json(view: ReachView) -> ReachabilityJson {
+    ReachabilityJson {
+        kind: view.reach.name().into(),
+        mapping: match view.reach {
+            Reach::Nat(mapping) => Some(mapping.name().into()),
+            _ => None,
+        },
+        observed: view.observed.map(|a| a.to_string()),
     }
 }

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use superpeer_common::{ContentId, Endpoint, PeerAddr};
+use superpeer_common::wire::Via;
+use superpeer_common::{ContentId, Endpoint, NodeId, PeerAddr};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
@@ -38,6 +39,7 @@ use super::readback::Readback;
 use super::report::{DownloadError, Progress};
 use super::size_proof::{ProvenTail, prove_size};
 use super::worker::{self, WorkerEnd};
+use crate::nat::{Dialer, Reacher};
 
 /// Holders downloaded from at once.
 pub const MAX_ACTIVE_HOLDERS: usize = 8;
@@ -62,6 +64,8 @@ pub struct DownloadPlan {
     pub name: String,
     /// Who holds it; pin each address so nobody else can answer for it.
     pub holders: Vec<PeerAddr>,
+    /// The firewalled holders, and the supernode that reaches each (from the hit).
+    pub via: Vec<(NodeId, Via)>,
 }
 
 /// Downloads `plan` into `dest_dir` and returns the final path of the verified file.
@@ -71,12 +75,24 @@ pub async fn download(
     dest_dir: &Path,
     progress: mpsc::Sender<Progress>,
 ) -> Result<PathBuf, DownloadError> {
+    download_reaching(&Reacher::direct(endpoint.clone()), plan, dest_dir, progress).await
+}
+
+/// [`download`], reaching firewalled holders through their supernodes (`nat`).
+pub async fn download_reaching(
+    reacher: &Reacher,
+    plan: DownloadPlan,
+    dest_dir: &Path,
+    progress: mpsc::Sender<Progress>,
+) -> Result<PathBuf, DownloadError> {
     let DownloadPlan {
         content_id,
         size,
         name,
         holders,
+        via,
     } = plan;
+    let dialer = Arc::new(Dialer::new(reacher.clone(), via));
     if size > MAX_DOWNLOAD_SIZE {
         return Err(DownloadError::TooLarge {
             size,
@@ -98,7 +114,7 @@ pub async fn download(
         None
     } else {
         let mut dropped = Vec::new();
-        let proven = prove_size(endpoint, &holders, content_id, size, |p| dropped.push(p)).await;
+        let proven = prove_size(&dialer, &holders, content_id, size, |p| dropped.push(p)).await;
         for event in dropped {
             // A holder that failed the proof is not dialled again.
             if let Progress::HolderDropped { node_id, .. } = &event {
@@ -143,7 +159,7 @@ pub async fn download(
         job.stored(piece, tail.from).await;
     }
 
-    let outcome = run_workers(endpoint, &job, &part, holders).await;
+    let outcome = run_workers(&dialer, &job, &part, holders).await;
     if outcome.is_err() || !job.is_complete() {
         // Keep what was verified, so a later call resumes. A fatal error may be a full
         // disk: then this save fails too and the previous one stands.
@@ -163,7 +179,7 @@ pub async fn download(
 /// Runs a worker per holder until the download is complete or no holder is left. Errs
 /// only when our side failed.
 async fn run_workers(
-    endpoint: &Endpoint,
+    dialer: &Arc<Dialer>,
     job: &Arc<Job>,
     part: &Arc<PartFile>,
     holders: Vec<PeerAddr>,
@@ -177,8 +193,8 @@ async fn run_workers(
     standby.reverse();
     let mut workers = JoinSet::new();
     let start = |workers: &mut JoinSet<_>, holder: PeerAddr| {
-        let (endpoint, job) = (endpoint.clone(), job.clone());
-        workers.spawn(worker::run(endpoint, holder, job));
+        let (dialer, job) = (dialer.clone(), job.clone());
+        workers.spawn(worker::run(dialer, holder, job));
     };
     while workers.len() < MAX_ACTIVE_HOLDERS && !job.is_complete() {
         let Some(holder) = standby.pop() else { break };

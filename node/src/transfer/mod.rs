@@ -90,10 +90,10 @@ mod worker;
 mod tests;
 
 pub use dial::{MAX_HOLDERS_PER_DOWNLOAD, MAX_HOLDERS_PER_IP, dialable};
-pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download};
+pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download, download_reaching};
 pub use outboard_store::OutboardStore;
 pub use report::{DownloadError, Progress};
-pub use serve::{ServedFiles, serve_connection};
+pub use serve::{IDLE_CLOSE, ServedFiles, serve_connection, serve_dialled};
 pub use session::serve_transfer;
 pub use uploads::{DEFAULT_UPLOAD_SLOTS, MAX_HASHING, MAX_SESSIONS_PER_PEER, Uploads};
 

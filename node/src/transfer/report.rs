@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use superpeer_common::{ContentId, NodeId};
 
+use crate::nat::Reached;
+
 /// What a download reports while it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -24,6 +26,13 @@ pub enum Progress {
         total: u64,
         /// The holder it came from.
         from: NodeId,
+    },
+    /// A connection to a holder was made, and how (directly, or through its supernode).
+    HolderReached {
+        /// Who it is.
+        node_id: NodeId,
+        /// How.
+        how: Reached,
     },
     /// A holder was dropped from this download.
     HolderDropped {

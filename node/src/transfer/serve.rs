@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use superpeer_common::wire::{CloseCode, HelloReply, Role};
+use superpeer_common::wire::{CloseCode, HelloReply, Intent, Role};
 use superpeer_common::{Connection, ContentId, Session};
+use tokio::task::JoinSet;
 
 use super::session::serve_transfer;
 use super::uploads::{MAX_SESSIONS_PER_PEER, Uploads};
@@ -43,11 +44,86 @@ impl ServedFiles {
     }
 }
 
-/// Answers the hello of an incoming transfer session and serves it until it ends: the
-/// whole holder side of a connection, for any node that shares files. A peer over its
-/// session budget is refused; one that breaks the protocol is closed with the code the
-/// error calls for.
+/// How long a transfer connection may sit with no session before the holder closes it.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(5);
+
+/// Serves an incoming transfer connection: its first session (hello read, not yet
+/// answered), then every later one the downloader opens on it (a download proves the size,
+/// then fetches pieces; over a reverse connection or a relay, a new connection costs a
+/// round of NAT traversal), until the downloader closes it or leaves it idle for
+/// [`IDLE_CLOSE`]. The whole holder side of a connection, for any node that shares files.
 pub async fn serve_connection(
+    conn: Connection,
+    session: Session,
+    role: Role,
+    files: ServedFiles,
+    uploads: Arc<Uploads>,
+) {
+    serve_sessions(conn, Some(session), role, files, uploads).await;
+}
+
+/// Serves the transfer sessions a downloader opens on a connection we made to it (a
+/// reverse connection, a hole punch, or through a relay), as [`serve_connection`] does.
+pub async fn serve_dialled(
+    conn: Connection,
+    role: Role,
+    files: ServedFiles,
+    uploads: Arc<Uploads>,
+) {
+    serve_sessions(conn, None, role, files, uploads).await;
+}
+
+async fn serve_sessions(
+    conn: Connection,
+    first: Option<Session>,
+    role: Role,
+    files: ServedFiles,
+    uploads: Arc<Uploads>,
+) {
+    let mut running = JoinSet::new();
+    let serve = |running: &mut JoinSet<()>, session: Session| {
+        let one = serve_session(conn.clone(), session, role, files.clone(), uploads.clone());
+        running.spawn(one);
+    };
+    if let Some(session) = first {
+        serve(&mut running, session);
+    }
+    loop {
+        let idle = running.is_empty();
+        tokio::select! {
+            // Only the stream is taken here (cancel-safe); its hello is read in its task.
+            stream = conn.quinn().accept_bi() => {
+                let Ok((send, recv)) = stream else { break };
+                let conn = conn.clone();
+                let (files, uploads) = (files.clone(), uploads.clone());
+                running.spawn(async move {
+                    let Ok((mut session, hello)) = conn.session_of(send, recv).await else {
+                        return;
+                    };
+                    if hello.intent != Intent::Transfer {
+                        let refusal = HelloReply::Refused {
+                            reason: "only transfer sessions on a transfer connection".into(),
+                            try_instead: Vec::new(),
+                        };
+                        let _ = session.reply(&refusal).await;
+                        return conn.close(CloseCode::ProtocolViolation, "not a transfer session");
+                    }
+                    serve_session(conn, session, role, files, uploads).await;
+                });
+            }
+            Some(_) = running.join_next(), if !idle => {}
+            () = tokio::time::sleep(IDLE_CLOSE), if idle => {
+                conn.close(CloseCode::Normal, "done");
+                break;
+            }
+        }
+    }
+    running.abort_all();
+}
+
+/// One transfer session: answered (or refused over the peer's session budget), then served
+/// until the downloader finishes it; a protocol error closes the connection.
+async fn serve_session(
     conn: Connection,
     mut session: Session,
     role: Role,
@@ -60,19 +136,13 @@ pub async fn serve_connection(
             try_instead: Vec::new(),
         };
         let _ = session.reply(&refusal).await;
-        conn.finish_and_close(&mut session, CloseCode::Refused, "too many sessions")
-            .await;
+        let _ = session.writer.inner_mut().finish();
         return;
     };
     if session.reply(&HelloReply::Welcome { role }).await.is_err() {
         return;
     }
-    match serve_transfer(&mut session, |id| files.lookup(id), &uploads).await {
-        // The downloader closes when it is done with us; give it a moment to.
-        Ok(()) => {
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
-            conn.close(CloseCode::Normal, "done");
-        }
-        Err(e) => conn.close_for(&e),
+    if let Err(e) = serve_transfer(&mut session, |id| files.lookup(id), &uploads).await {
+        conn.close_for(&e);
     }
 }

@@ -21,12 +21,13 @@
 use superpeer_common::wire::{
     CloseCode, DownloaderToHolder, Hello, HelloReply, HolderToDownloader, Intent, Role, WireError,
 };
-use superpeer_common::{Connection, ContentId, Endpoint, NodeId, PeerAddr};
+use superpeer_common::{Connection, ContentId, NodeId, PeerAddr};
 
 use super::PIECE;
 use super::encoding::{Layout, Parts, verify};
 use super::report::{DownloadError, Progress};
 use super::worker::{self, HAVE_TIMEOUT, HolderFault, PIECE_TIMEOUT};
+use crate::nat::Dialer;
 
 /// Holders asked for the proof of one size at most; each failure costs up to a handshake
 /// and a piece timeout.
@@ -49,7 +50,7 @@ pub struct ProvenTail {
 /// `holders` that can give it (see the module docs). Failed holders are reported to
 /// `report` as dropped. An empty file proves itself.
 pub async fn prove_size(
-    endpoint: &Endpoint,
+    dialer: &Dialer,
     holders: &[PeerAddr],
     content_id: ContentId,
     size: u64,
@@ -77,7 +78,7 @@ pub async fn prove_size(
             start,
             layout: &layout,
         };
-        match last_piece(endpoint, holder, &tail).await {
+        match last_piece(dialer, holder, &tail).await {
             Ok((data, from)) => {
                 return Ok(Some(ProvenTail {
                     index,
@@ -105,19 +106,22 @@ struct Tail<'a> {
 
 /// Asks `holder` for the last piece and verifies it.
 async fn last_piece(
-    endpoint: &Endpoint,
+    dialer: &Dialer,
     holder: &PeerAddr,
     tail: &Tail<'_>,
 ) -> Result<(Vec<u8>, NodeId), HolderFault> {
-    let conn = endpoint.connect(holder).await?;
+    let (conn, reached) = dialer.connect(holder).await?;
     let result = tokio::time::timeout(HAVE_TIMEOUT + PIECE_TIMEOUT, fetch(&conn, tail))
         .await
         .unwrap_or(Err(HolderFault::Stalled(HAVE_TIMEOUT + PIECE_TIMEOUT)));
+    let peer = conn.peer();
     match &result {
-        Ok(_) => conn.close(CloseCode::Normal, "size proven"),
+        // The pieces come next: a connection made through the holder's supernode is kept
+        // for them, a direct one closed.
+        Ok(_) => dialer.keep(conn, reached),
         Err(fault) => conn.close(CloseCode::Normal, &fault.to_string()),
     }
-    result.map(|data| (data, conn.peer()))
+    result.map(|data| (data, peer))
 }
 
 async fn fetch(conn: &Connection, tail: &Tail<'_>) -> Result<Vec<u8>, HolderFault> {

@@ -225,6 +225,7 @@ async fn fetch(file: &Shared, name: &str, holders: Vec<PeerAddr>, dest: &Path) -
         size: file.bytes.len() as u64,
         name: name.to_string(),
         holders,
+        via: Vec::new(),
     };
     fetch_plan(plan, dest).await
 }
@@ -459,6 +460,7 @@ async fn a_holder_with_another_size_is_dropped() {
         size: 3 * BLOCK + 1,
         name: "f".into(),
         holders: vec![holder(&[&file], Behaviour::Honest)],
+        via: Vec::new(),
     };
     let outcome = fetch_plan(plan, dest.path()).await;
     assert!(matches!(
@@ -506,6 +508,7 @@ async fn an_absurd_size_is_refused_before_touching_the_disk() {
         size: MAX_DOWNLOAD_SIZE + 1,
         name: "huge".into(),
         holders: vec![],
+        via: Vec::new(),
     };
     let outcome = fetch_plan(plan, dest.path()).await;
     assert!(matches!(

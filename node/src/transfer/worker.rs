@@ -13,14 +13,15 @@ use superpeer_common::wire::{
     CloseCode, DownloaderToHolder, FrameReader, FrameWriter, HelloReply, HolderToDownloader,
     Intent, Role, WireError,
 };
-use superpeer_common::{ConnectError, Connection, ContentId, Endpoint, NodeId, PeerAddr, Session};
+use superpeer_common::{ConnectError, Connection, ContentId, NodeId, PeerAddr, Session};
 use tokio::task::JoinHandle;
 
 use super::encoding::{Layout, Parts};
 use super::job::{CheckError, Claims, Job, Work};
 use super::pieces::Piece;
-use super::report::DownloadError;
+use super::report::{DownloadError, Progress};
 use super::verify_error::VerifyError;
+use crate::nat::{Dialer, ReachError};
 
 /// Requests a worker keeps outstanding, so the holder always has the next one in hand.
 const PIPELINE: usize = 3;
@@ -49,6 +50,9 @@ pub enum HolderFault {
     /// It could not be reached.
     #[error("cannot connect: {0}")]
     Connect(#[from] ConnectError),
+    /// It is firewalled and could not be reached through its supernode either.
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
     /// It refused the transfer session.
     #[error("refused the session: {0}")]
     Refused(String),
@@ -81,6 +85,15 @@ pub enum HolderFault {
     /// It did not answer in time.
     #[error("stalled: no answer within {0:?}")]
     Stalled(Duration),
+}
+
+impl From<ReachError> for HolderFault {
+    fn from(e: ReachError) -> Self {
+        match e {
+            ReachError::Connect(e) => HolderFault::Connect(e),
+            ReachError::Traversal(why) => HolderFault::Unreachable(why),
+        }
+    }
 }
 
 impl HolderFault {
@@ -122,14 +135,19 @@ pub enum WorkerEnd {
 }
 
 /// Downloads from `holder` until no piece is left for it.
-pub async fn run(endpoint: Endpoint, holder: PeerAddr, job: Arc<Job>) -> Result<(), WorkerEnd> {
-    let conn = endpoint
+pub async fn run(dialer: Arc<Dialer>, holder: PeerAddr, job: Arc<Job>) -> Result<(), WorkerEnd> {
+    let (conn, reached) = dialer
         .connect(&holder)
         .await
         .map_err(|e| WorkerEnd::Dropped {
             node_id: holder.node_id,
             fault: e.into(),
         })?;
+    job.report(Progress::HolderReached {
+        node_id: conn.peer(),
+        how: reached,
+    })
+    .await;
     let result = transfer(&conn, &job).await;
     match &result {
         Ok(()) => conn.close(CloseCode::Normal, "done"),

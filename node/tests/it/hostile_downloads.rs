@@ -137,6 +137,7 @@ async fn a_result_naming_many_holders_at_one_address_cannot_aim_a_download_at_it
         size: 10 * 1024 * 1024,
         name: "bait.bin".into(),
         holders,
+        via: Vec::new(),
     };
     let (progress, mut events) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events.recv().await.is_some() {} });

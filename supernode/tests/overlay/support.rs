@@ -156,6 +156,7 @@ impl TestLeaf {
         Holder {
             node_id: self.endpoint.node_id(),
             addr: self.endpoint.local_addr().unwrap(),
+            via: None,
         }
     }
 

@@ -175,6 +175,22 @@ impl LeafCore {
                 });
                 self.lost_supernode(now);
             }
+            SupernodeToLeaf::Reachability(observed) => self.reachability.reported(observed),
+            SupernodeToLeaf::DialBack { requester, addr } => {
+                if self.reachability.allow_dial_back(now) {
+                    self.actions
+                        .push_back(LeafAction::DialBack { requester, addr });
+                }
+            }
+            SupernodeToLeaf::OpenRelay { requester, token } => {
+                if self.reachability.allow_dial_back(now) {
+                    self.actions.push_back(LeafAction::OpenRelay {
+                        requester,
+                        token,
+                        relay: PeerAddr::pinned(current.node_id, current.addr),
+                    });
+                }
+            }
             SupernodeToLeaf::Refused { .. } | SupernodeToLeaf::Pong { .. } => {}
             answer @ (SupernodeToLeaf::Hits { .. }
             | SupernodeToLeaf::QueryDone { .. }

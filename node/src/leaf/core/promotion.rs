@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use superpeer_bootstrap_list::RegistrationStatus;
 
-use super::{LeafAction, LeafCore};
+use super::{LeafAction, LeafCore, Reach};
 use crate::leaf::election::Decision;
 
 /// How long a promotion by hand waits for a list server to confirm it.
@@ -75,6 +75,20 @@ impl LeafCore {
     pub fn promote(&mut self, now: Instant) -> Result<(), String> {
         if self.role.is_supernode() {
             return Err("this node is a supernode already".into());
+        }
+        if let Reach::Nat(mapping) = self.reachability.reach() {
+            let observed = self
+                .reachability
+                .view()
+                .observed
+                .map_or_else(|| "an address".to_string(), |a| a.to_string());
+            return Err(format!(
+                "this node cannot be reached from outside: it is behind a NAT or firewall \
+                 (its supernode sees it at {observed}, {} mapping, and a dial-back there got no \
+                 answer); a supernode must accept connections: forward a UDP port to it and \
+                 start it with --advertise PUBLIC_IP:PORT",
+                mapping.name()
+            ));
         }
         self.start_supernode(now, Origin::ByHand);
         Ok(())
@@ -244,7 +258,12 @@ impl LeafCore {
         match self.election.poll(now) {
             None => {}
             Some(Decision::AskListServers) if self.config.list_servers => self.fetch_lists(now),
-            Some(Decision::Promote) if self.role == Role::Leaf => {
+            // A node behind a NAT is no use as a supernode: nobody could attach to it.
+            // (Unknown is left to the list servers' dial-back, which undoes a promotion.)
+            Some(Decision::Promote)
+                if self.role == Role::Leaf
+                    && !matches!(self.reachability.reach(), Reach::Nat(_)) =>
+            {
                 self.start_supernode(now, Origin::Elected);
             }
             Some(Decision::Demote) if self.role.is_running_supernode() => {

@@ -11,16 +11,24 @@ use tracing::{debug, info, warn};
 use super::session::{self, Attached};
 use super::supernode::{self, Settings};
 use super::{Driver, Event};
-use crate::leaf::core::{AttachOutcome, LeafAction, SUPERNODES_ASKED, Source};
+use crate::leaf::core::{AttachOutcome, LeafAction, Reach, SUPERNODES_ASKED, Source};
 use crate::leaf::status::LeafStatus;
+use crate::nat;
 
 impl Driver {
     /// One event, handed to the core (or answered from what the driver holds).
     pub(super) fn handle(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Probed { node_id, result } => {
-                tracing::trace!(node = %node_id.short(), ?result, "probed");
+            Event::Probed {
+                node_id,
+                result,
+                observed,
+            } => {
+                tracing::trace!(node = %node_id.short(), ?result, ?observed, "probed");
+                if let Some(addr) = observed {
+                    self.core.handle_observed(node_id, addr);
+                }
                 self.core.handle_probe(now, node_id, result);
             }
             Event::Attached { session, result } => {
@@ -47,7 +55,11 @@ impl Driver {
                     info!(supernode = %view.node_id.short(), addr = %view.addr, rtt_ms, "attached");
                 }
             }
-            Event::FromSupernode { session, msg } => self.core.handle_message(now, session, msg),
+            Event::FromSupernode { session, msg } => {
+                self.core.handle_message(now, session, msg);
+                let reach = self.core.reachability().reach;
+                self.reacher.set_behind_nat(matches!(reach, Reach::Nat(_)));
+            }
             Event::SessionEnded { session, why } => {
                 if self.sessions.remove(&session).is_some() {
                     warn!("the session with the supernode ended: {why}");
@@ -130,6 +142,33 @@ impl Driver {
     fn act(&mut self, action: LeafAction) {
         tracing::trace!(?action, "action");
         match action {
+            LeafAction::DialBack { requester, addr } => {
+                debug!(peer = %requester.short(), %addr, "dialling back, as our supernode asks");
+                tokio::spawn(nat::dial_back(
+                    self.endpoint.clone(),
+                    requester,
+                    addr,
+                    Role::Leaf,
+                    self.served.clone(),
+                    self.uploads.clone(),
+                ));
+            }
+            LeafAction::OpenRelay {
+                requester,
+                token,
+                relay,
+            } => {
+                debug!(peer = %requester.short(), "opening a relay leg, as our supernode asks");
+                tokio::spawn(nat::relay_leg(
+                    self.endpoint.clone(),
+                    relay,
+                    requester,
+                    token,
+                    Role::Leaf,
+                    self.served.clone(),
+                    self.uploads.clone(),
+                ));
+            }
             LeafAction::Probe(target) => {
                 tokio::spawn(session::run_probe(
                     self.endpoint.clone(),
@@ -265,7 +304,12 @@ impl Driver {
             directory: self.config.directory,
             max_files_per_leaf: self.config.max_files_per_leaf,
             max_connections: self.config.max_connections,
-            transfer: supernode::transfer_service(self.served.clone(), self.uploads.clone()),
+            relay: self.config.relay.clone(),
+            transfer: supernode::transfer_service(
+                self.served.clone(),
+                self.uploads.clone(),
+                self.reacher.pushes(),
+            ),
         };
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -324,6 +368,7 @@ impl Driver {
             publication: self.core.publication(),
             searches: self.core.searches(),
             is_supernode: self.core.is_supernode(),
+            reachability: self.core.reachability(),
             promoted: None,
         };
         let Some(running) = &self.supernode else {

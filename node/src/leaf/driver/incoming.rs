@@ -8,6 +8,7 @@ use superpeer_common::{Admitted, Endpoint, Gate, GateLimits};
 use tokio::sync::watch;
 use tracing::debug;
 
+use crate::nat::{Pushes, take_push};
 use crate::transfer::{ServedFiles, Uploads, serve_connection};
 
 /// Longest an incoming handshake may take.
@@ -22,6 +23,7 @@ pub async fn serve(
     endpoint: Endpoint,
     served: ServedFiles,
     uploads: Arc<Uploads>,
+    pushes: Pushes,
     mut stop: watch::Receiver<bool>,
 ) {
     let gate = Gate::new(GateLimits::LEAF);
@@ -40,7 +42,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let (served, uploads) = (served.clone(), uploads.clone());
+        let (served, uploads, pushes) = (served.clone(), uploads.clone(), pushes.clone());
         tokio::spawn(async move {
             let Ok(conn) = superpeer_common::accept(incoming, HANDSHAKE_TIMEOUT).await else {
                 return;
@@ -63,6 +65,8 @@ pub async fn serve(
                 Intent::Transfer => {
                     serve_connection(conn, session, Role::Leaf, served, uploads).await;
                 }
+                // A firewalled holder dialling back for one of our downloads.
+                Intent::Push => take_push(conn, session, Role::Leaf, &pushes).await,
                 other => {
                     let reason = format!("a leaf does not serve {other:?}");
                     let _ = session

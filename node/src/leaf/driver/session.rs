@@ -6,6 +6,7 @@
 //! that fills up, means the supernode is not reading: the connection is closed and the
 //! reader reports the session ended, so the leaf fails over instead of freezing.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use superpeer_common::wire::{
@@ -40,19 +41,30 @@ pub async fn run_probe(endpoint: Endpoint, target: PeerAddr, events: mpsc::Sende
     let Some(node_id) = target.node_id else {
         return;
     };
-    let result = tokio::time::timeout(PROBE_TIMEOUT, probe_once(&endpoint, &target))
+    let probed = tokio::time::timeout(PROBE_TIMEOUT, probe_once(&endpoint, &target))
         .await
         .ok()
         .flatten();
-    let _ = events.send(Event::Probed { node_id, result }).await;
+    let observed = probed.as_ref().and_then(|(_, seen)| *seen);
+    let result = probed.map(|(result, _)| result);
+    let _ = events
+        .send(Event::Probed {
+            node_id,
+            result,
+            observed,
+        })
+        .await;
 }
 
-async fn probe_once(endpoint: &Endpoint, target: &PeerAddr) -> Option<(Duration, Option<Load>)> {
+/// The probe's RTT and load, and where the supernode saw us.
+type Probed = ((Duration, Option<Load>), Option<SocketAddr>);
+
+async fn probe_once(endpoint: &Endpoint, target: &PeerAddr) -> Option<Probed> {
     let conn = endpoint.connect(target).await.ok()?;
     let result = probe(&conn, Role::Leaf, PROBE_SAMPLES).await.ok();
     conn.close(CloseCode::Normal, "probe done");
     let result = result?;
-    (result.role == Role::Supernode).then_some((result.rtt, result.load))
+    (result.role == Role::Supernode).then_some(((result.rtt, result.load), result.observed))
 }
 
 /// How an attach attempt ended.

@@ -14,13 +14,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use superpeer_common::wire::{FileEntry, Query, Role};
+use superpeer_common::wire::{FileEntry, Intent, Query, Role};
 use superpeer_common::{ContentId, Endpoint, GateLimits, PeerAddr};
-use superpeer_supernode::{Supernode, SupernodeConfig, SupernodeHandle, TransferService};
+use superpeer_supernode::{
+    RelayCaps, Supernode, SupernodeConfig, SupernodeHandle, TransferService,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::Event;
+use crate::nat::{Pushes, take_push};
 use crate::transfer::{ServedFiles, Uploads, serve_connection};
 
 /// How often a running supernode's registrations and leaves are reported to the core.
@@ -40,6 +43,7 @@ pub struct Settings {
     pub directory: bool,
     pub max_files_per_leaf: Option<usize>,
     pub max_connections: Option<usize>,
+    pub relay: RelayCaps,
     pub transfer: TransferService,
 }
 
@@ -74,6 +78,7 @@ pub fn start(settings: Settings, events: mpsc::Sender<Event>) -> Result<Running,
         config.gate = GateLimits::supernode(connections);
     }
     config.transfer = Some(settings.transfer);
+    config.relay = settings.relay;
     let supernode = Supernode::on_endpoint(settings.endpoint, config)
         .map_err(|e| format!("cannot start the supernode: {e}"))?;
     let handle = supernode.handle();
@@ -146,16 +151,21 @@ async fn report(handle: SupernodeHandle, events: mpsc::Sender<Event>) {
     }
 }
 
-/// How a supernode serves transfers of our shared files.
-pub fn transfer_service(served: ServedFiles, uploads: Arc<Uploads>) -> TransferService {
-    Arc::new(move |conn, session| {
-        let (served, uploads) = (served.clone(), uploads.clone());
-        Box::pin(serve_connection(
-            conn,
-            session,
-            Role::Supernode,
-            served,
-            uploads,
-        ))
+/// How a supernode serves transfers of our shared files, and hands reverse connections
+/// (a firewalled holder dialling back for one of our downloads) to the download waiting.
+pub fn transfer_service(
+    served: ServedFiles,
+    uploads: Arc<Uploads>,
+    pushes: Pushes,
+) -> TransferService {
+    Arc::new(move |conn, session, intent| {
+        let (served, uploads, pushes) = (served.clone(), uploads.clone(), pushes.clone());
+        Box::pin(async move {
+            if intent == Intent::Push {
+                take_push(conn, session, Role::Supernode, &pushes).await;
+            } else {
+                serve_connection(conn, session, Role::Supernode, served, uploads).await;
+            }
+        })
     })
 }
