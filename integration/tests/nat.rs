@@ -14,94 +14,20 @@
 )]
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use superpeer::control::{GetEventJson, SearchResultJson, StatusJson};
+use superpeer::control::{GetEventJson, StatusJson};
 use superpeer_common::ContentId;
-use superpeer_integration::harness::{Proc, wait_for};
+use superpeer_integration::harness::wait_for;
 use superpeer_integration::netns::{Host, Lab, Nat};
+use superpeer_integration::netns_nodes::Node;
 
 const EXE: &str = env!("CARGO_BIN_EXE_superpeer-node");
 const PORT: u16 = 7600;
 
-/// A daemon in a namespace.
-struct Node {
-    proc: Proc,
-    ns: String,
-    share: PathBuf,
-}
-
-impl Node {
-    fn start(host: &Host, root: &Path, label: &str, args: &[&str]) -> Node {
-        let state = root.join(label).join("state");
-        let share = root.join(label).join("share");
-        std::fs::create_dir_all(&share).unwrap();
-        let wrapper = ["ip", "netns", "exec", host.ns()].map(String::from);
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let proc = Proc::start_wrapped(&wrapper, Path::new(EXE), label, &state, &args)
-            .unwrap_or_else(|e| panic!("{label} did not start: {e:#}"));
-        Node {
-            proc,
-            ns: host.ns().to_string(),
-            share,
-        }
-    }
-
-    /// `superpeer ARGS --state-dir DIR` inside the node's namespace (its control address
-    /// is on that namespace's loopback).
-    fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.ns, EXE]).args(args);
-        command.arg("--state-dir").arg(&self.proc.state_dir);
-        let out = command.output().context("cannot run the CLI")?;
-        Ok(out)
-    }
-
-    fn status(&self) -> anyhow::Result<StatusJson> {
-        let out = self.cli(&["status", "--json"])?;
-        if !out.status.success() {
-            bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(serde_json::from_slice(&out.stdout)?)
-    }
-
-    fn search(&self, word: &str) -> anyhow::Result<Vec<SearchResultJson>> {
-        let out = self.cli(&["search", "--json", word])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect())
-    }
-
-    /// Downloads `content_id`; the finished event, or why not.
-    fn get(&self, content_id: &str) -> anyhow::Result<GetEventJson> {
-        let out = self.cli(&["get", "--json", content_id])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let events: Vec<GetEventJson> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        match events.last() {
-            Some(finished @ GetEventJson::Finished { .. }) => Ok(finished.clone()),
-            other => bail!(
-                "the download did not finish: {other:?} ({})",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
-    }
-
-    /// Shares a file of `len` pseudo-random bytes named `name`; its content id.
-    fn share_file(&self, name: &str, len: usize, seed: u32) -> String {
-        let bytes: Vec<u8> = (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
-            .collect();
-        std::fs::write(self.share.join(name), &bytes).unwrap();
-        ContentId::of_bytes(&bytes).to_string()
-    }
+fn exe() -> &'static std::path::Path {
+    std::path::Path::new(EXE)
 }
 
 /// Downloads `content_id` at `by`, checks the file against its id, and says how its one
@@ -157,17 +83,20 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
     let listen = |ip: Ipv4Addr| format!("{ip}:{PORT}");
 
     let list = Node::start(
+        exe(),
         &list_host,
         root,
         "list",
         &["list-server", "--listen", &listen(list_host.ip())],
-    );
+    )
+    .unwrap();
     let list_addr = list.proc.pinned.to_string();
     let supernodes: Vec<Node> = sn_hosts
         .iter()
         .enumerate()
         .map(|(i, host)| {
             Node::start(
+                exe(),
                 host,
                 root,
                 &format!("sn{}", i + 1),
@@ -179,6 +108,7 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
                     &list_addr,
                 ],
             )
+            .unwrap()
         })
         .collect();
     // Leaves start once both supernodes are listed, so each probes both (two views of its
@@ -200,6 +130,7 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
         let share = root.join(label).join("share");
         std::fs::create_dir_all(&share).unwrap();
         Node::start(
+            exe(),
             host,
             root,
             label,
@@ -214,15 +145,18 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
                 "--no-election",
             ],
         )
+        .unwrap()
     };
     let public = leaf(&pub_host, "pub");
     let a = leaf(&a_host, "a");
     let b = leaf(&b_host, "b");
     let c = leaf(&c_host, "c");
-    let public_file = public.share_file("public lighthouse.bin", 2_000_000, 1);
-    let a_file = a.share_file("alpha harbour.bin", 3_000_000, 2);
-    let b_file = b.share_file("bravo harbour.bin", 3_000_000, 3);
-    let c_file = c.share_file("charlie harbour.bin", 3_000_000, 4);
+    let public_file = public
+        .share_file("public lighthouse.bin", 2_000_000, 1)
+        .unwrap();
+    let a_file = a.share_file("alpha harbour.bin", 3_000_000, 2).unwrap();
+    let b_file = b.share_file("bravo harbour.bin", 3_000_000, 3).unwrap();
+    let c_file = c.share_file("charlie harbour.bin", 3_000_000, 4).unwrap();
 
     // Reachability: what each leaf's supernode saw, and the mapping two supernodes saw.
     let attached_and = |node: &Node, kind: &str, mapping: Option<&str>| {
