@@ -126,31 +126,30 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
         },
     )
     .unwrap();
-    let leaf = |host: &Host, label: &str| {
+    let leaf = |host: &Host, label: &str, extra: &[&str]| {
         let share = root.join(label).join("share");
         std::fs::create_dir_all(&share).unwrap();
-        Node::start(
-            exe(),
-            host,
-            root,
-            label,
-            &[
-                "leaf",
-                "--listen",
-                &listen(host.ip()),
-                "--list-server",
-                &list_addr,
-                "--share",
-                share.to_str().unwrap(),
-                "--no-election",
-            ],
-        )
-        .unwrap()
+        let listen = listen(host.ip());
+        let mut args = vec![
+            "leaf",
+            "--listen",
+            &listen,
+            "--list-server",
+            &list_addr,
+            "--share",
+            share.to_str().unwrap(),
+            "--no-election",
+        ];
+        args.extend_from_slice(extra);
+        Node::start(exe(), host, root, label, &args).unwrap()
     };
-    let public = leaf(&pub_host, "pub");
-    let a = leaf(&a_host, "a");
-    let b = leaf(&b_host, "b");
-    let c = leaf(&c_host, "c");
+    let public = leaf(&pub_host, "pub", &[]);
+    let a = leaf(&a_host, "a", &[]);
+    // b claims the public leaf's address as its own: believed only after a dial-back
+    // reaches b there, which it cannot.
+    let stolen = listen(pub_host.ip());
+    let b = leaf(&b_host, "b", &["--advertise", &stolen]);
+    let c = leaf(&c_host, "c", &[]);
     let public_file = public
         .share_file("public lighthouse.bin", 2_000_000, 1)
         .unwrap();
@@ -201,6 +200,18 @@ fn leaves_behind_nats_share_and_download_from_anywhere() {
     assert!(
         holder.addr.starts_with(&format!("{}:", home_a.wan_ip())),
         "a holder is never named at a private address: {holder:?}"
+    );
+    let b_hit = wait_for("bravo to be found", Duration::from_secs(20), || {
+        Ok(public
+            .search("bravo")?
+            .into_iter()
+            .find(|h| h.content_id == b_file))
+    })
+    .unwrap();
+    let b_holder = &b_hit.holders[0];
+    assert!(
+        b_holder.firewalled && b_holder.addr.starts_with(&format!("{}:", home_b.wan_ip())),
+        "a claimed public address is not believed: {b_holder:?}"
     );
     let public_hit = public.search("lighthouse").unwrap();
     assert!(

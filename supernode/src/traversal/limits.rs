@@ -67,12 +67,12 @@ impl RequestLimits {
 }
 
 /// The bucket of `key`, created (room permitting) if new.
-fn bucket<'a, K: Eq + Hash + Copy>(
-    table: &'a mut HashMap<K, TokenBucket>,
+fn bucket<K: Eq + Hash + Copy>(
+    table: &mut HashMap<K, TokenBucket>,
     now: Instant,
     key: K,
     (rate, burst): (f64, u32),
-) -> Option<&'a mut TokenBucket> {
+) -> Option<&mut TokenBucket> {
     if !table.contains_key(&key) {
         if table.len() >= MAX_TRACKED {
             table.retain(|_, bucket| !bucket.is_full(now));

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use superpeer_common::wire::{
-    HelloReply, RelayLegRequest, RendezvousReply, Role, SupernodeToLeaf, ToRendezvous, encode,
+    CloseCode, HelloReply, RelayLegRequest, RendezvousReply, Role, SupernodeToLeaf, ToRendezvous,
+    encode,
 };
 use superpeer_common::{Connection, NodeId, Session};
 use tokio::sync::oneshot;
@@ -164,15 +165,20 @@ pub async fn serve_rendezvous(conn: Connection, mut session: Session, traversal:
         return;
     }
     let (asker, asker_addr) = (conn.peer(), conn.remote_addr());
-    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+    for answered in 0.. {
         let request = tokio::time::timeout(REQUEST_TIMEOUT, session.reader.recv::<ToRendezvous>());
         let request = match request.await {
             Ok(Ok(Some(request))) => request,
             Ok(Ok(None)) | Err(_) => {
-                return conn.close(superpeer_common::wire::CloseCode::Normal, "done");
+                return conn
+                    .finish_and_close(&mut session, CloseCode::Normal, "done")
+                    .await;
             }
             Ok(Err(e)) => return conn.close_for(&e),
         };
+        if answered == MAX_REQUESTS_PER_CONNECTION {
+            return conn.close(CloseCode::Overloaded, "too many requests on one connection");
+        }
         match request {
             ToRendezvous::Reach { holder } => {
                 let reply = traversal.reach(asker, asker_addr, holder);
@@ -185,10 +191,6 @@ pub async fn serve_rendezvous(conn: Connection, mut session: Session, traversal:
             }
         }
     }
-    conn.close(
-        superpeer_common::wire::CloseCode::Overloaded,
-        "too many requests on one connection",
-    );
 }
 
 /// The downloader's end of a relayed session: admitted, the holder told, its leg awaited,
@@ -210,7 +212,9 @@ async fn relay_downloader(
         Ok(ticket) => ticket,
         Err(why) => {
             let _ = session.writer.send(&refused(why)).await;
-            return;
+            return conn
+                .finish_and_close(&mut session, CloseCode::Normal, "relay refused")
+                .await;
         }
     };
     let token: u64 = rand::random();
@@ -234,14 +238,23 @@ async fn relay_downloader(
             .await
             .ok()
             .and_then(Result::ok),
-        Err(_) => None,
+        Err(why) => {
+            lock(&inner.pending).remove(&token);
+            lock(&inner.relay).release(ticket);
+            let _ = session.writer.send(&refused(why)).await;
+            return conn
+                .finish_and_close(&mut session, CloseCode::Normal, "relay refused")
+                .await;
+        }
     };
     lock(&inner.pending).remove(&token);
     let Some(holder_leg) = leg else {
         lock(&inner.relay).release(ticket);
         let reply = refused("the holder did not open its relay leg".into());
         let _ = session.writer.send(&reply).await;
-        return;
+        return conn
+            .finish_and_close(&mut session, CloseCode::Normal, "no relay leg")
+            .await;
     };
     if session
         .writer
@@ -257,7 +270,7 @@ async fn relay_downloader(
     let end = pipe(downloader_leg, holder_leg, &inner.caps).await;
     debug!(asker = %asker.short(), holder = %holder.short(), ?end, "relayed session ended");
     lock(&inner.relay).finish(ticket, &end);
-    conn.close(superpeer_common::wire::CloseCode::Normal, "relay ended");
+    conn.close(CloseCode::Normal, "relay ended");
 }
 
 /// Serves a holder's relay leg (hello read, not yet answered): handed to the downloader
@@ -271,7 +284,7 @@ pub async fn serve_relay_leg(conn: Connection, mut session: Session, traversal: 
     }
     let request = tokio::time::timeout(REQUEST_TIMEOUT, session.reader.recv::<RelayLegRequest>());
     let Ok(Ok(Some(RelayLegRequest::Join { token }))) = request.await else {
-        return conn.close(superpeer_common::wire::CloseCode::Normal, "no relay leg");
+        return conn.close(CloseCode::Normal, "no relay leg");
     };
     let waiting = {
         let mut pending = lock(&traversal.inner.pending);
@@ -283,10 +296,9 @@ pub async fn serve_relay_leg(conn: Connection, mut session: Session, traversal: 
     let Some(waiting) = waiting else {
         let reply = refused("no relayed session waits for this leg".into());
         let _ = session.writer.send(&reply).await;
-        return conn.close(
-            superpeer_common::wire::CloseCode::Refused,
-            "no such relay session",
-        );
+        return conn
+            .finish_and_close(&mut session, CloseCode::Refused, "no such relay session")
+            .await;
     };
     if session
         .writer
