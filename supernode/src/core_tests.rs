@@ -160,6 +160,48 @@ fn local_files_answer_and_vanish_with_their_leaf() {
     assert_eq!(sn.status().indexed, 0);
 }
 
+/// The holders of the hits sent to `leaf`.
+fn holders_to(actions: &[Action], leaf: SessionId) -> Vec<Holder> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToLeaf(s, SupernodeToLeaf::Hits { hits, .. }) if *s == leaf => Some(hits),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|hit| hit.holders.iter().copied())
+        .collect()
+}
+
+#[test]
+fn a_firewalled_leafs_hits_name_the_supernode_that_reaches_it() {
+    let now = Instant::now();
+    let mut sn = core(1, CoreConfig::default());
+    let (holder, asker) = (SessionId(1), SessionId(2));
+    sn.leaf_attach(now, holder, id(50), addr(50));
+    sn.leaf_attach(now, asker, id(51), addr(51));
+    let via = Via {
+        node_id: id(1),
+        addr: addr(1),
+    };
+    // Known firewalled before it publishes, and after.
+    sn.leaf_reachability(holder, Some(via));
+    let publish = |name: &str| LeafToSupernode::Publish {
+        entries: vec![entry(name)],
+    };
+    sn.leaf_message(now, holder, publish("harbour one.mp3"));
+    sn.leaf_message(now, asker, query(1, &["harbour"]));
+    let holders = holders_to(&drain(&mut sn), asker);
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].via, Some(via));
+    assert_eq!(holders[0].addr, addr(50), "still named where it was seen");
+    // A dial-back later reached it: its hits say to dial it.
+    sn.leaf_reachability(holder, None);
+    sn.leaf_message(now, asker, query(2, &["harbour"]));
+    let holders = holders_to(&drain(&mut sn), asker);
+    assert_eq!(holders[0].via, None);
+}
+
 #[test]
 fn summaries_follow_the_index_throttled() {
     let t0 = Instant::now();

@@ -25,4 +25,4 @@ mod pushes;
 
 pub use dialer::{Dialer, ReachError, Reached, Reacher};
 pub use holder::{PUNCH_WINDOW, dial_back, relay_leg};
-pub use pushes::{PushWait, Pushes, take_push};
+pub use pushes::{MAX_WAITING, PushWait, Pushes, take_push};

@@ -89,6 +89,9 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod serve_tests;
+
 pub use dial::{MAX_HOLDERS_PER_DOWNLOAD, MAX_HOLDERS_PER_IP, dialable};
 pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download, download_reaching};
 pub use outboard_store::OutboardStore;
