@@ -853,13 +853,21 @@ fn bad_hits(hits: &[superpeer_common::wire::QueryHit]) -> Option<String> {
 }
 
 /// Where relay `node` ranks for query `id`: of the relays that can pass a query on to the
-/// same supernode, the lowest rank does. Query ids are random, so every relay is drawn as
-/// often; every supernode computes the same ranks.
+/// same supernode, the lowest rank does; every supernode computes the same ranks.
+///
+/// The rank is a keyed hash of the node id under a key made of the query id (random, and
+/// unknown before the query), so each query draws the relays in a fresh random order. A
+/// plain `query id XOR node id` would draw the node closest to the query id in XOR
+/// distance, and a node whose id sits apart from the others' (ground to a rare prefix)
+/// would own a large part of the id space and be drawn far more often.
 fn relay_rank(id: &QueryId, node: &NodeId) -> [u8; 16] {
-    let mut rank = id.0;
-    for (r, n) in rank.iter_mut().zip(node.as_bytes()) {
-        *r ^= n;
-    }
+    let mut key = [0u8; 32];
+    let (query, domain) = key.split_at_mut(16);
+    query.copy_from_slice(&id.0);
+    domain.copy_from_slice(b"superpeer relay.");
+    let hash = blake3::keyed_hash(&key, node.as_bytes());
+    let mut rank = [0u8; 16];
+    rank.copy_from_slice(&hash.as_bytes()[..16]);
     rank
 }
 

@@ -600,16 +600,56 @@ fn a_relay_passes_a_query_on_only_beyond_the_asker_and_only_if_drawn() {
     gossip(&mut sn, now, 10, 2, &[4]);
     gossip(&mut sn, now, 11, 3, &[4]);
     drain(&mut sn);
-    // Ranks are query id XOR node id: with id [0; 16] we (1) rank before node 4...
-    sn.neighbor_message(now, SessionId(10), relayed(0, 1));
+    // Ranks are keyed by the query id: find an id for which we (1) rank before node 4, and
+    // one for which node 4 ranks first.
+    let rank = |n: u8, node: u8| relay_rank(&QueryId([n; 16]), &id(node));
+    let ours = (0..=255).find(|&n| rank(n, 1) < rank(n, 4)).unwrap();
+    let theirs = (0..=255).find(|&n| rank(n, 4) < rank(n, 1)).unwrap();
+    sn.neighbor_message(now, SessionId(10), relayed(ours, 1));
     assert_eq!(
         queried(&drain(&mut sn)),
         vec![SessionId(11)],
         "node 4 is the asker's own link; node 3 is ours to reach"
     );
-    // ...and with id [5; 16] node 4 does, so node 3 hears it from node 4 alone.
-    sn.neighbor_message(now, SessionId(10), relayed(5, 1));
+    // ...and with the other, node 4 does, so node 3 hears it from node 4 alone.
+    sn.neighbor_message(now, SessionId(10), relayed(theirs, 1));
     assert!(queried(&drain(&mut sn)).is_empty());
+}
+
+#[test]
+fn a_ground_relay_id_is_drawn_no_more_often_than_any_other() {
+    use rand::{Rng, SeedableRng};
+    // Seven relays whose ids share a first byte, and one ground to sit apart from them:
+    // under `query id XOR node id` it would be drawn for every query id whose first bit
+    // is 1, half of all queries instead of an eighth.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut relays: Vec<NodeId> = (0..7)
+        .map(|_| {
+            let mut bytes: [u8; 32] = rng.random();
+            bytes[0] = 0x00;
+            NodeId::from_bytes(bytes)
+        })
+        .collect();
+    let mut ground = [0xffu8; 32];
+    ground[31] = 0x01;
+    relays.push(NodeId::from_bytes(ground));
+    let draws = 40_000;
+    let mut drawn = vec![0u32; relays.len()];
+    for _ in 0..draws {
+        let query = QueryId(rng.random());
+        let first = (0..relays.len())
+            .min_by_key(|&i| relay_rank(&query, &relays[i]))
+            .unwrap();
+        drawn[first] += 1;
+    }
+    // An eighth each, 5,000 +- 330 (five standard deviations).
+    let fair = draws / relays.len() as u32;
+    for (i, n) in drawn.iter().enumerate() {
+        assert!(
+            n.abs_diff(fair) <= 330,
+            "relay {i} drawn {n} times of {draws}: {drawn:?}"
+        );
+    }
 }
 
 #[test]
