@@ -81,12 +81,17 @@ async fn serve_sessions(
     uploads: Arc<Uploads>,
 ) {
     let mut running = JoinSet::new();
-    let serve = |running: &mut JoinSet<()>, session: Session| {
-        let one = serve_session(conn.clone(), session, role, files.clone(), uploads.clone());
-        running.spawn(one);
-    };
     if let Some(session) = first {
-        serve(&mut running, session);
+        // The connection's only session so far: refused, the connection goes with it.
+        let one = serve_session(
+            conn.clone(),
+            session,
+            role,
+            files.clone(),
+            uploads.clone(),
+            true,
+        );
+        running.spawn(one);
     }
     loop {
         let idle = running.is_empty();
@@ -108,7 +113,7 @@ async fn serve_sessions(
                         let _ = session.reply(&refusal).await;
                         return conn.close(CloseCode::ProtocolViolation, "not a transfer session");
                     }
-                    serve_session(conn, session, role, files, uploads).await;
+                    serve_session(conn, session, role, files, uploads, false).await;
                 });
             }
             Some(_) = running.join_next(), if !idle => {}
@@ -121,14 +126,16 @@ async fn serve_sessions(
     running.abort_all();
 }
 
-/// One transfer session: answered (or refused over the peer's session budget), then served
-/// until the downloader finishes it; a protocol error closes the connection.
+/// One transfer session: answered (or refused over the peer's session budget: with the
+/// connection when it is the connection's first), then served until the downloader
+/// finishes it; a protocol error closes the connection.
 async fn serve_session(
     conn: Connection,
     mut session: Session,
     role: Role,
     files: ServedFiles,
     uploads: Arc<Uploads>,
+    first: bool,
 ) {
     let Some(_guard) = uploads.enter(conn.peer()) else {
         let refusal = HelloReply::Refused {
@@ -136,7 +143,12 @@ async fn serve_session(
             try_instead: Vec::new(),
         };
         let _ = session.reply(&refusal).await;
-        let _ = session.writer.inner_mut().finish();
+        if first {
+            conn.finish_and_close(&mut session, CloseCode::Refused, "too many sessions")
+                .await;
+        } else {
+            let _ = session.writer.inner_mut().finish();
+        }
         return;
     };
     if session.reply(&HelloReply::Welcome { role }).await.is_err() {
