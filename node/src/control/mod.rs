@@ -406,6 +406,12 @@ pub struct SourceJson {
     /// How the connection to it was made: `direct`, `reverse`, `punched` or `relayed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<String>,
+    /// In a download's list: `sending`, `connected` (reached, no piece yet) or `dropped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why it was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A download as `status` and `GET /downloads` show it.
@@ -413,7 +419,7 @@ pub struct SourceJson {
 pub struct DownloadJson {
     pub content_id: String,
     pub name: String,
-    /// `searching`, `running`, `finished` or `failed`.
+    /// `searching`, `running`, `finished`, `failed`, `paused` or `cancelled`.
     pub state: String,
     pub size: u64,
     pub bytes_done: u64,

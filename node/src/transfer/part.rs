@@ -161,6 +161,19 @@ impl PartFile {
     }
 }
 
+/// Removes the partial file of `content_id` saved as `name` in `dest_dir`, and its state
+/// file (a download cancelled by the user). What is not there is not an error.
+pub fn remove_partial(dest_dir: &Path, name: &str, content_id: ContentId) -> io::Result<()> {
+    let (path, state_path) = part_paths(dest_dir, name, content_id);
+    for file in [state_path, path] {
+        match fs::remove_file(&file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `name`, or with ` (n)` before its extension for n > 0: `song (2).mp3`.
 fn with_suffix(name: &str, n: u32) -> String {
     if n == 0 {
