@@ -204,7 +204,7 @@ impl RunState {
 impl RunState {
     /// Every holder heard of in this run: the ones that sent pieces (as in
     /// [`sources_json`]), then the ones reached or dropped that sent nothing, each with its
-    /// state (`sending`, `connected` or `dropped`, with the reason).
+    /// state (`sending`, `connected` or `dropped`, with the reason; `sent` once ended).
     fn sources_with_state(&self) -> Vec<SourceJson> {
         let mut list = sources_json(&self.sources, &self.reached);
         let silent = self
@@ -657,6 +657,11 @@ impl Downloads {
         }
         if let Some(stop) = stop {
             json.state = stop.state().into();
+        }
+        for source in &mut json.sources {
+            if source.state.as_deref() == Some("sending") {
+                source.state = Some("sent".into());
+            }
         }
         lock(&self.inner.running).remove(&content_id);
         let mut ended = lock(&self.inner.ended);

@@ -431,7 +431,8 @@ pub struct SourceJson {
     /// How the connection to it was made: `direct`, `reverse`, `punched` or `relayed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<String>,
-    /// In a download's list: `sending`, `connected` (reached, no piece yet) or `dropped`.
+    /// In a download's list: `sending` (`sent` once it ended), `connected` (reached, no
+    /// piece yet) or `dropped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Why it was dropped.

@@ -90,15 +90,7 @@ impl Logins {
     /// (random, from the caller) and returns true. A code works once.
     pub fn redeem(&mut self, now: Instant, code: &str, session_id: String) -> bool {
         self.codes.retain(|c| c.expires > now);
-        // Every code is compared, so the time taken does not say how far a guess matched.
-        let found = self
-            .codes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| constant_time_eq(c.secret.as_bytes(), code.as_bytes()))
-            .map(|(i, _)| i)
-            .last();
-        let Some(index) = found else {
+        let Some(index) = position(self.codes.iter().map(|c| c.secret.as_str()), code) else {
             return false;
         };
         self.codes.remove(index);
@@ -117,12 +109,8 @@ impl Logins {
     /// Whether `session_id` names an open session; using it keeps it open.
     pub fn check(&mut self, now: Instant, session_id: &str) -> bool {
         self.prune(now);
-        let found = self
-            .sessions
-            .iter_mut()
-            .filter(|s| constant_time_eq(s.id.as_bytes(), session_id.as_bytes()))
-            .last();
-        match found {
+        let found = position(self.sessions.iter().map(|s| s.id.as_str()), session_id);
+        match found.and_then(|index| self.sessions.get_mut(index)) {
             Some(session) => {
                 session.last_used = now;
                 true
@@ -151,6 +139,18 @@ impl Logins {
                 && now.duration_since(s.created) < limits.session_max_age
         });
     }
+}
+
+/// Where `wanted` is among `secrets`. Every one is compared, in constant time, so the time
+/// taken does not say how far a guess matched, nor where.
+fn position<'a>(secrets: impl Iterator<Item = &'a str>, wanted: &str) -> Option<usize> {
+    secrets.enumerate().fold(None, |found, (index, secret)| {
+        if constant_time_eq(secret.as_bytes(), wanted.as_bytes()) {
+            Some(index)
+        } else {
+            found
+        }
+    })
 }
 
 #[cfg(test)]

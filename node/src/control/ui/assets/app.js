@@ -35,7 +35,7 @@
       else if (key === 'value' || key === 'max') el[key] = value;
       else el.setAttribute(key, String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       el.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -85,6 +85,8 @@
   function expired() {
     ui.expired = true;
     if (ui.events) ui.events.close();
+    $('role').textContent = 'signed out';
+    $('role').className = 'badge';
     banner(SESSION_EXPIRED);
     live('off');
   }
@@ -365,7 +367,7 @@
                 h('td', { class: 'mono' }, String(holder.addr)),
                 h('td', {}, holder.firewalled
                   ? pill('firewalled', 'warn', 'behind a NAT or firewall: reached through its supernode')
-                  : pill('direct', '')))))),
+                  : pill('direct', ''))))))),
         h('div', { class: 'item-actions' }, button)));
   }
 
@@ -451,6 +453,7 @@
   function sourceState(source) {
     if (source.state === 'dropped') return [pill('dropped', 'bad'), ' ', h('span', { class: 'small muted' }, String(source.reason || ''))];
     if (source.state === 'sending') return pill('sending', 'good');
+    if (source.state === 'sent') return pill('sent', 'good');
     if (source.state === 'connected') return pill('connected', 'info');
     return Number(source.bytes) > 0 ? pill('sent', 'good') : '—';
   }
@@ -489,7 +492,7 @@
         h('p', {}, 'This node shares no folder.'),
         h('p', { class: 'muted' }, 'Start the daemon with --share DIR to share the files of a folder (changes are picked up as they happen).'));
     const upRate = rate('uploaded');
-    const uploads = h('div', { class: 'card' },
+    const uploads = h('div', { class: 'card wide' },
       h('h2', {}, 'Uploads'),
       sharing.upload_sessions > 0
         ? h('p', {}, h('span', { class: 'big' }, String(sharing.upload_sessions)), ' ', 'in progress, to ' + sharing.upload_peers + (sharing.upload_peers === 1 ? ' peer' : ' peers'))
@@ -562,8 +565,8 @@
         ['Leaves', String(s.leaves ?? 0)],
         ['Neighbours', String(s.neighbors ?? 0)],
         ['Files indexed', String(s.indexed ?? 0)],
-        ['Queries received', (s.queries_received ?? 0) + ' (' + perMinute('received') + ')'],
-        ['Queries forwarded', (s.queries_forwarded ?? 0) + ' (' + perMinute('forwarded') + ')'],
+        ['Queries from neighbours', (s.queries_received ?? 0) + ' (' + perMinute('received') + ')'],
+        ['Queries to neighbours', (s.queries_forwarded ?? 0) + ' (' + perMinute('forwarded') + ')'],
         s.directory ? ['Supernodes known', String(s.directory.members)] : null,
       ]))];
     cards.push(h('div', { class: 'card' },
