@@ -796,3 +796,107 @@ fn sources_json(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use superpeer_common::Identity;
+    use superpeer_supernode::RelayCaps;
+
+    use super::*;
+    use crate::leaf::{Leaf, LeafConfig, LeafCoreConfig};
+
+    /// A node that is bound but never run: a search it is asked for never starts, so a
+    /// download of content no search has shown stays `searching` until it is stopped.
+    fn idle_node(dir: &Path) -> Leaf {
+        let config = LeafConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            list_servers: Vec::new(),
+            peers: Vec::new(),
+            state_dir: dir.to_path_buf(),
+            core: LeafCoreConfig::default(),
+            max_neighbors: None,
+            directory: true,
+            max_files_per_leaf: None,
+            max_connections: None,
+            relay: RelayCaps::default(),
+        };
+        Leaf::bind(Arc::new(Identity::generate().unwrap()), config, None).unwrap()
+    }
+
+    /// Waits (bounded) until the download of `id` is in `state`.
+    async fn until_state(downloads: &Downloads, id: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = downloads.list();
+            let found = list
+                .iter()
+                .filter(|d| d.content_id == id)
+                .collect::<Vec<_>>();
+            assert!(found.len() <= 1, "one entry per content: {list:?}");
+            if found.first().is_some_and(|d| d.state == state) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never {state}: {list:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn last_event(mut events: mpsc::Receiver<GetEventJson>) -> GetEventJson {
+        let mut last = None;
+        while let Some(event) = events.recv().await {
+            last = Some(event);
+        }
+        last.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_download_pauses_resumes_and_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = idle_node(dir.path());
+        let downloads = Downloads::reaching(leaf.reacher(), dir.path().join("downloads"));
+        let id = ContentId::of_bytes(b"wanted").to_string();
+        let get = |downloads: &Downloads| {
+            let request = GetRequest {
+                content_id: id.clone(),
+                out: None,
+            };
+            downloads.get(request, leaf.handle()).unwrap()
+        };
+
+        let events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        assert!(downloads.resume(&id, leaf.handle()).is_err(), "not paused");
+        downloads.pause(&id).unwrap();
+        until_state(&downloads, &id, "paused").await;
+        let GetEventJson::Failed { error } = last_event(events).await else {
+            panic!("a follower hears that it stopped")
+        };
+        assert!(error.contains("paused"), "{error}");
+        assert!(downloads.pause(&id).is_err(), "not running any more");
+        assert!(downloads.list()[0].error.is_none());
+
+        downloads.resume(&id, leaf.handle()).unwrap();
+        until_state(&downloads, &id, "searching").await;
+        downloads.cancel(&id).await.unwrap();
+        until_state(&downloads, &id, "cancelled").await;
+        assert!(downloads.resume(&id, leaf.handle()).is_err());
+        assert!(
+            downloads.cancel(&id).await.is_err(),
+            "nothing left to cancel"
+        );
+
+        // A paused download can be cancelled too; a new `get` starts it afresh.
+        let _events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        downloads.pause(&id).unwrap();
+        until_state(&downloads, &id, "paused").await;
+        downloads.cancel(&id).await.unwrap();
+        until_state(&downloads, &id, "cancelled").await;
+        let _events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        assert!(downloads.pause("not an id").is_err());
+    }
+}

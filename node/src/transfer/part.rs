@@ -335,6 +335,20 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_download_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ContentId::of_bytes(b"x");
+        let (part, _) = PartFile::open(dir.path(), "x.bin", id, 2 * PIECE).unwrap();
+        part.save(vec![[0, 1]]).unwrap();
+        assert!(part.path().exists() && part.state_path().exists());
+        remove_partial(dir.path(), "x.bin", id).unwrap();
+        assert!(!part.path().exists() && !part.state_path().exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Nothing there is no error.
+        remove_partial(dir.path(), "x.bin", id).unwrap();
+    }
+
+    #[test]
     fn placing_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.txt"), b"mine").unwrap();
