@@ -31,6 +31,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Turn the running leaf into a supernode, without a restart.
     Promote(PromoteArgs),
+    /// Open the running daemon's web UI: prints a one-time login URL (and opens it when
+    /// there is a desktop).
+    Ui(UiArgs),
     /// Run a whole network on this machine and show it at work: joins, an election, a
     /// search, a verified download, a supernode failing.
     Testnet(TestnetArgs),
@@ -123,6 +126,13 @@ pub struct LeafArgs {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    /// The running daemon's state dir [default: the platform data dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
     /// The running daemon's state dir [default: the platform data dir].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

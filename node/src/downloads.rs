@@ -16,6 +16,9 @@
 //!   all gone searches once more for fresh ones before it gives up.
 //! - Each download's state (bytes, rate, sources) is kept for `status` and `GET /downloads`,
 //!   and the last [`MAX_ENDED`] ended ones with it.
+//! - The user may pause a download (its verified pieces stay for [`Downloads::resume`] or
+//!   another `get`) or cancel it (its partial file goes too): the transfer is dropped, its
+//!   connections closed, and followers hear that it failed and why.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -24,14 +27,16 @@ use std::time::{Duration, Instant};
 
 use superpeer_common::wire::QueryHit;
 use superpeer_common::{ContentId, Endpoint, NodeId, PeerAddr};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::control::{DownloadJson, GetEventJson, GetRequest, SourceJson};
 use crate::leaf::LeafHandle;
 use crate::names::sanitize;
 use crate::nat::{Reached, Reacher};
-use crate::transfer::{DownloadError, DownloadPlan, Progress, dialable, download_reaching};
+use crate::transfer::{
+    DownloadError, DownloadPlan, Progress, dialable, download_reaching, remove_partial,
+};
 
 /// Downloads running at once; more are refused until one ends.
 pub const MAX_RUNNING: usize = 8;
@@ -69,6 +74,33 @@ struct Inner {
     known: Mutex<Known>,
     running: Mutex<HashMap<ContentId, Arc<Running>>>,
     ended: Mutex<VecDeque<DownloadJson>>,
+    /// Paused downloads (at most [`MAX_ENDED`]), for [`Downloads::resume`] and `cancel`.
+    paused: Mutex<VecDeque<Paused>>,
+}
+
+/// How the user stops a download.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop it, keeping its verified pieces for a resume.
+    Pause,
+    /// Stop it and remove its partial file.
+    Cancel,
+}
+
+impl Stop {
+    fn state(self) -> &'static str {
+        match self {
+            Stop::Pause => "paused",
+            Stop::Cancel => "cancelled",
+        }
+    }
+}
+
+/// A paused download: what its `get` asked for, and where its partial file is.
+struct Paused {
+    content_id: ContentId,
+    out: Option<PathBuf>,
+    part: Option<(PathBuf, String)>,
 }
 
 /// Search results by content id, oldest evicted first; per content, one result per size
@@ -131,6 +163,10 @@ impl SizeGroups {
 struct Running {
     state: Mutex<RunState>,
     events: broadcast::Sender<GetEventJson>,
+    /// Set by the user to stop it.
+    stop: watch::Sender<Option<Stop>>,
+    /// The `--out` it was asked with (a resume asks the same).
+    out: Option<PathBuf>,
 }
 
 struct RunState {
@@ -143,6 +179,10 @@ struct RunState {
     sources: BTreeMap<NodeId, u64>,
     /// How each source was reached.
     reached: BTreeMap<NodeId, Reached>,
+    /// Holders dropped, and why.
+    dropped: BTreeMap<NodeId, String>,
+    /// Where the partial file is (folder, name), once the transfer has begun.
+    part: Option<(PathBuf, String)>,
 }
 
 impl RunState {
@@ -154,10 +194,45 @@ impl RunState {
             size: self.size,
             bytes_done: self.bytes_done,
             rate: if state == "running" { self.rate } else { 0.0 },
-            sources: sources_json(&self.sources, &self.reached),
+            sources: self.sources_with_state(),
             path: None,
             error: None,
         }
+    }
+}
+
+impl RunState {
+    /// Every holder heard of in this run: the ones that sent pieces (as in
+    /// [`sources_json`]), then the ones reached or dropped that sent nothing, each with its
+    /// state (`sending`, `connected` or `dropped`, with the reason; `sent` once ended).
+    fn sources_with_state(&self) -> Vec<SourceJson> {
+        let mut list = sources_json(&self.sources, &self.reached);
+        let silent = self
+            .reached
+            .keys()
+            .chain(self.dropped.keys())
+            .filter(|id| !self.sources.contains_key(id))
+            .collect::<std::collections::BTreeSet<_>>();
+        list.extend(silent.into_iter().map(|id| SourceJson {
+            node_id: id.to_string(),
+            bytes: 0,
+            reached: self.reached.get(id).map(|how| how.name().to_string()),
+            state: None,
+            reason: None,
+        }));
+        for source in &mut list {
+            let dropped = source
+                .node_id
+                .parse::<NodeId>()
+                .ok()
+                .and_then(|id| self.dropped.get(&id));
+            (source.state, source.reason) = match dropped {
+                Some(reason) => (Some("dropped".into()), Some(reason.clone())),
+                None if source.bytes > 0 => (Some("sending".into()), None),
+                None => (Some("connected".into()), None),
+            };
+        }
+        list
     }
 }
 
@@ -180,6 +255,7 @@ impl Downloads {
                 known: Mutex::new(Known::default()),
                 running: Mutex::new(HashMap::new()),
                 ended: Mutex::new(VecDeque::new()),
+                paused: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -250,7 +326,11 @@ impl Downloads {
                 "{MAX_RUNNING} downloads are running already; try again when one ends"
             ));
         }
+        // Started afresh: whatever an earlier run of it left in the lists is over.
+        lock(&self.inner.ended).retain(|d| d.content_id != content_id.to_string());
+        lock(&self.inner.paused).retain(|p| p.content_id != content_id);
         let (events, subscriber) = broadcast::channel(256);
+        let (stop, mut stopped) = watch::channel(None);
         let run = Arc::new(Running {
             state: Mutex::new(RunState {
                 content_id,
@@ -261,19 +341,86 @@ impl Downloads {
                 rate: 0.0,
                 sources: BTreeMap::new(),
                 reached: BTreeMap::new(),
+                dropped: BTreeMap::new(),
+                part: None,
             }),
             events,
+            stop,
+            out: request.out.clone(),
         });
         running.insert(content_id, run.clone());
         drop(running);
         let this = self.clone();
         tokio::spawn(async move {
-            let ended = this.run(content_id, target, leaf, &run).await;
+            // Stopping drops the transfer: its workers and connections go with it.
+            let (ended, stop) = tokio::select! {
+                ended = this.run(content_id, target, leaf, &run) => (ended, None),
+                Ok(stop) = stopped.wait_for(Option::is_some) => {
+                    let stop = *stop;
+                    let error = match stop {
+                        Some(Stop::Cancel) => "cancelled by the user",
+                        _ => "paused by the user; resume it, or `get` it again",
+                    };
+                    (GetEventJson::Failed { error: error.into() }, stop)
+                }
+            };
             // Ended before it is announced: a `get` after the last event starts afresh.
-            this.end(content_id, &run, ended.clone());
+            this.end(content_id, &run, ended.clone(), stop).await;
             let _ = run.events.send(ended);
         });
         Ok(follow(subscriber, None))
+    }
+
+    /// Pauses the running download of `content_id`: it stops, its verified pieces stay.
+    pub fn pause(&self, content_id: &str) -> Result<(), String> {
+        self.stop_running(parse_id(content_id)?, Stop::Pause)
+    }
+
+    /// Starts a paused download again, as its `get` asked (it resumes from its pieces).
+    pub fn resume(&self, content_id: &str, leaf: LeafHandle) -> Result<(), String> {
+        let content_id = parse_id(content_id)?;
+        let out = {
+            let paused = lock(&self.inner.paused);
+            let found = paused.iter().find(|p| p.content_id == content_id);
+            found.ok_or("that download is not paused")?.out.clone()
+        };
+        let request = GetRequest {
+            content_id: content_id.to_string(),
+            out,
+        };
+        // Nobody follows it here: the download belongs to the daemon.
+        self.get(request, leaf).map(drop)
+    }
+
+    /// Cancels the download of `content_id`, running or paused, and removes its partial
+    /// file.
+    pub async fn cancel(&self, content_id: &str) -> Result<(), String> {
+        let content_id = parse_id(content_id)?;
+        let paused = {
+            let mut paused = lock(&self.inner.paused);
+            let at = paused.iter().position(|p| p.content_id == content_id);
+            at.and_then(|at| paused.remove(at))
+        };
+        let Some(paused) = paused else {
+            return self.stop_running(content_id, Stop::Cancel);
+        };
+        if let Some(ended) = lock(&self.inner.ended)
+            .iter_mut()
+            .find(|d| d.content_id == content_id.to_string())
+        {
+            ended.state = Stop::Cancel.state().into();
+        }
+        discard_part(content_id, paused.part).await;
+        Ok(())
+    }
+
+    fn stop_running(&self, content_id: ContentId, stop: Stop) -> Result<(), String> {
+        let running = lock(&self.inner.running);
+        let run = running
+            .get(&content_id)
+            .ok_or("that download is not running")?;
+        run.stop.send_replace(Some(stop));
+        Ok(())
     }
 
     /// Finds holders, downloads, and returns the last event (finished or failed).
@@ -366,6 +513,7 @@ impl Downloads {
             state.name = sanitize(&hit.name);
             state.size = hit.size;
             state.searching = false;
+            state.part = Some((dir.clone(), name.clone()));
         }
         let plan = DownloadPlan {
             content_id: hit.content_id,
@@ -452,6 +600,9 @@ impl Downloads {
             }
             Progress::HolderDropped { node_id, reason } => {
                 warn!(content_id = %hit.content_id, holder = ?node_id.map(|n| n.short()), %reason, "holder dropped");
+                if let Some(node_id) = node_id {
+                    state.dropped.insert(node_id, reason.clone());
+                }
                 let _ = run.events.send(GetEventJson::HolderDropped {
                     node_id: node_id.map(|n| n.to_string()),
                     reason,
@@ -461,9 +612,18 @@ impl Downloads {
         }
     }
 
-    /// Moves a download from running to ended.
-    fn end(&self, content_id: ContentId, run: &Running, last: GetEventJson) {
-        let mut json = lock(&run.state).json("failed");
+    /// Moves a download from running to ended (paused or cancelled when `stop` says so).
+    async fn end(
+        &self,
+        content_id: ContentId,
+        run: &Running,
+        last: GetEventJson,
+        stop: Option<Stop>,
+    ) {
+        let (mut json, part) = {
+            let state = lock(&run.state);
+            (state.json("failed"), state.part.clone())
+        };
         match last {
             GetEventJson::Finished { path, size, .. } => {
                 json.state = "finished".into();
@@ -476,6 +636,33 @@ impl Downloads {
             }
             _ => {}
         }
+        match stop {
+            Some(Stop::Pause) => {
+                json.error = None;
+                let mut paused = lock(&self.inner.paused);
+                paused.push_back(Paused {
+                    content_id,
+                    out: run.out.clone(),
+                    part,
+                });
+                while paused.len() > MAX_ENDED {
+                    paused.pop_front();
+                }
+            }
+            Some(Stop::Cancel) => {
+                json.error = None;
+                discard_part(content_id, part).await;
+            }
+            None => {}
+        }
+        if let Some(stop) = stop {
+            json.state = stop.state().into();
+        }
+        for source in &mut json.sources {
+            if source.state.as_deref() == Some("sending") {
+                source.state = Some("sent".into());
+            }
+        }
         lock(&self.inner.running).remove(&content_id);
         let mut ended = lock(&self.inner.ended);
         ended.retain(|d| d.content_id != json.content_id);
@@ -483,6 +670,23 @@ impl Downloads {
         while ended.len() > MAX_ENDED {
             ended.pop_front();
         }
+    }
+}
+
+fn parse_id(content_id: &str) -> Result<ContentId, String> {
+    content_id
+        .trim()
+        .parse()
+        .map_err(|e: superpeer_common::ParseContentIdError| e.to_string())
+}
+
+/// Removes a cancelled download's partial file, if it had one.
+async fn discard_part(content_id: ContentId, part: Option<(PathBuf, String)>) {
+    let Some((dir, name)) = part else { return };
+    let removed =
+        tokio::task::spawn_blocking(move || remove_partial(&dir, &name, content_id)).await;
+    if let Ok(Err(e)) = removed {
+        warn!(%content_id, error = %e, "cannot remove a cancelled download's partial file");
     }
 }
 
@@ -587,6 +791,112 @@ fn sources_json(
             node_id: node_id.to_string(),
             bytes: *bytes,
             reached: reached.get(node_id).map(|how| how.name().to_string()),
+            state: None,
+            reason: None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use superpeer_common::Identity;
+    use superpeer_supernode::RelayCaps;
+
+    use super::*;
+    use crate::leaf::{Leaf, LeafConfig, LeafCoreConfig};
+
+    /// A node that is bound but never run: a search it is asked for never starts, so a
+    /// download of content no search has shown stays `searching` until it is stopped.
+    fn idle_node(dir: &Path) -> Leaf {
+        let config = LeafConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            list_servers: Vec::new(),
+            peers: Vec::new(),
+            state_dir: dir.to_path_buf(),
+            core: LeafCoreConfig::default(),
+            max_neighbors: None,
+            directory: true,
+            max_files_per_leaf: None,
+            max_connections: None,
+            relay: RelayCaps::default(),
+        };
+        Leaf::bind(Arc::new(Identity::generate().unwrap()), config, None).unwrap()
+    }
+
+    /// Waits (bounded) until the download of `id` is in `state`.
+    async fn until_state(downloads: &Downloads, id: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = downloads.list();
+            let found = list
+                .iter()
+                .filter(|d| d.content_id == id)
+                .collect::<Vec<_>>();
+            assert!(found.len() <= 1, "one entry per content: {list:?}");
+            if found.first().is_some_and(|d| d.state == state) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never {state}: {list:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn last_event(mut events: mpsc::Receiver<GetEventJson>) -> GetEventJson {
+        let mut last = None;
+        while let Some(event) = events.recv().await {
+            last = Some(event);
+        }
+        last.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_download_pauses_resumes_and_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = idle_node(dir.path());
+        let downloads = Downloads::reaching(leaf.reacher(), dir.path().join("downloads"));
+        let id = ContentId::of_bytes(b"wanted").to_string();
+        let get = |downloads: &Downloads| {
+            let request = GetRequest {
+                content_id: id.clone(),
+                out: None,
+            };
+            downloads.get(request, leaf.handle()).unwrap()
+        };
+
+        let events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        assert!(downloads.resume(&id, leaf.handle()).is_err(), "not paused");
+        downloads.pause(&id).unwrap();
+        until_state(&downloads, &id, "paused").await;
+        let GetEventJson::Failed { error } = last_event(events).await else {
+            panic!("a follower hears that it stopped")
+        };
+        assert!(error.contains("paused"), "{error}");
+        assert!(downloads.pause(&id).is_err(), "not running any more");
+        assert!(downloads.list()[0].error.is_none());
+
+        downloads.resume(&id, leaf.handle()).unwrap();
+        until_state(&downloads, &id, "searching").await;
+        downloads.cancel(&id).await.unwrap();
+        until_state(&downloads, &id, "cancelled").await;
+        assert!(downloads.resume(&id, leaf.handle()).is_err());
+        assert!(
+            downloads.cancel(&id).await.is_err(),
+            "nothing left to cancel"
+        );
+
+        // A paused download can be cancelled too; a new `get` starts it afresh.
+        let _events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        downloads.pause(&id).unwrap();
+        until_state(&downloads, &id, "paused").await;
+        downloads.cancel(&id).await.unwrap();
+        until_state(&downloads, &id, "cancelled").await;
+        let _events = get(&downloads);
+        until_state(&downloads, &id, "searching").await;
+        assert!(downloads.pause("not an id").is_err());
+    }
 }

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::DaemonArgs;
 use crate::control::{
-    self, ControlHandler, DownloadJson, ErrorJson, GetEventJson, GetRequest, HolderJson,
-    PromoteJson, SearchLineJson, SearchRequest, SearchResultJson, StatusJson,
+    self, ControlHandler, DownloadAction, DownloadJson, ErrorJson, GetEventJson, GetRequest,
+    HolderJson, PromoteJson, SearchLineJson, SearchRequest, SearchResultJson, SharingJson,
+    StatusJson,
 };
 use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, Leaf, LeafConfig, LeafCoreConfig, LeafHandle};
@@ -101,6 +102,7 @@ pub fn run(
             leaf: handle,
             downloads: Downloads::reaching(leaf.reacher(), downloads_dir.clone()),
             uploads: leaf.uploads(),
+            share: args.share.clone(),
         };
         let control = control::serve(
             Arc::new(control_handler),
@@ -173,6 +175,8 @@ struct NodeControl {
     leaf: LeafHandle,
     downloads: Downloads,
     uploads: Arc<Uploads>,
+    /// The shared folder, as given.
+    share: Option<std::path::PathBuf>,
 }
 
 impl ControlHandler for NodeControl {
@@ -259,6 +263,34 @@ impl ControlHandler for NodeControl {
             listed_by: outcome.listed_by.iter().map(|a| a.to_string()).collect(),
             note: outcome.note,
         })
+    }
+
+    async fn demote(&self) -> Result<(), String> {
+        self.leaf.demote().await
+    }
+
+    async fn download_action(
+        &self,
+        content_id: String,
+        action: DownloadAction,
+    ) -> Result<(), String> {
+        match action {
+            DownloadAction::Pause => self.downloads.pause(&content_id),
+            DownloadAction::Resume => self.downloads.resume(&content_id, self.leaf.clone()),
+            DownloadAction::Cancel => self.downloads.cancel(&content_id).await,
+        }
+    }
+
+    async fn sharing(&self) -> SharingJson {
+        let (upload_peers, upload_sessions) = self.uploads.open_sessions();
+        let (uploaded_bytes, uploaded_pieces) = self.uploads.sent();
+        SharingJson {
+            folder: self.share.as_ref().map(|dir| dir.display().to_string()),
+            upload_peers,
+            upload_sessions,
+            uploaded_bytes,
+            uploaded_pieces,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod status;
 mod supernode;
 mod supernodes;
 mod testnet;
+mod ui;
 
 use crate::cli::{Cli, Command};
 
@@ -25,5 +26,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args),
         Command::Promote(args) => promote::run(args),
         Command::Testnet(args) => testnet::run(args),
+        Command::Ui(args) => ui::run(args),
     }
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     CONTROL_FILE, ControlFile, DownloadJson, ErrorJson, GetEventJson, GetRequest, PromoteJson,
-    SearchLineJson, SearchRequest, SearchResultJson, StatusJson,
+    SearchLineJson, SearchRequest, SearchResultJson, StatusJson, UiCodeJson,
 };
 
 /// Longest line of a search answer the client accepts.
@@ -148,11 +148,21 @@ impl ControlClient {
 
     /// `POST /promote`.
     pub fn promote(&self) -> anyhow::Result<PromoteJson> {
+        self.post_empty("promote", PROMOTE_TIMEOUT)
+    }
+
+    /// `POST /ui/code`: a one-time login URL for the web UI.
+    pub fn ui_code(&self) -> anyhow::Result<UiCodeJson> {
+        self.post_empty("ui/code", STATUS_TIMEOUT)
+    }
+
+    /// `POST /ROUTE` without a body, answered with one JSON value.
+    fn post_empty<T: DeserializeOwned>(&self, route: &str, timeout: Duration) -> anyhow::Result<T> {
         let mut response = self
             .agent
-            .post(self.url("promote"))
+            .post(self.url(route))
             .config()
-            .timeout_global(Some(PROMOTE_TIMEOUT))
+            .timeout_global(Some(timeout))
             .build()
             .header("Authorization", self.bearer())
             .send_empty()
@@ -161,7 +171,7 @@ impl ControlClient {
         response
             .body_mut()
             .read_json()
-            .context("the daemon's promote answer is not valid")
+            .with_context(|| format!("the daemon's {route} answer is not valid"))
     }
 
     /// POSTs `request` to `route` and calls `on_item` for each line of the NDJSON answer.

@@ -61,10 +61,8 @@ async fn a_request_without_the_token_gets_its_answer_and_the_connection_closed()
     let (server, _stop) = testing::start(dir.path()).await;
     let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     // Keep-alive asked for: a stranger still does not keep the connection.
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr());
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer));
     assert!(read.await.is_ok(), "the connection stayed open");

@@ -19,8 +19,10 @@
 //! 5. `POST /promote` → a [`PromoteJson`] once the node runs as a supernode (and a list
 //!    server has confirmed it can dial it back, when it has one); 400 if it cannot be
 //!    promoted, with the reason (it stays what it was).
-//! 6. Errors (400 bad request, 401 token, 404 route, 413 body too large, 503 search
-//!    refused or busy) carry an [`ErrorJson`].
+//! 6. `POST /ui/code` → a [`UiCodeJson`]: a login URL for the web UI, whose own routes
+//!    (a session instead of the token) are in `ui`.
+//! 7. Errors (400 bad request, 401 token, 404 route, 413 body too large, 421 another Host,
+//!    503 search refused or busy) carry an [`ErrorJson`].
 //!
 //! This module does not run searches or know about connections: the daemon implements
 //! [`ControlHandler`] and the server only moves requests and answers.
@@ -30,6 +32,7 @@
 //! - `server`: [`serve`], the accept loop and axum router, token check, `control.json`
 //!   life cycle.
 //! - `connections`: the connection table (cap, which connection makes room).
+//! - `ui`: the web UI: its page, login codes and sessions, the guard, live events.
 //! - `client`: [`ControlClient`], the blocking client the CLI commands use.
 //! - `testing` (tests only): a fake daemon.
 
@@ -38,6 +41,7 @@ mod connections;
 mod server;
 #[cfg(test)]
 mod testing;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,6 +53,7 @@ use tokio::sync::mpsc;
 pub use client::ControlClient;
 // `ControlServer` (what `serve` returns) is re-exported once something names the type.
 pub use server::serve;
+pub use ui::{DownloadAction, SharingJson, UiCodeJson, UiStateJson};
 
 /// Name of the file, in the state dir, that says where the daemon's control API listens.
 pub const CONTROL_FILE: &str = "control.json";
@@ -89,6 +94,26 @@ pub trait ControlHandler: Send + Sync + 'static {
 
     /// Turns the node into a supernode.
     fn promote(&self) -> impl Future<Output = Result<PromoteJson, String>> + Send;
+
+    /// Turns a supernode back into a leaf (the web UI's "step down").
+    fn demote(&self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this daemon cannot step down".to_string()) }
+    }
+
+    /// Pauses, resumes or cancels a download (the web UI's buttons).
+    fn download_action(
+        &self,
+        content_id: String,
+        action: DownloadAction,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (content_id, action);
+        async { Err("this daemon cannot pause or cancel downloads".to_string()) }
+    }
+
+    /// The shared folder and the uploads, for the web UI.
+    fn sharing(&self) -> impl Future<Output = SharingJson> + Send {
+        async { SharingJson::default() }
+    }
 }
 
 /// The contents of `control.json`.
@@ -406,6 +431,13 @@ pub struct SourceJson {
     /// How the connection to it was made: `direct`, `reverse`, `punched` or `relayed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<String>,
+    /// In a download's list: `sending` (`sent` once it ended), `connected` (reached, no
+    /// piece yet) or `dropped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why it was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A download as `status` and `GET /downloads` show it.
@@ -413,7 +445,7 @@ pub struct SourceJson {
 pub struct DownloadJson {
     pub content_id: String,
     pub name: String,
-    /// `searching`, `running`, `finished` or `failed`.
+    /// `searching`, `running`, `finished`, `failed`, `paused` or `cancelled`.
     pub state: String,
     pub size: u64,
     pub bytes_done: u64,

@@ -6,9 +6,11 @@
 //! 2. Each connection is admitted by the connection table (`connections`: at most
 //!    [`MAX_CONNECTIONS`], strangers evicted first) and must send each request head within
 //!    [`HEADER_TIMEOUT`] of the server waiting for it (idle keep-alive time included).
-//! 3. Every request passes the token check first (constant-time compare), then the route.
-//!    A request without the token is answered 401 and its connection closed; one with it
-//!    marks its connection as the owner's (never evicted).
+//! 3. Every request passes the Host check first (the Host must be our own address: see
+//!    `ui::guard`), then, except the web UI's routes (`ui`: a session instead), the token
+//!    check (constant-time compare), then the route. A request without the token is
+//!    answered 401 and its connection closed; one with it (or with a UI session) marks its
+//!    connection as the owner's (never evicted).
 //! 4. On shutdown the server stops taking connections, gives running requests
 //!    [`SHUTDOWN_GRACE`] to finish, and removes `control.json` if it still holds our token
 //!    (a newer daemon on the same state dir may have replaced it).
@@ -39,6 +41,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use serde::Serialize;
 
 use super::connections::{Admission, Connections, MAX_CONNECTIONS};
+use super::ui::{self, Ui, auth::LoginLimits, guard};
 use super::{CONTROL_FILE, ControlFile, ControlHandler, ErrorJson, GetRequest, SearchRequest};
 
 /// Largest request body the server reads; a search request is a few hundred bytes.
@@ -89,6 +92,17 @@ pub async fn serve<H: ControlHandler>(
     state_dir: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<ControlServer> {
+    serve_with(handler, listen, state_dir, shutdown, LoginLimits::default()).await
+}
+
+/// [`serve`], with the web UI's login limits (tests shorten them).
+pub(super) async fn serve_with<H: ControlHandler>(
+    handler: Arc<H>,
+    listen: SocketAddr,
+    state_dir: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    logins: LoginLimits,
+) -> anyhow::Result<ControlServer> {
     if !listen.ip().is_loopback() {
         bail!("the control API listens on 127.0.0.1 only (asked for {listen})");
     }
@@ -103,7 +117,7 @@ pub async fn serve<H: ControlHandler>(
     let control_file = state_dir.join(CONTROL_FILE);
     write_control_file(state_dir, &control_file, addr, &token).await?;
 
-    let app = router(handler, Arc::from(token.as_str()));
+    let app = router(handler, Arc::from(token.as_str()), addr, logins);
     tracing::info!(%addr, file = %control_file.display(), "control API listening");
     let task = tokio::spawn(async move {
         run(listener, app, shutdown).await;
@@ -238,6 +252,13 @@ impl OwnerMark {
     }
 }
 
+/// Marks the connection `request` came on as the owner's (a UI session proved it).
+pub(super) fn mark_owner(request: &Request) {
+    if let Some(mark) = request.extensions().get::<OwnerMark>() {
+        mark.set();
+    }
+}
+
 /// The router, with each request carrying its connection's [`OwnerMark`].
 #[derive(Clone)]
 struct ConnectionService {
@@ -280,6 +301,7 @@ async fn remove_if_ours(path: &Path, token: &str) {
 struct AppState<H> {
     handler: Arc<H>,
     searches: Arc<Semaphore>,
+    ui: Arc<Ui<H>>,
 }
 
 // Not derived: a derive would ask for `H: Clone`.
@@ -288,14 +310,28 @@ impl<H> Clone for AppState<H> {
         Self {
             handler: Arc::clone(&self.handler),
             searches: Arc::clone(&self.searches),
+            ui: Arc::clone(&self.ui),
         }
     }
 }
 
-fn router<H: ControlHandler>(handler: Arc<H>, token: Arc<str>) -> Router {
+fn router<H: ControlHandler>(
+    handler: Arc<H>,
+    token: Arc<str>,
+    addr: SocketAddr,
+    logins: LoginLimits,
+) -> Router {
+    let searches = Arc::new(Semaphore::new(MAX_CONCURRENT_SEARCHES));
+    let ui = Arc::new(Ui::new(
+        Arc::clone(&handler),
+        addr,
+        logins,
+        Arc::clone(&searches),
+    ));
     let state = AppState {
         handler,
-        searches: Arc::new(Semaphore::new(MAX_CONCURRENT_SEARCHES)),
+        searches,
+        ui: Arc::clone(&ui),
     };
     Router::new()
         .route("/status", get(status::<H>))
@@ -303,11 +339,18 @@ fn router<H: ControlHandler>(handler: Arc<H>, token: Arc<str>) -> Router {
         .route("/get", post(get_content::<H>))
         .route("/downloads", get(downloads::<H>))
         .route("/promote", post(promote::<H>))
+        .route("/ui/code", post(ui_code::<H>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
-        // Outermost, so that nothing (not even a 404) answers without the token.
+        // Outside the token API's routes, so that none of them (not even a 404) answers
+        // without the token.
         .layer(middleware::from_fn_with_state(token, require_token))
         .with_state(state)
+        // The web UI's routes have their own guard (a session).
+        .merge(ui::routes(ui))
+        .layer(middleware::from_fn(guard::security_headers))
+        // Outermost: a request for another host gets nothing else.
+        .layer(middleware::from_fn_with_state(addr, guard::host_guard))
 }
 
 async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
@@ -332,10 +375,13 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
         );
         return response;
     }
-    if let Some(mark) = request.extensions().get::<OwnerMark>() {
-        mark.set();
-    }
+    mark_owner(&request);
     next.run(request).await
+}
+
+/// `POST /ui/code`: a one-time login code for the web UI (`superpeer ui`).
+async fn ui_code<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
+    Json(state.ui.issue_code()).into_response()
 }
 
 async fn status<H: ControlHandler>(State(state): State<AppState<H>>) -> Response {
@@ -381,7 +427,7 @@ async fn get_content<H: ControlHandler>(
 
 /// A request body as JSON, or the error answer: the body's own rejection (413 too large)
 /// or 400 naming the `what` request.
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     what: &str,
 ) -> Result<T, Box<Response>> {
@@ -411,7 +457,7 @@ async fn promote<H: ControlHandler>(State(state): State<AppState<H>>) -> Respons
 /// [`MAX_CONCURRENT_SEARCHES`] while it streams; a client that hangs up drops the body and
 /// with it the receiver, which tells the handler to stop (a download goes on: it belongs
 /// to the daemon).
-fn ndjson<T: Serialize + Send + 'static>(
+pub(super) fn ndjson<T: Serialize + Send + 'static>(
     items: mpsc::Receiver<T>,
     permit: Option<OwnedSemaphorePermit>,
 ) -> Response {
@@ -455,7 +501,7 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such control API route")
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorJson {
         error: message.into(),
     };
@@ -463,7 +509,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Compares secrets in time that depends only on their lengths, not their contents.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

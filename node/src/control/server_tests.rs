@@ -73,7 +73,7 @@ async fn requests_without_or_with_a_wrong_token_get_401() {
 
     let no_token = raw_http(
         addr,
-        "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into(),
+        format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
     )
     .await;
     assert!(no_token.starts_with("HTTP/1.1 401"), "{no_token}");
@@ -83,7 +83,7 @@ async fn requests_without_or_with_a_wrong_token_get_401() {
     // Unknown routes answer 401 too, not 404, so nothing leaks without the token.
     let unknown = raw_http(
         addr,
-        "GET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into(),
+        format!("GET /nope HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
     )
     .await;
     assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");

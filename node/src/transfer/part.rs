@@ -161,6 +161,19 @@ impl PartFile {
     }
 }
 
+/// Removes the partial file of `content_id` saved as `name` in `dest_dir`, and its state
+/// file (a download cancelled by the user). What is not there is not an error.
+pub fn remove_partial(dest_dir: &Path, name: &str, content_id: ContentId) -> io::Result<()> {
+    let (path, state_path) = part_paths(dest_dir, name, content_id);
+    for file in [state_path, path] {
+        match fs::remove_file(&file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `name`, or with ` (n)` before its extension for n > 0: `song (2).mp3`.
 fn with_suffix(name: &str, n: u32) -> String {
     if n == 0 {
@@ -319,6 +332,20 @@ mod tests {
         assert!(verified.is_empty());
         let (_, verified) = PartFile::open(dir.path(), "x.bin", id, size + 1).unwrap();
         assert!(verified.is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_download_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ContentId::of_bytes(b"x");
+        let (part, _) = PartFile::open(dir.path(), "x.bin", id, 2 * PIECE).unwrap();
+        part.save(vec![[0, 1]]).unwrap();
+        assert!(part.path().exists() && part.state_path().exists());
+        remove_partial(dir.path(), "x.bin", id).unwrap();
+        assert!(!part.path().exists() && !part.state_path().exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Nothing there is no error.
+        remove_partial(dir.path(), "x.bin", id).unwrap();
     }
 
     #[test]

@@ -95,6 +95,13 @@ impl Uploads {
         )
     }
 
+    /// Peers with a transfer session open with us now, and their sessions: the uploads in
+    /// progress (a session stays open a short while after its last piece).
+    pub fn open_sessions(&self) -> (usize, usize) {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        (sessions.len(), sessions.values().sum())
+    }
+
     /// Counts a session of `peer`; `None` when it has [`MAX_SESSIONS_PER_PEER`] already.
     pub(super) fn enter(self: &Arc<Self>, peer: NodeId) -> Option<SessionGuard> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
