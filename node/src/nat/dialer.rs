@@ -54,6 +54,8 @@ pub struct Reacher {
     endpoint: Endpoint,
     pushes: Pushes,
     behind_nat: Arc<AtomicBool>,
+    /// Our NAT maps per destination: no punch can work, go to the relay at once.
+    symmetric: Arc<AtomicBool>,
 }
 
 impl Reacher {
@@ -63,6 +65,7 @@ impl Reacher {
             endpoint,
             pushes,
             behind_nat: Arc::new(AtomicBool::new(false)),
+            symmetric: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -71,9 +74,13 @@ impl Reacher {
         Self::new(endpoint, Pushes::default())
     }
 
-    /// Whether we are behind a NAT (names a reverse connection that got in a punch).
-    pub fn set_behind_nat(&self, behind: bool) {
+    /// Whether we are behind a NAT (names a reverse connection that got in a punch), and
+    /// whether it maps per destination (a symmetric NAT: our dials toward a holder open a
+    /// port its dial-back never reaches, so a firewalled holder is reached by relay at once
+    /// instead of after the punch window).
+    pub fn set_behind_nat(&self, behind: bool, symmetric: bool) {
         self.behind_nat.store(behind, Ordering::Relaxed);
+        self.symmetric.store(behind && symmetric, Ordering::Relaxed);
     }
 
     /// The endpoint.
@@ -173,12 +180,18 @@ impl Dialer {
         if let HelloReply::Refused { reason, .. } = reply {
             return Err(fail(reason));
         }
-        match self.reverse_or_punch(&mut session, holder).await {
-            Ok(done) => {
-                supernode.close(CloseCode::Normal, "reached");
-                return Ok(done);
+        if self.reacher.symmetric.load(Ordering::Relaxed) {
+            debug!(holder = %holder.short(), "behind a symmetric NAT: straight to the relay");
+        } else {
+            match self.reverse_or_punch(&mut session, holder).await {
+                Ok(done) => {
+                    supernode.close(CloseCode::Normal, "reached");
+                    return Ok(done);
+                }
+                Err(why) => {
+                    debug!(holder = %holder.short(), "no reverse connection or punch: {why}");
+                }
             }
-            Err(why) => debug!(holder = %holder.short(), "no reverse connection or punch: {why}"),
         }
         let conn = relay(endpoint, supernode, session, holder)
             .await

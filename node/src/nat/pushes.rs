@@ -113,8 +113,17 @@ impl Drop for PushWait {
 }
 
 /// Answers a reverse connection's hello (`Intent::Push`): welcomed and handed to the
-/// download waiting for that node, or refused when none is.
-pub async fn take_push(conn: Connection, mut session: Session, role: Role, pushes: &Pushes) {
+/// download waiting for that node, or refused when none is. A connection taken is admitted
+/// with `receive_window` (as a connection we dialled has it): an incoming connection keeps
+/// the small window of strangers until then, which would hold the download to 64 KiB a
+/// round trip.
+pub async fn take_push(
+    conn: Connection,
+    mut session: Session,
+    role: Role,
+    pushes: &Pushes,
+    receive_window: u32,
+) {
     if !pushes.awaits(&conn.peer()) {
         let refusal = HelloReply::Refused {
             reason: "no download waits for a connection from you".into(),
@@ -125,6 +134,7 @@ pub async fn take_push(conn: Connection, mut session: Session, role: Role, pushe
             .await;
         return;
     }
+    conn.admit(receive_window);
     if session.reply(&HelloReply::Welcome { role }).await.is_err() {
         return;
     }

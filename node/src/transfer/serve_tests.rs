@@ -97,7 +97,7 @@ async fn a_connection_the_holder_dialled_serves_the_downloaders_sessions() {
                     let conn = accept(incoming, Duration::from_secs(5)).await.unwrap();
                     let (session, hello) = conn.accept_session().await.unwrap();
                     assert_eq!(hello.intent, Intent::Push);
-                    take_push(conn, session, Role::Leaf, &pushes).await;
+                    take_push(conn, session, Role::Leaf, &pushes, 8 << 20).await;
                 });
             }
         });

@@ -27,7 +27,7 @@ use super::PIECE;
 use super::encoding::{Layout, Parts, verify};
 use super::report::{DownloadError, Progress};
 use super::worker::{self, HAVE_TIMEOUT, HolderFault, PIECE_TIMEOUT};
-use crate::nat::Dialer;
+use crate::nat::{Dialer, Reached};
 
 /// Holders asked for the proof of one size at most; each failure costs up to a handshake
 /// and a piece timeout.
@@ -79,7 +79,9 @@ pub async fn prove_size(
             layout: &layout,
         };
         match last_piece(dialer, holder, &tail).await {
-            Ok((data, from)) => {
+            Ok((data, from, how)) => {
+                // A one-piece file has no workers after this: say how it came here.
+                report(Progress::HolderReached { node_id: from, how });
                 return Ok(Some(ProvenTail {
                     index,
                     start,
@@ -109,7 +111,7 @@ async fn last_piece(
     dialer: &Dialer,
     holder: &PeerAddr,
     tail: &Tail<'_>,
-) -> Result<(Vec<u8>, NodeId), HolderFault> {
+) -> Result<(Vec<u8>, NodeId, Reached), HolderFault> {
     let (conn, reached) = dialer.connect(holder).await?;
     let result = tokio::time::timeout(HAVE_TIMEOUT + PIECE_TIMEOUT, fetch(&conn, tail))
         .await
@@ -121,7 +123,7 @@ async fn last_piece(
         Ok(_) => dialer.keep(conn, reached),
         Err(fault) => conn.close(CloseCode::Normal, &fault.to_string()),
     }
-    result.map(|data| (data, peer))
+    result.map(|data| (data, peer, reached))
 }
 
 async fn fetch(conn: &Connection, tail: &Tail<'_>) -> Result<Vec<u8>, HolderFault> {

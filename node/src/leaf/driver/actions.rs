@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::session::{self, Attached};
 use super::supernode::{self, Settings};
 use super::{Driver, Event};
-use crate::leaf::core::{AttachOutcome, LeafAction, Reach, SUPERNODES_ASKED, Source};
+use crate::leaf::core::{AttachOutcome, LeafAction, Mapping, Reach, SUPERNODES_ASKED, Source};
 use crate::leaf::status::LeafStatus;
 use crate::nat;
 
@@ -58,7 +58,10 @@ impl Driver {
             Event::FromSupernode { session, msg } => {
                 self.core.handle_message(now, session, msg);
                 let reach = self.core.reachability().reach;
-                self.reacher.set_behind_nat(matches!(reach, Reach::Nat(_)));
+                self.reacher.set_behind_nat(
+                    matches!(reach, Reach::Nat(_)),
+                    reach == Reach::Nat(Mapping::EndpointDependent),
+                );
             }
             Event::SessionEnded { session, why } => {
                 if self.sessions.remove(&session).is_some() {
@@ -309,6 +312,7 @@ impl Driver {
                 self.served.clone(),
                 self.uploads.clone(),
                 self.reacher.pushes(),
+                self.endpoint.limits().receive_window,
             ),
         };
         let events = self.events.clone();

@@ -27,6 +27,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let gate = Gate::new(GateLimits::LEAF);
+    let receive_window = endpoint.limits().receive_window;
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.incoming() => incoming,
@@ -66,7 +67,9 @@ pub async fn serve(
                     serve_connection(conn, session, Role::Leaf, served, uploads).await;
                 }
                 // A firewalled holder dialling back for one of our downloads.
-                Intent::Push => take_push(conn, session, Role::Leaf, &pushes).await,
+                Intent::Push => {
+                    take_push(conn, session, Role::Leaf, &pushes, receive_window).await;
+                }
                 other => {
                     let reason = format!("a leaf does not serve {other:?}");
                     let _ = session

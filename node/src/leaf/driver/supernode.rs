@@ -157,12 +157,13 @@ pub fn transfer_service(
     served: ServedFiles,
     uploads: Arc<Uploads>,
     pushes: Pushes,
+    receive_window: u32,
 ) -> TransferService {
     Arc::new(move |conn, session, intent| {
         let (served, uploads, pushes) = (served.clone(), uploads.clone(), pushes.clone());
         Box::pin(async move {
             if intent == Intent::Push {
-                take_push(conn, session, Role::Supernode, &pushes).await;
+                take_push(conn, session, Role::Supernode, &pushes, receive_window).await;
             } else {
                 serve_connection(conn, session, Role::Supernode, served, uploads).await;
             }
