@@ -10,6 +10,10 @@
 //! - A leaf searches every second for a word of another leaf's files; every
 //!   `--download-secs` a leaf downloads another's file, checks its bytes against the
 //!   content id, and deletes it (so the same file can come again).
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices come from vectors this binary built itself, with lengths it chose"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,9 @@ use serde::Serialize;
 use superpeer::control::GetEventJson;
 use superpeer_common::ContentId;
 use superpeer_integration::harness::{Cluster, Proc, attached, get, search};
+
+/// One sample: (seconds since start, RSS in KiB, open descriptors).
+type Sample = (u64, u64, u64);
 
 /// A long run with churn; samples memory and descriptors.
 #[derive(Parser)]
@@ -66,7 +73,7 @@ struct Series {
     role: &'static str,
     /// Runs throughout (its samples are compared); churning leaves do not.
     steady: bool,
-    samples: Vec<(u64, u64, u64)>,
+    samples: Vec<Sample>,
 }
 
 #[derive(Default, Serialize)]
@@ -341,8 +348,7 @@ fn growth(series: &BTreeMap<String, Series>, warmup: u64) -> String {
     for (role, list) in roles {
         let at_warmup = |s: &Series| s.samples.iter().find(|x| x.0 >= warmup).copied();
         let last = |s: &Series| s.samples.last().copied();
-        let max = |f: &dyn Fn(&Series) -> Option<(u64, u64, u64)>,
-                   pick: fn((u64, u64, u64)) -> u64| {
+        let max = |f: &dyn Fn(&Series) -> Option<Sample>, pick: fn(Sample) -> u64| {
             list.iter()
                 .filter_map(|s| f(s))
                 .map(pick)
