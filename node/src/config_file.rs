@@ -31,6 +31,7 @@ pub struct ConfigFile {
     downloads: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     control: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     max_leaves: Option<usize>,
     max_files_per_leaf: Option<u32>,
     max_connections: Option<u32>,
@@ -75,6 +76,7 @@ impl DaemonArgs {
             self.downloads = self.downloads.or(file.downloads);
             self.state_dir = self.state_dir.or(file.state_dir);
             self.control = self.control.or(file.control);
+            self.metrics = self.metrics.or(file.metrics);
             self.max_leaves = self.max_leaves.or(file.max_leaves);
             self.max_files_per_leaf = self.max_files_per_leaf.or(file.max_files_per_leaf);
             if let Some(n) = file
