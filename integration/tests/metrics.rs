@@ -259,7 +259,8 @@ fn metrics_move_with_a_search_and_a_download() {
 
     // The sharer.
     assert_eq!(value(&after[2], "superpeer_shared_files"), 1.0);
-    assert_eq!(value(&after[2], "superpeer_hashing_pending"), 0.0);
+    assert_eq!(value(&after[2], "superpeer_unpublished_files"), 0.0);
+    assert_eq!(value(&after[2], "superpeer_published_files"), 1.0);
     assert!(
         moved(
             2,

@@ -143,6 +143,24 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_address_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sn.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.5:4000\"\nmetrics = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let (args, _) = leaf_args(&["--config", config]).resolve().unwrap();
+        assert_eq!(args.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let (args, _) = leaf_args(&["--config", config, "--metrics", "127.0.0.1:9500"])
+            .resolve()
+            .unwrap();
+        assert_eq!(args.metrics, Some("127.0.0.1:9500".parse().unwrap()));
+    }
+
+    #[test]
     fn bad_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

@@ -75,7 +75,7 @@ pub struct NodeMetrics {
     relay_sessions_total: Family<Labels, Counter>,
     refusals: Family<Labels, Counter>,
     shared_files: Gauge,
-    hashing_pending: Gauge,
+    unpublished_files: Gauge,
     published_files: Gauge,
 }
 
@@ -183,11 +183,13 @@ impl NodeMetrics {
             "Files in the shared folder, hashed",
             shared_files.clone(),
         );
-        let hashing_pending = Gauge::default();
+        let unpublished_files = Gauge::default();
+        // Hashing itself finishes before the daemon serves anything (the first scan runs at
+        // start-up), so what can lag later is the supernode's index of the hashed files.
         r.register(
-            "hashing_pending",
-            "Shared files still waiting to be hashed or published (hashing progress)",
-            hashing_pending.clone(),
+            "unpublished_files",
+            "Hashed shared files the supernode does not index (yet)",
+            unpublished_files.clone(),
         );
         let published_files = Gauge::default();
         r.register(
@@ -213,7 +215,7 @@ impl NodeMetrics {
             relay_sessions_total,
             refusals,
             shared_files,
-            hashing_pending,
+            unpublished_files,
             published_files,
         }
     }
@@ -314,7 +316,10 @@ impl NodeMetrics {
         }
         set_gauge(&self.shared_files, status.shared_files);
         let publication = status.publication.as_ref();
-        set_gauge(&self.hashing_pending, publication.map_or(0, |p| p.pending));
+        set_gauge(
+            &self.unpublished_files,
+            publication.map_or(0, |p| p.pending),
+        );
         set_gauge(&self.published_files, publication.map_or(0, |p| p.indexed));
     }
 
