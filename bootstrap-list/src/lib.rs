@@ -21,6 +21,7 @@
 //! - `rate_limit`: per-source token buckets with a capped table.
 //! - `persist`: `registry.json`, atomic saves, corrupt files kept aside.
 //! - `server`: the QUIC driver ([`ListServer`]).
+//! - `stats`: [`ListServerStats`], counters the driver bumps for the metrics endpoint.
 //! - `client`: [`fetch_supernodes`], [`keep_registered`] and [`fetch_members`] for the
 //!   other roles.
 
@@ -31,6 +32,7 @@ mod persist;
 mod rate_limit;
 mod registry;
 mod server;
+mod stats;
 
 pub use client::{
     ClientError, RegistrationStatus, fetch_members, fetch_supernodes, keep_registered,
@@ -43,3 +45,4 @@ pub use registry::{
     RegistryConfig, SavedEntry,
 };
 pub use server::{ListServer, ListServerConfig, ListServerError};
+pub use stats::ListServerStats;

@@ -38,6 +38,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::persist::{self, PersistError, unix_ms};
 use crate::rate_limit::RateLimiter;
 use crate::registry::{RegisterOutcome, Registry, RegistryConfig, SavedEntry};
+use crate::stats::{ListServerStats, Message, Refusal};
 
 /// Everything a list server needs to start.
 #[derive(Clone, Debug)]
@@ -120,6 +121,7 @@ struct Shared {
     connect_limiter: Mutex<RateLimiter>,
     connections_per_source: Mutex<HashMap<IpAddr, usize>>,
     rng: Mutex<StdRng>,
+    stats: Arc<ListServerStats>,
 }
 
 /// Locks a mutex; a panic elsewhere while holding it must not take the server down.
@@ -163,6 +165,7 @@ impl ListServer {
             connect_limiter: limiter(config.connect_rate),
             connections_per_source: Mutex::new(HashMap::new()),
             rng: Mutex::new(StdRng::from_os_rng()),
+            stats: Arc::default(),
             endpoint,
             config,
         });
@@ -182,6 +185,17 @@ impl ListServer {
         self.shared.endpoint.node_id()
     }
 
+    /// The counters the server bumps as it runs (shared; read them at any time).
+    pub fn stats(&self) -> Arc<ListServerStats> {
+        self.shared.stats.clone()
+    }
+
+    /// A probe of how many supernodes are listed right now, for the metrics endpoint.
+    pub fn listed_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || lock(&shared.registry).len()
+    }
+
     /// Serves until `shutdown` completes, then saves the registry and closes connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ListServerError> {
         let shared = self.shared;
@@ -199,19 +213,23 @@ impl ListServer {
                     let source = incoming.remote_address();
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         debug!(%source, "refusing connection: at the connection limit");
+                        shared.stats.refusal(Refusal::ConnectionLimit);
                         incoming.refuse();
                         continue;
                     };
                     let Some(per_source) = SourceSlot::take(&shared, source.ip()) else {
                         debug!(%source, "refusing connection: too many from this address");
+                        shared.stats.refusal(Refusal::PerSourceLimit);
                         incoming.refuse();
                         continue;
                     };
                     if !lock(&shared.connect_limiter).allow(Instant::now(), source.ip()) {
                         debug!(%source, "refusing connection: rate limited");
+                        shared.stats.refusal(Refusal::ConnectRate);
                         incoming.refuse();
                         continue;
                     }
+                    shared.stats.connection();
                     let shared = shared.clone();
                     tokio::spawn(
                         async move {
@@ -332,9 +350,17 @@ async fn serve_registry(
             Err(_) => return Err(WireError::TimedOut("a heartbeat or request")),
         };
         if !budget.try_take(Instant::now()) {
+            shared.stats.refusal(Refusal::MessageRate);
             conn.close(CloseCode::Overloaded, "too many messages");
             return Ok(());
         }
+        shared.stats.message(match &msg {
+            ToListServer::Register { .. } => Message::Register,
+            ToListServer::Heartbeat { .. } => Message::Heartbeat,
+            ToListServer::Unregister => Message::Unregister,
+            ToListServer::GetSupernodes { .. } => Message::List,
+            ToListServer::GetMembers { .. } => Message::Members,
+        });
         let reply = match msg {
             ToListServer::Register { advertise, load } => {
                 if role == Role::Supernode {
@@ -363,6 +389,7 @@ async fn serve_registry(
                 if lock(&shared.list_limiter).allow(Instant::now(), source) {
                     ListServerToNode::Supernodes(select(shared, usize::from(max)))
                 } else {
+                    shared.stats.refusal(Refusal::ListRate);
                     refused("too many list requests from your address; retry later")
                 }
             }
@@ -382,6 +409,7 @@ async fn serve_registry(
                     );
                     ListServerToNode::Members(page)
                 } else {
+                    shared.stats.refusal(Refusal::MembersRate);
                     refused("too many membership requests from your address; retry later")
                 }
             }
@@ -454,6 +482,7 @@ async fn register(
     load: superpeer_common::wire::Load,
 ) -> ListServerToNode {
     if !lock(&shared.register_limiter).allow(Instant::now(), source) {
+        shared.stats.refusal(Refusal::RegisterRate);
         return refused("too many registrations from your address; retry later");
     }
     let outcome =

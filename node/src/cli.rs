@@ -82,6 +82,10 @@ pub struct DaemonArgs {
     /// Control API address (127.0.0.1 only) [default: 127.0.0.1 on a free port].
     #[arg(long, value_name = "ADDR")]
     pub control: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; they carry no
+    /// secrets, but bind a loopback or private address unless you mean to publish them).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Leaves admitted as a supernode [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
@@ -203,6 +207,10 @@ pub struct ListServerArgs {
     /// Where the identity key and the saved registry live [default: the platform data dir].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; they carry no
+    /// secrets, but bind a loopback or private address unless you mean to publish them).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// How often supernodes heartbeat, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub heartbeat_ms: u64,

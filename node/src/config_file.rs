@@ -31,6 +31,7 @@ pub struct ConfigFile {
     downloads: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     control: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     max_leaves: Option<usize>,
     max_files_per_leaf: Option<u32>,
     max_connections: Option<u32>,
@@ -75,6 +76,7 @@ impl DaemonArgs {
             self.downloads = self.downloads.or(file.downloads);
             self.state_dir = self.state_dir.or(file.state_dir);
             self.control = self.control.or(file.control);
+            self.metrics = self.metrics.or(file.metrics);
             self.max_leaves = self.max_leaves.or(file.max_leaves);
             self.max_files_per_leaf = self.max_files_per_leaf.or(file.max_files_per_leaf);
             if let Some(n) = file
@@ -138,6 +140,24 @@ mod tests {
         .unwrap();
         assert_eq!(listen, "127.0.0.9:1".parse().unwrap());
         assert_eq!(args.max_connections, Some(512));
+    }
+
+    #[test]
+    fn the_metrics_address_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sn.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.5:4000\"\nmetrics = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let (args, _) = leaf_args(&["--config", config]).resolve().unwrap();
+        assert_eq!(args.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let (args, _) = leaf_args(&["--config", config, "--metrics", "127.0.0.1:9500"])
+            .resolve()
+            .unwrap();
+        assert_eq!(args.metrics, Some("127.0.0.1:9500".parse().unwrap()));
     }
 
     #[test]

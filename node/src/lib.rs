@@ -12,6 +12,7 @@ mod config_file;
 pub mod control;
 pub mod downloads;
 pub mod leaf;
+pub mod metrics;
 pub mod names;
 pub mod nat;
 pub mod procs;

@@ -18,6 +18,7 @@ use crate::control::{
 };
 use crate::downloads::Downloads;
 use crate::leaf::{CACHE_FILE, Leaf, LeafConfig, LeafCoreConfig, LeafHandle};
+use crate::metrics::{NodeMetrics, SearchOutcome};
 use crate::transfer::Uploads;
 use crate::{names, runtime, share};
 
@@ -98,14 +99,32 @@ pub fn run(
         let leaf = Leaf::bind(identity, config, folder).context("cannot start the node")?;
         let handle = leaf.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let control_handler = NodeControl {
+        let metrics = args.metrics.map(|_| Arc::new(NodeMetrics::new()));
+        let control_handler = Arc::new(NodeControl {
             leaf: handle,
             downloads: Downloads::reaching(leaf.reacher(), downloads_dir.clone()),
             uploads: leaf.uploads(),
             share: args.share.clone(),
+            metrics: metrics.clone(),
+        });
+        let metrics_addr = match (args.metrics, metrics) {
+            (Some(addr), Some(metrics)) => {
+                let handler = control_handler.clone();
+                let render = move || {
+                    let (handler, metrics) = (handler.clone(), metrics.clone());
+                    async move {
+                        let status = handler.status().await;
+                        let sharing = handler.sharing().await;
+                        metrics.observe(&status, &sharing);
+                        metrics.render()
+                    }
+                };
+                Some(crate::metrics::serve(addr, render, stopped(stop_rx.clone())).await?)
+            }
+            _ => None,
         };
         let control = control::serve(
-            Arc::new(control_handler),
+            control_handler,
             control_addr,
             &state_dir,
             stopped(stop_rx.clone()),
@@ -121,6 +140,9 @@ pub fn run(
         writeln!(out, "node id: {node_id}")?;
         writeln!(out, "listening on: {}", leaf.local_addr()?)?;
         writeln!(out, "control: {}", control.addr())?;
+        if let Some(addr) = metrics_addr {
+            writeln!(out, "metrics: http://{addr}/metrics")?;
+        }
         writeln!(out, "downloads: {}", downloads_dir.display())?;
         writeln!(out, "pinned address: {node_id}@{}", leaf.advertise())?;
         out.flush()?;
@@ -177,6 +199,8 @@ struct NodeControl {
     uploads: Arc<Uploads>,
     /// The shared folder, as given.
     share: Option<std::path::PathBuf>,
+    /// Where searches are counted, with `--metrics`.
+    metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl ControlHandler for NodeControl {
@@ -212,10 +236,13 @@ impl ControlHandler for NodeControl {
         &self,
         request: SearchRequest,
     ) -> Result<mpsc::Receiver<SearchLineJson>, String> {
+        let (started, want) = (std::time::Instant::now(), request.want);
         let mut hits = self.leaf.search(request.keywords, request.want).await?;
         let (tx, rx) = mpsc::channel(256);
         let downloads = self.downloads.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            let mut got = 0usize;
             while let Some(hit) = hits.recv().await {
                 let hit = match hit {
                     Ok(hit) => hit,
@@ -224,6 +251,7 @@ impl ControlHandler for NodeControl {
                         break;
                     }
                 };
+                got += 1;
                 downloads.remember(&hit);
                 let result = SearchResultJson {
                     content_id: hit.content_id.to_string(),
@@ -243,6 +271,9 @@ impl ControlHandler for NodeControl {
                 if tx.send(SearchLineJson::Result(result)).await.is_err() {
                     break;
                 }
+            }
+            if let Some(metrics) = metrics {
+                metrics.search_finished(SearchOutcome::of(got, want), started.elapsed());
             }
         });
         Ok(rx)
