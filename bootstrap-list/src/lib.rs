@@ -38,7 +38,7 @@ pub use client::{
     ClientError, RegistrationStatus, fetch_members, fetch_supernodes, keep_registered,
 };
 pub use members::{MAX_MIRRORED_MEMBERS, MemberSync, MemberUnion, MembershipDelta};
-pub use persist::{PersistError, REGISTRY_FILE, unix_ms};
+pub use persist::{PersistError, REGISTRY_FILE, parse as parse_registry, unix_ms};
 pub use rate_limit::RateLimiter;
 pub use registry::{
     DEFAULT_MAX_CAPACITY, DEFAULT_MAX_PER_SOURCE, RefuseReason, RegisterOutcome, Registry,

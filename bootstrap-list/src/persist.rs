@@ -62,10 +62,9 @@ pub fn load(state_dir: &Path) -> Result<Vec<SavedEntry>, PersistError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(PersistError::Read { path, source }),
     };
-    let reason = match serde_json::from_slice::<SavedRegistry>(&bytes) {
-        Ok(saved) if saved.format == FORMAT => return Ok(saved.entries),
-        Ok(saved) => format!("unknown format {}", saved.format),
-        Err(e) => e.to_string(),
+    let reason = match parse(&bytes) {
+        Ok(entries) => return Ok(entries),
+        Err(reason) => reason,
     };
     let kept_as = state_dir.join(format!("{REGISTRY_FILE}.corrupt-{}", unix_ms()));
     std::fs::rename(&path, &kept_as).map_err(|source| PersistError::Read {
@@ -77,6 +76,16 @@ pub fn load(state_dir: &Path) -> Result<Vec<SavedEntry>, PersistError> {
         reason,
         kept_as,
     })
+}
+
+/// Parses the bytes of a `registry.json` the way [`load`] does, or says why it is not one
+/// (the fuzz target's entry).
+pub fn parse(bytes: &[u8]) -> Result<Vec<SavedEntry>, String> {
+    match serde_json::from_slice::<SavedRegistry>(bytes) {
+        Ok(saved) if saved.format == FORMAT => Ok(saved.entries),
+        Ok(saved) => Err(format!("unknown format {}", saved.format)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Saves `entries`, atomically.

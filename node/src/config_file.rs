@@ -41,8 +41,12 @@ pub struct ConfigFile {
 pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow!("the config file {} is not valid: {e}", path.display()))
+    parse(&text).map_err(|e| anyhow!("the config file {} is not valid: {e}", path.display()))
+}
+
+/// Parses a config file's text the way [`load`] does (the fuzz target's entry).
+pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
+    toml::from_str(text)
 }
 
 fn addrs(values: &[String], what: &str) -> anyhow::Result<Vec<PeerAddr>> {

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cmd;
 mod config_file;
+pub use config_file::{ConfigFile, parse as parse_config};
 pub mod control;
 pub mod downloads;
 pub mod leaf;

@@ -94,9 +94,14 @@ fn read(path: &Path) -> Result<Vec<SupernodeInfo>, Unusable> {
     if bytes.len() as u64 > MAX_CACHE_BYTES {
         return Err(too_large());
     }
-    serde_json::from_slice::<Cached>(&bytes)
+    parse(&bytes).map_err(Unusable::Bad)
+}
+
+/// Parses the bytes of a `supernodes.json` the way [`load`] does (the fuzz target's entry).
+pub fn parse(bytes: &[u8]) -> Result<Vec<SupernodeInfo>, String> {
+    serde_json::from_slice::<Cached>(bytes)
         .map(|cached| cached.supernodes)
-        .map_err(|e| Unusable::Bad(e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 /// Saves `supernodes` (best first) as the cache, atomically. Blocks: call it off the event

@@ -18,7 +18,7 @@ mod election;
 mod join;
 mod status;
 
-pub use cache::CACHE_FILE;
+pub use cache::{CACHE_FILE, parse as parse_supernode_cache};
 pub use core::{
     ASSUMED_LIMITS, AttachOutcome, FIRST_JOIN_WAIT, LeafAction, LeafCore, LeafCoreConfig,
     MAX_CONTENTS_PER_SEARCH, MAX_QUEUED_SEARCHES, MAX_RUNNING_SEARCHES, Mapping, Origin,

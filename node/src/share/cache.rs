@@ -186,6 +186,12 @@ impl HashCache {
     }
 }
 
+/// Parses the bytes of a `hash-cache.json` the way loading it does; the number of entries
+/// (the fuzz target's entry).
+pub fn parse_count(bytes: &[u8]) -> Result<usize, String> {
+    parse(bytes).map(|files| files.len())
+}
+
 fn parse(bytes: &[u8]) -> Result<HashMap<PathBuf, Stamped>, String> {
     let file: CacheFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if file.version != FORMAT_VERSION {

@@ -48,7 +48,7 @@ use superpeer_common::wire::{FileEntry, MAX_NAME_BYTES};
 use tracing::warn;
 
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
-pub use cache::HashCache;
+pub use cache::{HashCache, parse_count as parse_hash_cache};
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
 pub use changes::{FolderChanges, POLL_INTERVAL, open_watched};
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]

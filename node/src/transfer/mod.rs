@@ -95,7 +95,7 @@ mod serve_tests;
 pub use dial::{MAX_HOLDERS_PER_DOWNLOAD, MAX_HOLDERS_PER_IP, dialable};
 pub use download::{DownloadPlan, MAX_DOWNLOAD_SIZE, download, download_reaching};
 pub use outboard_store::OutboardStore;
-pub use part::remove_partial;
+pub use part::{parse_state as parse_part_state, remove_partial};
 pub use report::{DownloadError, Progress};
 pub use serve::{IDLE_CLOSE, ServedFiles, serve_connection, serve_dialled};
 pub use session::serve_transfer;

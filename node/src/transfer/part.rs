@@ -236,8 +236,13 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
 
 /// Reads the state file; `None` when it is missing, unreadable or for other content.
 fn read_state(path: &Path, content_id: ContentId, size: u64) -> Option<Vec<[u64; 2]>> {
-    let bytes = fs::read(path).ok()?;
-    let state: PartState = serde_json::from_slice(&bytes).ok()?;
+    parse_state(&fs::read(path).ok()?, content_id, size)
+}
+
+/// Parses the bytes of a partial download's state file the way [`Part::open`] does: the
+/// verified runs when it is ours for this content, `None` otherwise (the fuzz target's entry).
+pub fn parse_state(bytes: &[u8], content_id: ContentId, size: u64) -> Option<Vec<[u64; 2]>> {
+    let state: PartState = serde_json::from_slice(bytes).ok()?;
     let matches = state.content_id == content_id && state.size == size && state.piece_size == PIECE;
     matches.then_some(state.verified)
 }
