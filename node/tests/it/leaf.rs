@@ -347,23 +347,28 @@ async fn control_requests_without_the_token_are_refused() {
     let control: Value =
         serde_json::from_slice(&std::fs::read(state.path().join("control.json")).unwrap()).unwrap();
     let addr = control["addr"].as_str().unwrap().to_string();
-    let ask = |auth: Option<&str>| {
+    let ask_as = |host: &str, auth: Option<&str>| {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
         let auth = auth
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         write!(
             stream,
-            "GET /status HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+            "GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
         )
         .unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).unwrap();
         reply
     };
+    let ask = |auth: Option<&str>| ask_as(&addr, auth);
+    let token = control["token"].as_str().unwrap();
     assert!(ask(None).starts_with("HTTP/1.1 401"));
     assert!(ask(Some("00")).starts_with("HTTP/1.1 401"));
-    assert!(ask(Some(control["token"].as_str().unwrap())).starts_with("HTTP/1.1 200"));
+    assert!(ask(Some(token)).starts_with("HTTP/1.1 200"));
+    // The right token under another name (a rebinding web page) gets nothing.
+    let rebound = ask_as("evil.example", Some(token));
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
