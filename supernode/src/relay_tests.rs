@@ -287,10 +287,16 @@ async fn bytes_pass_intact_and_each_finish_is_passed_on() {
     let request = pattern(2 * 1024 * 1024, 0x5a);
     let answer = pattern(1024 * 1024, 0xa5);
     let exchange = async {
-        a_send.write_all(&request).await.unwrap();
-        a_send.finish().unwrap();
+        // A writes while B reads: 2 MiB is more than the windows of both legs hold, so
+        // writing it all before B reads could stall on flow control.
+        let send_request = async {
+            a_send.write_all(&request).await.unwrap();
+            a_send.finish().unwrap();
+        };
         // B sees A's finish while its own direction is still open...
-        let got_request = b_recv.read_to_end(8 << 20).await.unwrap();
+        let ((), got_request) = tokio::join!(send_request, async {
+            b_recv.read_to_end(8 << 20).await.unwrap()
+        });
         // ...and the other direction still works.
         b_send.write_all(&answer).await.unwrap();
         b_send.finish().unwrap();
