@@ -3,7 +3,7 @@
 
 use superpeer_common::TokenBucket;
 use superpeer_common::wire::{
-    Holder, MAX_HITS_PER_MESSAGE, MAX_HOLDERS_PER_HIT, QueryEnd, SupernodeToLeaf,
+    Holder, MAX_HITS_PER_MESSAGE, MAX_HOLDERS_PER_HIT, QueryEnd, SupernodeToLeaf, Via,
 };
 
 use super::searches::MAX_HOLDERS_PER_SEARCH;
@@ -117,6 +117,60 @@ fn hits_are_merged_by_content_and_only_news_is_passed_on() {
     };
     assert_eq!(answer(&mut s, late), Vec::new());
     assert_eq!(answer(&mut s, done), Vec::new());
+}
+
+#[test]
+fn a_holder_reported_through_two_supernodes_is_one_holder() {
+    let (mut s, q) = one_search();
+    let through = |supernode: u8| {
+        let mut h = hit(1, &[10]);
+        if let Some(holder) = h.holders.first_mut() {
+            holder.via = Some(Via {
+                node_id: id(supernode),
+                addr: addr(supernode),
+            });
+        }
+        h
+    };
+    let first = through(50);
+    assert_eq!(
+        answer(
+            &mut s,
+            SupernodeToLeaf::Hits {
+                id: q,
+                hits: vec![first.clone()]
+            }
+        ),
+        vec![LeafAction::Hits {
+            id: q,
+            hits: vec![first.clone()]
+        }]
+    );
+    // The same leaf through its other supernode: same node id, another `via`.
+    let second = SupernodeToLeaf::Hits {
+        id: q,
+        hits: vec![through(51)],
+    };
+    assert_eq!(answer(&mut s, second), Vec::new());
+    // A new node id is still news, and the first report of the holder is kept.
+    let mut both = through(51);
+    both.holders.extend(hit(1, &[11]).holders);
+    let got = answer(
+        &mut s,
+        SupernodeToLeaf::Hits {
+            id: q,
+            hits: vec![both],
+        },
+    );
+    let mut expected = first;
+    expected.holders.extend(hit(1, &[11]).holders);
+    assert_eq!(
+        got,
+        vec![LeafAction::Hits {
+            id: q,
+            hits: vec![expected]
+        }]
+    );
 }
 
 /// A hit for content number `content` with `holders` holders numbered from `first`:

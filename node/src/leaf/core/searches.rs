@@ -275,7 +275,9 @@ impl Running {
             if known.len() >= MAX_HOLDERS_PER_HIT || self.holders >= MAX_HOLDERS_PER_SEARCH {
                 break;
             }
-            if !known.contains(holder) {
+            // One holder per node id: a leaf attached to two supernodes is reported by
+            // both (perhaps with a different `via`), and it is still one source.
+            if !known.iter().any(|k| k.node_id == holder.node_id) {
                 known.push(*holder);
                 self.holders += 1;
             }
