@@ -46,6 +46,12 @@ use crate::seen::{Seen, SeenIds};
 /// them (a rare match spread thin) gets there in a few round trips.
 pub const DIRECT_FANOUT: usize = 32;
 
+/// How many (content, holder) pairs a query remembers having passed on, so a holder that
+/// two answers name (a leaf attached to two supernodes) goes upstream once. Past it, hits
+/// pass on whole: the asking leaf merges by node id anyway, this only saves bytes. 128
+/// pairs of 64 bytes bound it at a few KiB per query, about 40 MiB over `max_active`.
+pub const MAX_REPORTED_HOLDERS: usize = 128;
+
 /// Tunables of query routing.
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
@@ -144,6 +150,8 @@ pub struct RouterStats {
     pub duplicates: u64,
     /// Query messages sent directly to supernodes the directory named.
     pub asked_directly: u64,
+    /// Hits left out because every holder in them had been passed on already.
+    pub duplicate_holders: u64,
 }
 
 /// Where a query's directory lookup stands.
@@ -165,6 +173,8 @@ struct Active {
     asker: Asker,
     ttl: u8,
     found: FxHashSet<ContentId>,
+    /// (content, holder) pairs passed on, up to [`MAX_REPORTED_HOLDERS`].
+    reported: FxHashSet<(ContentId, NodeId)>,
     candidates: Vec<SessionId>,
     next_candidate: usize,
     relays: Vec<SessionId>,
@@ -296,6 +306,7 @@ impl Router {
             asker,
             ttl,
             found: FxHashSet::default(),
+            reported: FxHashSet::default(),
             candidates,
             next_candidate: 0,
             relays,
@@ -554,14 +565,30 @@ impl Router {
         };
         let want = q.query.want as usize;
         let mut fresh = Vec::new();
-        for hit in hits {
-            if q.found.contains(&hit.content_id) {
-                // More holders of content already reported: pass them on, it costs no slot.
-                fresh.push(hit);
-            } else if q.found.len() < want {
-                q.found.insert(hit.content_id);
-                fresh.push(hit);
+        for mut hit in hits {
+            let known = q.found.contains(&hit.content_id);
+            if !known && q.found.len() >= want {
+                continue;
             }
+            // A holder already passed on for this content (reported again by another
+            // supernode it is attached to) is left out.
+            let content = hit.content_id;
+            hit.holders.retain(|h| {
+                if q.reported.contains(&(content, h.node_id)) {
+                    return false;
+                }
+                if q.reported.len() < MAX_REPORTED_HOLDERS {
+                    q.reported.insert((content, h.node_id));
+                }
+                true
+            });
+            if hit.holders.is_empty() {
+                self.stats.duplicate_holders += 1;
+                continue;
+            }
+            // More holders of content already reported cost no slot.
+            q.found.insert(content);
+            fresh.push(hit);
         }
         let asker = q.asker;
         for chunk in fresh.chunks(MAX_HITS_PER_MESSAGE) {

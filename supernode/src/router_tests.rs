@@ -333,6 +333,55 @@ fn more_holders_of_reported_content_pass_without_using_a_slot() {
     );
 }
 
+/// The holders of the leaf-bound hits in `outputs`.
+fn leaf_holders(outputs: &[RouterOutput]) -> Vec<NodeId> {
+    outputs
+        .iter()
+        .flat_map(|o| match o {
+            RouterOutput::ToLeaf(_, SupernodeToLeaf::Hits { hits, .. }) => hits.clone(),
+            _ => Vec::new(),
+        })
+        .flat_map(|hit| hit.holders)
+        .map(|h| h.node_id)
+        .collect()
+}
+
+#[test]
+fn a_holder_named_by_two_neighbours_goes_to_the_asker_once() {
+    let now = Instant::now();
+    let mut router = Router::new(config());
+    router.start(
+        now,
+        query(1, 5),
+        Asker::Leaf(LEAF),
+        Vec::new(),
+        neighbors([10, 11]),
+        1,
+    );
+    drain(&mut router);
+    // A leaf attached to both neighbours: each reports it, with a different `via` maybe.
+    router.handle_hits(now, SessionId(10), QueryId([1; 16]), vec![hit(1)]);
+    assert_eq!(
+        leaf_holders(&drain(&mut router)),
+        vec![NodeId::from_bytes([1; 32])]
+    );
+    let mut again = hit(1);
+    again.holders[0].addr = "127.0.0.10:10".parse().unwrap();
+    router.handle_hits(now, SessionId(11), QueryId([1; 16]), vec![again.clone()]);
+    assert_eq!(leaf_holders(&drain(&mut router)), Vec::new());
+    assert_eq!(router.stats().duplicate_holders, 1);
+    // Beside a new holder, only the new one goes on.
+    let other = NodeId::from_bytes([2; 32]);
+    let mut both = again;
+    both.holders.push(Holder {
+        node_id: other,
+        addr: "127.0.0.11:11".parse().unwrap(),
+        via: None,
+    });
+    router.handle_hits(now, SessionId(11), QueryId([1; 16]), vec![both]);
+    assert_eq!(leaf_holders(&drain(&mut router)), vec![other]);
+}
+
 #[test]
 fn cancel_and_gone_sessions() {
     let now = Instant::now();
