@@ -37,6 +37,10 @@ use superpeer_common::{NodeId, PeerAddr};
 /// A candidate nobody has named for this long is forgotten (unless we are attached to it).
 pub const CANDIDATE_TTL: Duration = Duration::from_secs(600);
 
+/// The share of a supernode's capacity a leaf's extra attachments leave free for leaves
+/// that have none (the list server calls a supernode full at 90% too).
+pub const SECONDARY_HEADROOM: f64 = 0.1;
+
 /// Tunables of joining.
 #[derive(Clone, Debug)]
 pub struct JoinConfig {
@@ -115,6 +119,16 @@ impl Candidate {
             .is_none_or(|l| l.capacity == 0 || l.leaves < l.capacity)
     }
 
+    /// Room for a leaf's second (or third) attachment: more than [`SECONDARY_HEADROOM`] of
+    /// the capacity free, so spare attachments never take the last slots from leaves that
+    /// have no supernode at all (a first attachment takes any free slot).
+    fn has_room_for_secondary(&self) -> bool {
+        self.load.is_none_or(|l| {
+            l.capacity == 0
+                || f64::from(l.leaves) < f64::from(l.capacity) * (1.0 - SECONDARY_HEADROOM)
+        })
+    }
+
     fn ready(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|t| now >= t)
     }
@@ -126,7 +140,8 @@ pub struct Joiner {
     config: JoinConfig,
     me: NodeId,
     candidates: HashMap<NodeId, Candidate>,
-    current: Option<NodeId>,
+    /// The supernodes we are attached to, in the order we attached.
+    attached: Vec<NodeId>,
     /// Probes left in this round while attached.
     round: RoundBudget,
     /// Candidates being probed (kept, not counted: this is asked at every event).
@@ -184,7 +199,7 @@ impl Joiner {
             config,
             me,
             candidates: HashMap::new(),
-            current: None,
+            attached: Vec::new(),
             probing: 0,
         }
     }
@@ -231,10 +246,10 @@ impl Joiner {
 
     /// Drops what nobody has named for [`CANDIDATE_TTL`], and suggestions that failed.
     fn forget_stale(&mut self, now: Instant) {
-        let current = self.current;
+        let attached = &self.attached;
         self.candidates.retain(|id, c| {
             c.probing
-                || Some(*id) == current
+                || attached.contains(id)
                 || (now.saturating_duration_since(c.named) < CANDIDATE_TTL
                     && !(c.suggested && c.failures > 0))
         });
@@ -244,7 +259,7 @@ impl Joiner {
     /// While attached, at most what is left of the round's budget.
     pub fn poll_probes(&mut self, now: Instant) -> Vec<PeerAddr> {
         let room = self.config.probe_batch.saturating_sub(self.probing);
-        if room == 0 || (self.current.is_some() && self.round.spent()) {
+        if room == 0 || (!self.attached.is_empty() && self.round.spent()) {
             return Vec::new();
         }
         let ttl = self.config.probe_ttl;
@@ -259,14 +274,14 @@ impl Joiner {
             });
         let (mut measured, mut unmeasured): (Vec<_>, Vec<_>) = due
             .map(|(id, c)| {
-                let first = Some(*id) != self.current;
+                let first = !self.attached.contains(id);
                 (first, c.rtt.map(|(rtt, _)| rtt), *id)
             })
             .partition(|(_, rtt, _)| rtt.is_some());
         measured.sort();
         unmeasured.sort();
-        let chosen: Vec<NodeId> = if self.current.is_some() {
-            // The current one and the best known, and the never measured, in turn.
+        let chosen: Vec<NodeId> = if !self.attached.is_empty() {
+            // The attached ones and the best known, and the never measured, in turn.
             let (m, u) = self.round.take(measured.len(), unmeasured.len(), room);
             let mut measured = measured.into_iter().take(m);
             let mut unmeasured = unmeasured.into_iter().take(u);
@@ -331,29 +346,53 @@ impl Joiner {
         self.probing > 0
     }
 
-    /// The candidate to attach to now: measured, with room, not backing off, lowest RTT.
-    /// `None` while nothing measured qualifies (probe first, or wait).
+    /// The candidate to attach to now: not attached already, measured, with room, not
+    /// backing off, lowest RTT. `None` while nothing measured qualifies (probe first, or
+    /// wait).
     pub fn next_attach(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
+        self.best(now, Candidate::has_room)
+    }
+
+    /// Like [`Joiner::next_attach`], for an extra attachment beside the ones we have: only
+    /// where it leaves [`SECONDARY_HEADROOM`] free.
+    pub fn next_secondary(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
+        self.best(now, Candidate::has_room_for_secondary)
+    }
+
+    fn best(&self, now: Instant, room: fn(&Candidate) -> bool) -> Option<(PeerAddr, Duration)> {
         self.candidates
             .iter()
-            .filter(|(id, c)| Some(**id) != self.current && c.ready(now) && c.has_room())
+            .filter(|(id, c)| !self.attached.contains(id) && c.ready(now) && room(c))
             .filter_map(|(id, c)| c.rtt.map(|(rtt, _)| (rtt, *id, c.addr)))
             .min()
             .map(|(rtt, id, addr)| (PeerAddr::pinned(id, addr), rtt))
     }
 
-    /// Attached to `node_id`.
+    /// Attached to `node_id` (besides any we are attached to already).
     pub fn attached(&mut self, node_id: NodeId) {
-        self.current = Some(node_id);
+        if !self.attached.contains(&node_id) {
+            self.attached.push(node_id);
+        }
         if let Some(c) = self.candidates.get_mut(&node_id) {
             c.failures = 0;
         }
     }
 
-    /// The supernode we are attached to.
+    /// The supernode we attached to first and are still attached to.
     #[cfg(test)]
     pub fn current(&self) -> Option<NodeId> {
-        self.current
+        self.attached.first().copied()
+    }
+
+    /// The supernodes we are attached to, in the order we attached.
+    #[cfg(test)]
+    pub fn attached_to(&self) -> &[NodeId] {
+        &self.attached
+    }
+
+    /// We left `node_id` of our own accord (moved to a faster one): no fault of its own.
+    pub fn left(&mut self, node_id: NodeId) {
+        self.attached.retain(|id| *id != node_id);
     }
 
     /// The measured RTT of `node_id`.
@@ -385,26 +424,33 @@ impl Joiner {
     /// We left the current supernode of our own accord (promoted): no fault of its own,
     /// so it stays a good candidate for later.
     pub fn detached(&mut self) {
-        self.current = None;
+        self.attached.clear();
     }
 
-    /// The current supernode went away (closed, silent, or told us to move).
+    /// An attached supernode went away (closed, silent, or told us to move).
     pub fn lost(&mut self, now: Instant, node_id: NodeId) {
-        if self.current == Some(node_id) {
-            self.current = None;
-        }
+        self.attached.retain(|id| *id != node_id);
         self.attach_failed(now, node_id);
     }
 
-    /// A measured candidate clearly faster than the current supernode (past the hysteresis),
-    /// if there is one.
+    /// A measured candidate clearly faster than the slowest supernode we are attached to
+    /// (past the hysteresis), if there is one, with the one it would replace.
     pub fn better_than_current(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
-        let current = self.current?;
-        let current_rtt = self.rtt(&current)?;
+        self.better_than_slowest(now)
+            .map(|(best, rtt, _)| (best, rtt))
+    }
+
+    /// Like [`Joiner::better_than_current`], naming the attached supernode to replace.
+    pub fn better_than_slowest(&self, now: Instant) -> Option<(PeerAddr, Duration, NodeId)> {
+        let (slowest_rtt, slowest) = self
+            .attached
+            .iter()
+            .filter_map(|id| self.rtt(id).map(|rtt| (rtt, *id)))
+            .max()?;
         let (best, rtt) = self.next_attach(now)?;
-        let clearly = rtt.as_secs_f64() < current_rtt.as_secs_f64() * self.config.move_ratio
-            && rtt + self.config.move_margin < current_rtt;
-        clearly.then_some((best, rtt))
+        let clearly = rtt.as_secs_f64() < slowest_rtt.as_secs_f64() * self.config.move_ratio
+            && rtt + self.config.move_margin < slowest_rtt;
+        clearly.then_some((best, rtt, slowest))
     }
 
     /// A new re-probe round: every measurement is stale, and an attached leaf may spend

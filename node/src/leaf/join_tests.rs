@@ -325,3 +325,51 @@ fn candidates_nobody_names_expire_but_the_current_one_stays() {
         "2 was not named for the TTL; 1 is the current one"
     );
 }
+
+#[test]
+fn a_second_attachment_takes_the_next_lowest_rtt_and_leaves_headroom() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[5, 10, 15]);
+    joiner.attached(id(1));
+    assert_eq!(joiner.next_secondary(now).unwrap().0.node_id, Some(id(2)));
+    joiner.attached(id(2));
+    assert_eq!(joiner.attached_to(), &[id(1), id(2)]);
+    assert_eq!(joiner.next_secondary(now).unwrap().0.node_id, Some(id(3)));
+    // A supernode at 90% of its capacity still takes a first attachment, not a spare one.
+    joiner.add(now, &[info(3, 9, 10)]);
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(3)));
+    assert_eq!(joiner.next_secondary(now), None);
+    joiner.add(now, &[info(3, 8, 10)]);
+    assert_eq!(joiner.next_secondary(now).unwrap().0.node_id, Some(id(3)));
+}
+
+#[test]
+fn losing_one_of_two_keeps_the_other_and_replaces_it_with_the_next_best() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[5, 10, 15]);
+    joiner.attached(id(1));
+    joiner.attached(id(2));
+    joiner.lost(now, id(1));
+    assert_eq!(joiner.attached_to(), &[id(2)]);
+    assert_eq!(joiner.current(), Some(id(2)));
+    assert_eq!(joiner.next_secondary(now).unwrap().0.node_id, Some(id(3)));
+    // Leaving by choice drops it from the attached without a backoff.
+    joiner.left(id(2));
+    assert_eq!(joiner.attached_to(), &[] as &[NodeId]);
+    assert_eq!(joiner.next_attach(now).unwrap().0.node_id, Some(id(2)));
+}
+
+#[test]
+fn a_clearly_faster_candidate_replaces_the_slowest_attachment() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[10, 40, 12]);
+    joiner.attached(id(1));
+    joiner.attached(id(2));
+    // 12 ms is not clearly faster than 10 ms, but it is than the 40 ms one.
+    let (best, _, replaces) = joiner.better_than_slowest(now).unwrap();
+    assert_eq!((best.node_id, replaces), (Some(id(3)), id(2)));
+    let mut joiner = probed(now, &[10, 20, 12]);
+    joiner.attached(id(1));
+    joiner.attached(id(2));
+    assert!(joiner.better_than_slowest(now).is_none());
+}

@@ -74,6 +74,7 @@ impl LeafCore {
                 self.joiner.attached(node_id);
                 self.ever_attached = true;
                 if let Some(old) = old {
+                    self.joiner.left(old.node_id);
                     self.actions.push_back(LeafAction::Leave {
                         session: old.session,
                         reason: "moved to a faster supernode",
