@@ -39,13 +39,6 @@ pub const CANDIDATE_TTL: Duration = Duration::from_secs(600);
 
 /// The share of a supernode's capacity a leaf's extra attachments leave free for leaves
 /// that have none (the list server calls a supernode full at 90% too).
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the leaf core takes spare attachments in the next step of issue 19"
-    )
-)]
 pub const SECONDARY_HEADROOM: f64 = 0.1;
 
 /// Tunables of joining.
@@ -129,13 +122,6 @@ impl Candidate {
     /// Room for a leaf's second (or third) attachment: more than [`SECONDARY_HEADROOM`] of
     /// the capacity free, so spare attachments never take the last slots from leaves that
     /// have no supernode at all (a first attachment takes any free slot).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the leaf core takes spare attachments in the next step of issue 19"
-        )
-    )]
     fn has_room_for_secondary(&self) -> bool {
         self.load.is_none_or(|l| {
             l.capacity == 0
