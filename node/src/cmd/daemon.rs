@@ -214,6 +214,7 @@ impl ControlHandler for NodeControl {
                 role: "leaf".into(),
                 supernode: None,
                 shared_files: 0,
+                hashing: None,
                 publication: None,
                 leaves: None,
                 neighbors: None,

@@ -33,6 +33,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
     println!("reachability: {reachability}");
     println!("shared files: {}", status.shared_files);
+    if let Some(h) = status.hashing.filter(|h| h.files > 0) {
+        println!(
+            "hashing:      {} of {} files, {} of {} MB",
+            h.files_done,
+            h.files,
+            h.bytes_done / 1_000_000,
+            h.bytes / 1_000_000
+        );
+    }
     if let Some(p) = &status.publication {
         match &p.reason {
             Some(reason) => println!(

@@ -166,6 +166,9 @@ pub struct StatusJson {
     /// The supernode a leaf is attached to; always serialised, `null` when there is none.
     pub supernode: Option<SupernodeJson>,
     pub shared_files: usize,
+    /// Hashing in the shared folder (present when a folder is shared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashing: Option<HashingJson>,
     /// How the shared files stand with the supernode that indexes them: how many it holds,
     /// how many wait, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +274,20 @@ impl From<&CoreStatus> for DirectoryJson {
             refused_as_owner: d.refused_to_others,
         }
     }
+}
+
+/// Hashing in the shared folder: what the scan under way has to hash (all 0 when none is
+/// hashing), and what has been hashed since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashingJson {
+    /// Files the scan under way hashes, and how many of them are done.
+    pub files: u64,
+    pub files_done: u64,
+    /// Their bytes, and how many of those are hashed.
+    pub bytes: u64,
+    pub bytes_done: u64,
+    /// Bytes hashed since the node started (the first scan included).
+    pub hashed_bytes: u64,
 }
 
 /// How a node's shared files stand with the supernode that indexes them.
@@ -490,6 +507,7 @@ mod tests {
             relay: None,
             publication: None,
             shared_files: 3,
+            hashing: None,
             leaves: None,
             neighbors: None,
             indexed: None,

@@ -45,6 +45,7 @@ pub fn fixed_status() -> StatusJson {
         }),
         publication: None,
         shared_files: 7,
+        hashing: None,
         leaves: None,
         neighbors: None,
         indexed: None,

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use super::core::{LeafCore, LeafCoreConfig, PromotionOutcome, SessionNo, Source};
 use super::status::LeafStatus;
 use crate::nat::{Pushes, Reacher};
-use crate::share::{FolderChanges, ShareDelta, SharedFolder};
+use crate::share::{FolderChanges, Hashing, ShareDelta, SharedFolder};
 use crate::transfer::{DEFAULT_UPLOAD_SLOTS, OutboardStore, ServedFiles, Uploads};
 use session::{Attached, SessionLink};
 
@@ -294,6 +294,7 @@ impl Leaf {
             events_rx,
         } = self;
         let listen = endpoint.local_addr().unwrap_or(config.listen);
+        let hashing = folder.as_ref().map(|(folder, _)| folder.hashing());
         let (entries, shared, folder) = match folder {
             Some((folder, changes)) => (
                 folder.entries(),
@@ -322,6 +323,7 @@ impl Leaf {
             config,
             folder,
             shared,
+            hashing,
             served,
             uploads,
             reacher,
@@ -349,6 +351,8 @@ struct Driver {
     folder: Option<Folder>,
     /// Files in the shared folder as of the last scan (a rescan may hold its lock).
     shared: usize,
+    /// The shared folder's hashing progress (read without its lock).
+    hashing: Option<Arc<Hashing>>,
     /// What the shared folder serves, by content id (updated by every rescan).
     served: ServedFiles,
     uploads: Arc<Uploads>,

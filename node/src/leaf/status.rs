@@ -7,9 +7,10 @@ use superpeer_supernode::SupernodeStatus;
 
 use super::core::{PublicationStatus, Reach, ReachView, SupernodeView};
 use crate::control::{
-    DirectoryJson, DownloadJson, PublicationJson, ReachabilityJson, RelayJson, StatusJson,
-    SummariesJson, SupernodeJson,
+    DirectoryJson, DownloadJson, HashingJson, PublicationJson, ReachabilityJson, RelayJson,
+    StatusJson, SummariesJson, SupernodeJson,
 };
+use crate::share::HashingNow;
 
 /// The node's state as `status` shows it.
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct LeafStatus {
     pub supernode: Option<SupernodeView>,
     /// Files in the shared folder.
     pub shared_files: usize,
+    /// Hashing in the shared folder, when one is shared.
+    pub hashing: Option<HashingNow>,
     /// How they stand with the supernode that indexes them.
     pub publication: PublicationStatus,
     /// Searches running, and waiting for the query limit.
@@ -52,6 +55,13 @@ impl LeafStatus {
                 rtt_ms: s.rtt.as_secs_f64() * 1000.0,
             }),
             shared_files: self.shared_files,
+            hashing: self.hashing.map(|h| HashingJson {
+                files: h.files,
+                files_done: h.files_done,
+                bytes: h.bytes,
+                bytes_done: h.bytes_done,
+                hashed_bytes: h.hashed_total,
+            }),
             publication: Some(PublicationJson {
                 indexed: publication.indexed,
                 pending: publication.pending,

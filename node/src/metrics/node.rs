@@ -77,6 +77,9 @@ pub struct NodeMetrics {
     shared_files: Gauge,
     unpublished_files: Gauge,
     published_files: Gauge,
+    hashed_bytes: Counter,
+    hashing_files: Gauge,
+    hashing_bytes: Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -183,9 +186,25 @@ impl NodeMetrics {
             "Files in the shared folder, hashed",
             shared_files.clone(),
         );
+        let hashed_bytes = Counter::default();
+        r.register(
+            "hashed_bytes",
+            "Bytes of shared files hashed since the node started (the first scan included)",
+            hashed_bytes.clone(),
+        );
+        let hashing_files = Gauge::default();
+        r.register(
+            "hashing_pending_files",
+            "Files the scan under way has still to hash (0 when none is hashing)",
+            hashing_files.clone(),
+        );
+        let hashing_bytes = Gauge::default();
+        r.register(
+            "hashing_pending_bytes",
+            "Bytes the scan under way has still to hash (0 when none is hashing)",
+            hashing_bytes.clone(),
+        );
         let unpublished_files = Gauge::default();
-        // Hashing itself finishes before the daemon serves anything (the first scan runs at
-        // start-up), so what can lag later is the supernode's index of the hashed files.
         r.register(
             "unpublished_files",
             "Hashed shared files the supernode does not index (yet)",
@@ -215,6 +234,9 @@ impl NodeMetrics {
             relay_sessions_total,
             refusals,
             shared_files,
+            hashed_bytes,
+            hashing_files,
+            hashing_bytes,
             unpublished_files,
             published_files,
         }
@@ -315,6 +337,16 @@ impl NodeMetrics {
             set_total_in(&self.refusals, &[("reason", reason)], n);
         }
         set_gauge(&self.shared_files, status.shared_files);
+        let hashing = status.hashing.unwrap_or_default();
+        set_total(&self.hashed_bytes, hashing.hashed_bytes);
+        set_gauge(
+            &self.hashing_files,
+            hashing.files.saturating_sub(hashing.files_done),
+        );
+        set_gauge(
+            &self.hashing_bytes,
+            hashing.bytes.saturating_sub(hashing.bytes_done),
+        );
         let publication = status.publication.as_ref();
         set_gauge(
             &self.unpublished_files,

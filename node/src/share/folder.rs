@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -31,7 +32,7 @@ use crate::transfer::verified::Outboard;
 
 use super::cache::{HashCache, mtime_ns, system_time_ns};
 use super::delta::{Published, ShareDelta};
-use super::progress::HashProgress;
+use super::progress::{HashProgress, Hashing};
 use super::{SharedFile, publishable_name, walk_skipping};
 
 /// How long after its last modification a file's hash may be cached (see the module docs).
@@ -50,6 +51,8 @@ pub struct SharedFolder {
     /// Every shared file's outboard, computed with its content id (see `transfer`).
     outboards: OutboardStore,
     progress: bool,
+    /// What the scan under way hashes, for status (see [`SharedFolder::hashing`]).
+    hashing: Arc<Hashing>,
     published: Published,
     last_scan: ScanCounts,
     /// Paths the last scan skipped, to warn about each only once.
@@ -90,6 +93,7 @@ impl SharedFolder {
             cache: HashCache::load(state_dir),
             outboards: OutboardStore::in_state_dir(state_dir),
             progress,
+            hashing: Arc::new(Hashing::default()),
             published: Published::default(),
             last_scan: ScanCounts::default(),
             skipped: HashSet::new(),
@@ -124,6 +128,11 @@ impl SharedFolder {
             );
         }
         Ok(delta)
+    }
+
+    /// Hashing progress, readable from any thread while a scan holds the folder.
+    pub fn hashing(&self) -> Arc<Hashing> {
+        self.hashing.clone()
     }
 
     /// The shared folder (canonical path).
@@ -221,13 +230,13 @@ impl SharedFolder {
         let total = pending
             .iter()
             .fold(0u64, |sum, p| sum.saturating_add(p.size));
-        let bar = HashProgress::start(self.progress, pending.len(), total);
+        let bar = HashProgress::start(self.progress, pending.len(), total, self.hashing.clone());
         let hashed = pending.len();
         for p in pending {
             let store = &self.outboards;
-            if let Some(file) = hash_pending(p, &mut self.cache, store, &bar, &mut skips) {
-                files.push(file);
-            }
+            let file = hash_pending(p, &mut self.cache, store, &bar, &mut skips);
+            bar.file_done();
+            files.extend(file);
         }
         drop(bar);
 

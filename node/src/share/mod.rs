@@ -18,7 +18,8 @@
 //! - `folder`: [`SharedFolder`], the folder's current state, kept up to date by rescans.
 //! - `delta`: what is published (one entry per content id) and the [`ShareDelta`] that
 //!   [`SharedFolder::rescan`] returns.
-//! - `progress`: the terminal progress bar while a large folder is hashed.
+//! - `progress`: the terminal progress bar while a large folder is hashed, and the
+//!   [`Hashing`] counters status reads meanwhile.
 //! - `watch`: [`watch()`], a debounced "something changed" signal from the file system.
 //! - `changes`: [`FolderChanges`], that signal (or a timer where watching fails) without a
 //!   task of its own, and [`open_watched`], which watches before the first scan so that no
@@ -55,6 +56,7 @@ pub use changes::{FolderChanges, POLL_INTERVAL, open_watched};
 pub use delta::ShareDelta;
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
 pub use folder::SharedFolder;
+pub use progress::{Hashing, HashingNow};
 #[allow(unused_imports, reason = "not every item is used by the roles yet")]
 pub use watch::watch;
 

@@ -227,3 +227,75 @@ async fn a_share_over_the_per_leaf_cap_shows_the_gap_and_fills_freed_room() {
     assert_eq!(s["publication"]["indexed"], 5, "{s}");
     assert_eq!(s["publication"]["pending"], 2, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_added_while_running_shows_its_hashing_progress_then_is_shared() {
+    let net = network(37, 1);
+    let (state, outside) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir_in(".").unwrap(),
+    );
+    let share = tempfile::tempdir_in(".").unwrap();
+    // Old enough for the hash cache, so no later scan hashes it again.
+    let small = share.path().join("small.txt");
+    std::fs::write(&small, b"small").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&small)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let peer = net.sn[0].pinned.to_string();
+    let _sharer = leaf(
+        "127.0.37.20",
+        state.path(),
+        &["--peer", &peer, "--share", share.path().to_str().unwrap()],
+    );
+    let first = attached(state.path()).await;
+    assert_eq!(first["shared_files"], 1, "{first}");
+    assert_eq!(
+        first["hashing"]["files"], 0,
+        "idle after the first scan: {first}"
+    );
+    let hashed_at_start = first["hashing"]["hashed_bytes"].as_u64().unwrap();
+    assert_eq!(hashed_at_start, 5, "{first}");
+
+    // A large file appears whole (renamed in from the same file system), so one rescan
+    // hashes it; sparse, so it costs no disk; hashing it takes seconds (0.6 s for 256 MiB here).
+    const SIZE: u64 = 2 << 30;
+    let staged = outside.path().join("large.bin");
+    std::fs::File::create(&staged)
+        .unwrap()
+        .set_len(SIZE)
+        .unwrap();
+    std::fs::rename(&staged, share.path().join("large.bin")).unwrap();
+    let during = wait_for(
+        "hashing to show in status",
+        Duration::from_secs(20),
+        || async {
+            let s = status(state.path()).await;
+            (s["hashing"]["files"] == 1 && s["hashing"]["bytes_done"].as_u64() > Some(0))
+                .then_some(s)
+        },
+    )
+    .await;
+    let h = &during["hashing"];
+    assert_eq!(h["bytes"], SIZE, "{during}");
+    assert!(h["bytes_done"].as_u64().unwrap() <= SIZE, "{during}");
+    assert_eq!(h["files_done"], 0, "{during}");
+    let after = wait_for(
+        "the large file to be shared",
+        Duration::from_secs(120),
+        || async {
+            let s = status(state.path()).await;
+            (s["shared_files"] == 2).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(after["hashing"]["files"], 0, "idle again: {after}");
+    assert_eq!(
+        after["hashing"]["hashed_bytes"].as_u64().unwrap(),
+        hashed_at_start + SIZE,
+        "{after}"
+    );
+}

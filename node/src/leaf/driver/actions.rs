@@ -369,6 +369,7 @@ impl Driver {
             advertise: self.advertise,
             supernode: self.core.supernode(),
             shared_files: self.shared,
+            hashing: self.hashing.as_ref().map(|h| h.now()),
             publication: self.core.publication(),
             searches: self.core.searches(),
             is_supernode: self.core.is_supernode(),

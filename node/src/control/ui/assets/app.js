@@ -486,6 +486,7 @@
         h('h2', {}, 'Shared folder'),
         h('p', { class: 'mono path' }, String(sharing.folder)),
         h('p', {}, h('span', { class: 'big' }, String(s.shared_files)), ' ', s.shared_files === 1 ? 'file shared' : 'files shared'),
+        hashingView(s.hashing),
         publication ? h('p', { class: 'muted' }, publicationText(publication)) : null)
       : h('div', { class: 'card wide' },
         h('h2', {}, 'Shared folder'),
@@ -502,6 +503,17 @@
         ['Rate', upRate > 0 ? bytes(upRate) + '/s' : 'idle'],
       ]));
     $('sharing').replaceChildren(folder, uploads);
+  }
+
+  // New or changed files are hashed before they are shared: show how far that is.
+  function hashingView(hashing) {
+    if (!hashing || !(Number(hashing.files) > 0)) return null;
+    const total = Number(hashing.bytes);
+    const done = Number(hashing.bytes_done);
+    const share = total > 0 ? Math.min(1, done / total) : 0;
+    return h('div', { id: 'hashing' },
+      h('p', {}, 'Hashing ' + hashing.files_done + ' of ' + hashing.files + (Number(hashing.files) === 1 ? ' file' : ' files') + ': ' + bytes(done) + ' of ' + bytes(total)),
+      h('progress', { value: done, max: Math.max(total, 1), title: Math.round(share * 100) + '%' }));
   }
 
   function publicationText(p) {
