@@ -261,6 +261,9 @@ fn metrics_move_with_a_search_and_a_download() {
     assert_eq!(value(&after[2], "superpeer_shared_files"), 1.0);
     assert_eq!(value(&after[2], "superpeer_unpublished_files"), 0.0);
     assert_eq!(value(&after[2], "superpeer_published_files"), 1.0);
+    // Its one file was hashed by the first scan, and nothing is hashing now.
+    assert_eq!(value(&after[2], "superpeer_hashed_bytes_total"), size);
+    assert_eq!(value(&after[2], "superpeer_hashing_pending_bytes"), 0.0);
     assert!(
         moved(
             2,
