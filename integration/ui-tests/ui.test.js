@@ -158,6 +158,9 @@ async function steps(context, page, problems) {
   await page.locator(`#net-supernode [title="${SUPERNODE_ID}"]`).waitFor({ timeout: WAIT });
   check(/ms/.test(await page.locator('#net-supernode').textContent()), 'the network page shows the supernode and its RTT');
   check((await page.locator('#net-reachability').count()) === 1, 'the network page shows reachability');
+  const candidate = page.locator(`#net-candidates tr.candidate:has([title="${SUPERNODE_ID}"])`);
+  await candidate.waitFor({ timeout: WAIT });
+  check(/ms/.test(await candidate.textContent()) && /attached/.test(await candidate.textContent()), 'the candidates list the supernode with its measured RTT, marked attached');
   check((await page.locator('#promote').count()) === 1, 'a leaf offers to promote');
   await shot(page, 'network');
   check(problems.length === 0, 'no dialog, console error or script error on any page: ' + problems.join('; '));

@@ -215,6 +215,7 @@ impl ControlHandler for NodeControl {
                 supernode: None,
                 shared_files: 0,
                 hashing: None,
+                candidates: Vec::new(),
                 publication: None,
                 leaves: None,
                 neighbors: None,

@@ -23,6 +23,22 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         None if status.role == "leaf" => println!("supernode:    none yet (joining)"),
         None => {}
     }
+    let measured = status.candidates.iter().filter(|c| c.rtt_ms.is_some());
+    let best: Vec<String> = measured
+        .take(3)
+        .map(|c| match c.rtt_ms {
+            Some(rtt) => format!("{} ({rtt:.1} ms)", c.addr),
+            None => c.addr.clone(),
+        })
+        .collect();
+    if !status.candidates.is_empty() {
+        println!(
+            "candidates:   {} known{}{}",
+            status.candidates.len(),
+            if best.is_empty() { "" } else { ", best " },
+            best.join(", ")
+        );
+    }
     let reach = &status.reachability;
     let mut reachability = reach.kind.clone();
     if let Some(mapping) = &reach.mapping {

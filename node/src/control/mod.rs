@@ -165,6 +165,9 @@ pub struct StatusJson {
     pub role: String,
     /// The supernode a leaf is attached to; always serialised, `null` when there is none.
     pub supernode: Option<SupernodeJson>,
+    /// The supernodes a leaf knows, best measured first (at most 20; empty on a supernode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateJson>,
     pub shared_files: usize,
     /// Hashing in the shared folder (present when a folder is shared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +277,23 @@ impl From<&CoreStatus> for DirectoryJson {
             refused_as_owner: d.refused_to_others,
         }
     }
+}
+
+/// A supernode a leaf knows, as `status --json` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateJson {
+    pub node_id: String,
+    pub addr: String,
+    /// Its last probe's median RTT; absent until it answers one (or after it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// The leaves it had and the leaves it takes, as last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaves: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+    /// The leaf is attached to it.
+    pub attached: bool,
 }
 
 /// Hashing in the shared folder: what the scan under way has to hash (all 0 when none is
@@ -508,6 +528,7 @@ mod tests {
             publication: None,
             shared_files: 3,
             hashing: None,
+            candidates: Vec::new(),
             leaves: None,
             neighbors: None,
             indexed: None,

@@ -46,6 +46,7 @@ pub fn fixed_status() -> StatusJson {
         publication: None,
         shared_files: 7,
         hashing: None,
+        candidates: Vec::new(),
         leaves: None,
         neighbors: None,
         indexed: None,

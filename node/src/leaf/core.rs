@@ -47,7 +47,7 @@ pub use searches::{
 };
 
 use super::election::{Election, ElectionConfig};
-use super::join::{JoinConfig, Joiner};
+use super::join::{CandidateView, JoinConfig, Joiner};
 use crate::share::ShareDelta;
 use promotion::Role;
 use publication::Publication;
@@ -411,6 +411,11 @@ impl LeafCore {
             addr: c.addr,
             rtt: self.joiner.rtt(&c.node_id).unwrap_or(c.rtt),
         })
+    }
+
+    /// The supernodes we know, best measured first (for status; at most `max`).
+    pub fn candidates(&self, max: usize) -> Vec<CandidateView> {
+        self.joiner.candidates(max)
     }
 
     /// Whether others can reach us, and where our supernode sees us.

@@ -82,6 +82,19 @@ impl Default for JoinConfig {
     }
 }
 
+/// A candidate as status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandidateView {
+    pub node_id: NodeId,
+    pub addr: SocketAddr,
+    /// The median RTT of its last probe, if it answered one that still counts.
+    pub rtt: Option<Duration>,
+    /// The load it (or whoever named it) last reported.
+    pub load: Option<Load>,
+    /// We are attached to it.
+    pub attached: bool,
+}
+
 /// What a candidate is known to be.
 #[derive(Clone, Debug)]
 struct Candidate {
@@ -492,6 +505,25 @@ impl Joiner {
             .collect();
         known.sort_by_key(|(rtt, info)| (*rtt, info.node_id));
         known.into_iter().map(|(_, info)| info).collect()
+    }
+
+    /// The candidates as status shows them: measured ones by RTT first, then the rest, at
+    /// most `max`.
+    pub fn candidates(&self, max: usize) -> Vec<CandidateView> {
+        let mut list: Vec<CandidateView> = self
+            .candidates
+            .iter()
+            .map(|(id, c)| CandidateView {
+                node_id: *id,
+                addr: c.addr,
+                rtt: c.rtt.map(|(rtt, _)| rtt),
+                load: c.load,
+                attached: self.attached.contains(id),
+            })
+            .collect();
+        list.sort_by_key(|c| (c.rtt.is_none(), c.rtt, c.node_id));
+        list.truncate(max);
+        list
     }
 
     /// Number of candidates.

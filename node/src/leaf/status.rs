@@ -6,9 +6,10 @@ use superpeer_common::NodeId;
 use superpeer_supernode::SupernodeStatus;
 
 use super::core::{PublicationStatus, Reach, ReachView, SupernodeView};
+use super::join::CandidateView;
 use crate::control::{
-    DirectoryJson, DownloadJson, HashingJson, PublicationJson, ReachabilityJson, RelayJson,
-    StatusJson, SummariesJson, SupernodeJson,
+    CandidateJson, DirectoryJson, DownloadJson, HashingJson, PublicationJson, ReachabilityJson,
+    RelayJson, StatusJson, SummariesJson, SupernodeJson,
 };
 use crate::share::HashingNow;
 
@@ -20,6 +21,8 @@ pub struct LeafStatus {
     pub advertise: SocketAddr,
     /// The supernode we are attached to (a leaf).
     pub supernode: Option<SupernodeView>,
+    /// The supernodes the leaf knows, best measured first.
+    pub candidates: Vec<CandidateView>,
     /// Files in the shared folder.
     pub shared_files: usize,
     /// Hashing in the shared folder, when one is shared.
@@ -54,6 +57,18 @@ impl LeafStatus {
                 addr: s.addr.to_string(),
                 rtt_ms: s.rtt.as_secs_f64() * 1000.0,
             }),
+            candidates: self
+                .candidates
+                .iter()
+                .map(|c| CandidateJson {
+                    node_id: c.node_id.to_string(),
+                    addr: c.addr.to_string(),
+                    rtt_ms: c.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+                    leaves: c.load.map(|l| l.leaves),
+                    capacity: c.load.map(|l| l.capacity),
+                    attached: c.attached,
+                })
+                .collect(),
             shared_files: self.shared_files,
             hashing: self.hashing.map(|h| HashingJson {
                 files: h.files,

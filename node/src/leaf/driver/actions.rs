@@ -15,6 +15,9 @@ use crate::leaf::core::{AttachOutcome, LeafAction, Mapping, Reach, SUPERNODES_AS
 use crate::leaf::status::LeafStatus;
 use crate::nat;
 
+/// Candidates `status` lists (the best measured first).
+const MAX_CANDIDATES_SHOWN: usize = 20;
+
 impl Driver {
     /// One event, handed to the core (or answered from what the driver holds).
     pub(super) fn handle(&mut self, event: Event) {
@@ -368,6 +371,11 @@ impl Driver {
             listen: self.listen,
             advertise: self.advertise,
             supernode: self.core.supernode(),
+            candidates: if self.core.is_supernode() {
+                Vec::new()
+            } else {
+                self.core.candidates(MAX_CANDIDATES_SHOWN)
+            },
             shared_files: self.shared,
             hashing: self.hashing.as_ref().map(|h| h.now()),
             publication: self.core.publication(),

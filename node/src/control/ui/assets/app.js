@@ -553,6 +553,7 @@
         ? 'This node is a supernode: leaves attach to it.'
         : 'Not attached yet: looking for a supernode…');
     cards.push(h('div', { class: 'card', id: 'net-supernode' }, h('h2', {}, 'Supernode'), supernode));
+    if (s.role !== 'supernode') cards.push(candidatesCard(s.candidates || []));
     const reach = s.reachability || {};
     const [reachLabel, reachKind, reachText] = REACH[reach.kind] || [String(reach.kind || 'unknown'), '', ''];
     cards.push(h('div', { class: 'card', id: 'net-reachability' },
@@ -566,6 +567,24 @@
     if (s.role === 'supernode') cards.push(...supernodeCards(s));
     cards.push(roleCard(s));
     $('network').replaceChildren(...cards);
+  }
+
+  // The supernodes a leaf knows and what its probes measured: why it picked the one it did.
+  function candidatesCard(candidates) {
+    const load = (c) => c.capacity === undefined ? '—'
+      : c.capacity === 0 ? String(c.leaves) + ' leaves' : c.leaves + ' of ' + c.capacity;
+    return h('div', { class: 'card wide', id: 'net-candidates' },
+      h('h2', {}, 'Candidates'),
+      candidates.length === 0
+        ? h('p', { class: 'muted' }, 'No supernode known yet: the list servers and --peer name them.')
+        : h('table', {},
+          h('tr', {}, h('th', {}, 'Supernode'), h('th', {}, 'Address'), h('th', { class: 'num' }, 'Round trip'), h('th', { class: 'num' }, 'Leaves'), h('th', {}, '')),
+          candidates.map((c) => h('tr', { class: 'candidate' },
+            h('td', {}, nodeId(c.node_id)),
+            h('td', { class: 'mono' }, String(c.addr)),
+            h('td', { class: 'num' }, c.rtt_ms === undefined ? 'not measured' : Number(c.rtt_ms).toFixed(1) + ' ms'),
+            h('td', { class: 'num' }, load(c)),
+            h('td', {}, c.attached ? pill('attached', 'good') : null)))));
   }
 
   function supernodeCards(s) {
