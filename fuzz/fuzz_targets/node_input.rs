@@ -1,11 +1,12 @@
 #![no_main]
 //! What a user or a local program hands the node: the TOML config file (parsed by the
 //! function `--config` uses) and the control API's request bodies (`POST /search` and
-//! `POST /get`, parsed as the server parses them, then validated). A typed error or a
+//! `POST /get`, and the web UI's search and download bodies, parsed as the server parses
+//! them, then validated). A typed error or a
 //! value, never a panic; a request that parses re-encodes to JSON that parses to the same.
 
 use libfuzzer_sys::fuzz_target;
-use superpeer::control::{GetRequest, SearchRequest};
+use superpeer::control::{ContentRef, GetRequest, SearchRequest, UiSearch};
 
 fn json_roundtrip<T>(body: &[u8]) -> Option<T>
 where
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 5 {
         0 => {
             if let Ok(text) = std::str::from_utf8(body) {
                 let _ = superpeer::parse_config(text);
@@ -33,8 +34,19 @@ fuzz_target!(|data: &[u8]| {
                 let _ = request.validate();
             }
         }
-        _ => {
+        2 => {
             let _ = json_roundtrip::<GetRequest>(body);
+        }
+        3 => {
+            // What the UI accepts is a search the control API accepts.
+            if let Ok(words) = serde_json::from_slice::<UiSearch>(body)
+                && let Ok(request) = words.request()
+            {
+                assert!(request.validate().is_ok(), "{request:?}");
+            }
+        }
+        _ => {
+            let _ = serde_json::from_slice::<ContentRef>(body);
         }
     }
 });

@@ -38,6 +38,8 @@ max-connections = 512
 put("node_input", "search", 1, json.dumps({"keywords": ["free", "music"], "want": 10}))
 put("node_input", "search-default", 1, json.dumps({"keywords": ["a"]}))
 put("node_input", "get", 2, json.dumps({"content_id": content, "out": "/tmp/x"}))
+put("node_input", "ui-search", 3, json.dumps({"words": "abba  gold\tlive"}))
+put("node_input", "ui-get", 4, json.dumps({"content_id": content}))
 
 def varint(n):
     out = bytearray()

@@ -53,7 +53,7 @@ use tokio::sync::mpsc;
 pub use client::ControlClient;
 // `ControlServer` (what `serve` returns) is re-exported once something names the type.
 pub use server::serve;
-pub use ui::{DownloadAction, SharingJson, UiCodeJson, UiStateJson};
+pub use ui::{ContentRef, DownloadAction, SharingJson, UiCodeJson, UiSearch, UiStateJson};
 
 /// Name of the file, in the state dir, that says where the daemon's control API listens.
 pub const CONTROL_FILE: &str = "control.json";

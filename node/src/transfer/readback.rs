@@ -132,14 +132,16 @@ impl Shared {
 
 fn read_back(part: &PartFile, size: u64, shared: &Shared) -> io::Result<ContentId> {
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0; READ_CHUNK];
+    // No bigger than the file: a 1 MiB buffer for a small file only feeds the allocator's
+    // per-thread pools (the soak saw leaves' RSS creep that way).
+    let mut buf = vec![0; usize::try_from(size).map_or(READ_CHUNK, |s| s.clamp(1, READ_CHUNK))];
     let (mut hashed, mut synced) = (0, 0);
     while hashed < size {
         let ready = shared
             .ready_beyond(hashed)
             .ok_or_else(|| io::Error::other("the download stopped"))?;
         while hashed < ready {
-            let n = usize::try_from(ready - hashed).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+            let n = usize::try_from(ready - hashed).map_or(buf.len(), |n| n.min(buf.len()));
             let chunk = buf.get_mut(..n).unwrap_or_default();
             part.read_at(hashed, chunk)?;
             hasher.update(chunk);

@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::{ControlHandler, StatusJson};
+pub use api::{ContentRef, UiSearch};
 use auth::{LoginLimits, Logins};
 
 /// Largest body a UI request may have (a search's words, a content id).
