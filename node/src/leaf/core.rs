@@ -28,6 +28,7 @@ mod publication;
 mod reachability;
 mod searches;
 mod searching;
+mod spares;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ use promotion::Role;
 use publication::Publication;
 use reachability::Reachability;
 use searches::Searches;
+use spares::{AttachFor, Spare};
 
 /// Longest the first join waits for a batch of probes to compare.
 pub const FIRST_JOIN_WAIT: Duration = Duration::from_millis(1500);
@@ -91,6 +93,9 @@ pub struct LeafCoreConfig {
     pub list_servers: bool,
     /// Start as a supernode (`superpeer supernode`): never steps down by itself.
     pub start_as_supernode: bool,
+    /// Supernodes to attach to at once (1 to 3): the current one and spares that index
+    /// our files too (see `spares.rs`).
+    pub supernodes: usize,
 }
 
 impl Default for LeafCoreConfig {
@@ -103,6 +108,7 @@ impl Default for LeafCoreConfig {
             refresh_interval: Duration::from_secs(30),
             list_servers: true,
             start_as_supernode: false,
+            supernodes: 1,
         }
     }
 }
@@ -221,7 +227,11 @@ pub struct LeafCore {
     election: Election,
     role: Role,
     current: Option<Attached>,
+    /// Supernodes attached beside `current`, at most `config.supernodes - 1`.
+    spares: Vec<Spare>,
     attaching: Option<(NodeId, Duration, SessionNo, SocketAddr)>,
+    /// What the attach under way is for.
+    attach_for: AttachFor,
     next_session: u64,
     ever_attached: bool,
     /// When the current batch of probes started, and how long its first answer took.
@@ -266,7 +276,9 @@ impl LeafCore {
             election,
             role: Role::Leaf,
             current: None,
+            spares: Vec::new(),
             attaching: None,
+            attach_for: AttachFor::Current,
             next_session: 0,
             ever_attached: false,
             probing_since: None,
@@ -376,6 +388,7 @@ impl LeafCore {
                     self.send(current.session, msg);
                 }
             }
+            self.spares_retry_publish();
         }
         self.drive(now);
         self.elect(now);
@@ -390,6 +403,7 @@ impl LeafCore {
                 .push_back(LeafAction::ShareOwnSupernode { add, remove });
             return;
         }
+        self.spares_share_delta(&delta);
         match self.current.filter(|c| c.limits_seen) {
             Some(current) => {
                 for msg in self.publication.change(delta, true) {
@@ -482,3 +496,7 @@ mod publication_tests;
 #[cfg(test)]
 #[path = "core_cache_tests.rs"]
 mod cache_tests;
+
+#[cfg(test)]
+#[path = "core_spares_tests.rs"]
+mod spares_tests;

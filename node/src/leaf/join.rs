@@ -368,13 +368,6 @@ impl Joiner {
 
     /// Like [`Joiner::next_attach`], for an extra attachment beside the ones we have: only
     /// where it leaves [`SECONDARY_HEADROOM`] free.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the leaf core takes spare attachments in the next step of issue 19"
-        )
-    )]
     pub fn next_secondary(&self, now: Instant) -> Option<(PeerAddr, Duration)> {
         self.best(now, Candidate::has_room_for_secondary)
     }

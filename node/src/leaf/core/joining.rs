@@ -7,6 +7,7 @@ use superpeer_common::wire::{LeafToSupernode, Load, SupernodeInfo, SupernodeToLe
 use superpeer_common::{NodeId, PeerAddr};
 
 use super::promotion::Role;
+use super::spares::AttachFor;
 use super::{
     ASSUMED_LIMITS, AttachOutcome, Attached, CACHE_SAVE_EVERY, LeafAction, LeafCore, PUBLISH_RETRY,
     REFRESH_MIN_GAP, SUPERNODES_ASKED, SessionNo, Source,
@@ -62,8 +63,19 @@ impl LeafCore {
             }
             return;
         }
-        match outcome {
-            AttachOutcome::Welcomed => {
+        let attach_for = std::mem::replace(&mut self.attach_for, AttachFor::Current);
+        match (outcome, attach_for) {
+            (AttachOutcome::Welcomed, AttachFor::Spare { replaces }) if self.current.is_some() => {
+                let attached = Attached {
+                    node_id,
+                    addr,
+                    rtt,
+                    session,
+                    limits_seen: false,
+                };
+                self.spare_welcomed(attached, replaces);
+            }
+            (AttachOutcome::Welcomed, _) => {
                 let old = self.current.replace(Attached {
                     node_id,
                     addr,
@@ -94,11 +106,14 @@ impl LeafCore {
                     },
                 );
             }
-            AttachOutcome::Full(try_instead) => {
-                self.election.refused_full(now);
+            (AttachOutcome::Full(try_instead), attach_for) => {
+                // A spare refused says nothing about a shortage of supernodes: we have one.
+                if attach_for == AttachFor::Current {
+                    self.election.refused_full(now);
+                }
                 self.joiner.refused(now, node_id, &try_instead);
             }
-            AttachOutcome::Failed(_) => self.joiner.attach_failed(now, node_id),
+            (AttachOutcome::Failed(_), _) => self.joiner.attach_failed(now, node_id),
         }
         self.drive(now);
     }
@@ -115,9 +130,19 @@ impl LeafCore {
             return;
         }
         let Some(current) = self.current.take_if(|c| c.session == session) else {
+            self.spare_ended(now, session);
             return;
         };
         self.joiner.lost(now, current.node_id);
+        if self.spare_takes_over(now) {
+            // Our files are indexed there already; only the searches that were out on the
+            // lost supernode are over.
+            self.end_searches(
+                "the search was cut short: the supernode went away; try again in a moment",
+            );
+            self.drive(now);
+            return;
+        }
         self.lost_supernode(now);
     }
 
@@ -136,6 +161,7 @@ impl LeafCore {
     /// A message from the supernode of `session`.
     pub fn handle_message(&mut self, now: Instant, session: SessionNo, msg: SupernodeToLeaf) {
         let Some(current) = self.current.filter(|c| c.session == session) else {
+            self.handle_spare_message(now, session, msg);
             return;
         };
         match msg {
@@ -174,7 +200,14 @@ impl LeafCore {
                     session,
                     reason: "moving",
                 });
-                self.lost_supernode(now);
+                if self.spare_takes_over(now) {
+                    self.end_searches(
+                        "the search was cut short: this node moved to another supernode; try again",
+                    );
+                    self.drive(now);
+                } else {
+                    self.lost_supernode(now);
+                }
             }
             SupernodeToLeaf::Reachability(observed) => self.reachability.reported(observed),
             SupernodeToLeaf::DialBack { requester, addr } => {
@@ -227,11 +260,21 @@ impl LeafCore {
             return;
         }
         let target = match &self.current {
-            None => self.joiner.next_attach(now),
-            Some(_) => self.joiner.better_than_current(now),
+            None => self
+                .joiner
+                .next_attach(now)
+                .map(|(target, rtt)| (target, rtt, AttachFor::Current)),
+            Some(_) if self.config.supernodes > 1 => self.spare_target(now),
+            Some(_) => self
+                .joiner
+                .better_than_current(now)
+                .map(|(target, rtt)| (target, rtt, AttachFor::Current)),
         };
         match target {
-            Some((target, rtt)) => self.attach(target, rtt),
+            Some((target, rtt, attach_for)) => {
+                self.attach_for = attach_for;
+                self.attach(target, rtt);
+            }
             // Nothing usable: ask the list servers again (not too often).
             None if self.current.is_none()
                 && !self.joiner.probing()

@@ -111,6 +111,7 @@ impl LeafCore {
                 reason: "promoted to supernode",
             });
         }
+        self.leave_spares("promoted to supernode");
         self.joiner.detached();
         self.end_searches("the search was cut short: this node became a supernode; try again");
         self.publication.reset(usize::MAX);
