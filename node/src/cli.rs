@@ -89,6 +89,10 @@ pub struct DaemonArgs {
     /// Leaves admitted as a supernode [default: 500].
     #[arg(long, value_name = "N")]
     pub max_leaves: Option<usize>,
+    /// As a leaf, supernodes to attach to at once: the lowest-RTT one, and spares that
+    /// index this leaf's files too and take over at once if it goes away [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3))]
+    pub supernodes: Option<u32>,
     /// Files a supernode indexes per leaf at most (each costs about 270 bytes of memory;
     /// 500 leaves x 10,000 files is 1.35 GB) [default: 10000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -33,6 +33,7 @@ pub struct ConfigFile {
     control: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     max_leaves: Option<usize>,
+    supernodes: Option<u32>,
     max_files_per_leaf: Option<u32>,
     max_connections: Option<u32>,
 }
@@ -93,6 +94,13 @@ impl DaemonArgs {
                 ));
             }
             self.max_connections = self.max_connections.or(file.max_connections);
+            if let Some(n) = file.supernodes.filter(|n| !(1..=3).contains(n)) {
+                return Err(anyhow!(
+                    "supernodes = {n} in the config file {}: it must be 1 to 3",
+                    path.display()
+                ));
+            }
+            self.supernodes = self.supernodes.or(file.supernodes);
         }
         let listen = required_listen(self.listen)?;
         Ok((self, listen))
@@ -185,6 +193,20 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(err.to_string().contains("max-connections = 0"), "{err}");
+        std::fs::write(&path, "listen = \"127.0.0.5:4000\"\nsupernodes = 4\n").unwrap();
+        let err = leaf_args(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("supernodes = 4"), "{err}");
+        std::fs::write(&path, "listen = \"127.0.0.5:4000\"\nsupernodes = 2\n").unwrap();
+        let args = leaf_args(&["--config", path.to_str().unwrap()]);
+        assert_eq!(args.resolve().unwrap().0.supernodes, Some(2));
+        let args = leaf_args(&["--config", path.to_str().unwrap(), "--supernodes", "3"]);
+        assert_eq!(
+            args.resolve().unwrap().0.supernodes,
+            Some(3),
+            "the flag wins"
+        );
         let err = leaf_args(&[]).resolve().unwrap_err();
         assert!(
             err.to_string().contains("--listen ADDR is required"),

@@ -74,6 +74,7 @@ pub fn run(
     };
     let identity = Arc::new(Identity::load_or_create(&state_dir)?);
     core.max_leaves = args.max_leaves.unwrap_or(core.max_leaves);
+    core.supernodes = args.supernodes.map_or(core.supernodes, |n| n as usize);
     core.list_servers = !args.list_servers.is_empty();
     let config = LeafConfig {
         listen,
@@ -216,6 +217,7 @@ impl ControlHandler for NodeControl {
                 shared_files: 0,
                 hashing: None,
                 candidates: Vec::new(),
+                supernodes: Vec::new(),
                 publication: None,
                 leaves: None,
                 neighbors: None,

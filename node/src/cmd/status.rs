@@ -23,6 +23,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         None if status.role == "leaf" => println!("supernode:    none yet (joining)"),
         None => {}
     }
+    for spare in status.supernodes.iter().skip(1) {
+        println!(
+            "spare:        {} at {} ({:.1} ms)",
+            spare.node_id, spare.addr, spare.rtt_ms
+        );
+    }
     let measured = status.candidates.iter().filter(|c| c.rtt_ms.is_some());
     let best: Vec<String> = measured
         .take(3)

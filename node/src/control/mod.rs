@@ -165,6 +165,10 @@ pub struct StatusJson {
     pub role: String,
     /// The supernode a leaf is attached to; always serialised, `null` when there is none.
     pub supernode: Option<SupernodeJson>,
+    /// Every supernode a leaf is attached to, the one above first, then its spares (absent
+    /// with no spare; see `--supernodes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supernodes: Vec<SupernodeJson>,
     /// The supernodes a leaf knows, best measured first (at most 20; empty on a supernode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateJson>,
@@ -529,6 +533,7 @@ mod tests {
             shared_files: 3,
             hashing: None,
             candidates: Vec::new(),
+            supernodes: Vec::new(),
             leaves: None,
             neighbors: None,
             indexed: None,

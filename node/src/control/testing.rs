@@ -47,6 +47,7 @@ pub fn fixed_status() -> StatusJson {
         shared_files: 7,
         hashing: None,
         candidates: Vec::new(),
+        supernodes: Vec::new(),
         leaves: None,
         neighbors: None,
         indexed: None,

@@ -23,6 +23,7 @@
 //!    or when it stays underused (see `promotion.rs`).
 
 mod joining;
+mod liveness;
 mod promotion;
 mod publication;
 mod reachability;
@@ -50,6 +51,7 @@ pub use searches::{
 use super::election::{Election, ElectionConfig};
 use super::join::{CandidateView, JoinConfig, Joiner};
 use crate::share::ShareDelta;
+use liveness::LivenessCheck;
 use promotion::Role;
 use publication::Publication;
 use reachability::Reachability;
@@ -232,6 +234,8 @@ pub struct LeafCore {
     attaching: Option<(NodeId, Duration, SessionNo, SocketAddr)>,
     /// What the attach under way is for.
     attach_for: AttachFor,
+    /// The ping out to the current supernode (with spares only).
+    liveness: LivenessCheck,
     next_session: u64,
     ever_attached: bool,
     /// When the current batch of probes started, and how long its first answer took.
@@ -270,15 +274,18 @@ impl LeafCore {
             config.max_leaves,
             rng.random(),
         );
+        let mut joiner = Joiner::new(me, config.join.clone());
+        joiner.set_wanted(config.supernodes);
         let mut core = Self {
             me,
-            joiner: Joiner::new(me, config.join.clone()),
+            joiner,
             election,
             role: Role::Leaf,
             current: None,
             spares: Vec::new(),
             attaching: None,
             attach_for: AttachFor::Current,
+            liveness: LivenessCheck::default(),
             next_session: 0,
             ever_attached: false,
             probing_since: None,
@@ -328,6 +335,7 @@ impl LeafCore {
         consider(self.searches.next_deadline());
         consider(self.searches.next_release(now));
         consider(self.retry_publish);
+        consider(self.ping_due());
         consider(self.cache_dirty.then_some(self.next_cache_save));
         // A deadline already past has been acted on (or has nothing to act on): waking
         // for it again would only spin.
@@ -353,6 +361,7 @@ impl LeafCore {
     /// The clock moved: probes, attaches, refreshes, pacing, deadlines, the election.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.next_check = now + MAX_SLEEP;
+        self.check_liveness(now);
         if now >= self.next_reprobe {
             self.next_reprobe = now + self.config.reprobe_interval;
             self.joiner.new_round(now);
@@ -376,7 +385,7 @@ impl LeafCore {
             }
         }
         for query in self.searches.poll_queued(now) {
-            self.send_query(query);
+            self.send_query(now, query);
         }
         for over in self.searches.expire(now) {
             self.output(over);

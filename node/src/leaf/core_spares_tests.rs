@@ -4,7 +4,9 @@
 
 use superpeer_common::wire::SupernodeToLeaf;
 
-use super::tests::{ME, attach_of, drain, entry, id, info, limits, ms, probed, quiet, room, sent};
+use super::tests::{
+    ME, attach_of, drain, entry, id, info, limits, ms, probed, quiet, room, secs, sent,
+};
 use super::*;
 use crate::share::ShareDelta;
 
@@ -140,10 +142,70 @@ fn changes_go_to_both_and_searches_through_the_current_one() {
 fn when_the_current_supernode_is_lost_the_spare_takes_over_at_once() {
     let mut s = on_two();
     drain(&mut s.core);
+    let asked = s.core.search(s.now, &["song".to_string()], 10).unwrap();
+    drain(&mut s.core);
     let later = s.now + ms(500);
     s.core.handle_session_ended(later, s.current);
     let actions = drain(&mut s.core);
     assert_eq!(s.core.supernode().map(|v| v.node_id), Some(id(2)));
+    // The search that was out on the lost supernode goes out again, under a fresh id, and
+    // is not over.
+    let again: Vec<QueryId> = sent(&actions)
+        .into_iter()
+        .filter_map(|(session, msg)| match msg {
+            LeafToSupernode::Query(q) if session == s.spare => Some(q.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again.len(), 1, "{actions:?}");
+    assert_ne!(again[0], asked);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, LeafAction::SearchOver { .. })),
+        "{actions:?}"
+    );
+    // Its answers come out under the id the user knows.
+    let hit = QueryHit {
+        content_id: ContentId::of_bytes(b"song"),
+        name: "song.ogg".into(),
+        size: 4,
+        holders: vec![superpeer_common::wire::Holder {
+            node_id: id(9),
+            addr: "127.0.0.9:4000".parse().unwrap(),
+            via: None,
+        }],
+    };
+    s.core.handle_message(
+        later,
+        s.spare,
+        SupernodeToLeaf::Hits {
+            id: again[0],
+            hits: vec![hit.clone()],
+        },
+    );
+    assert_eq!(
+        drain(&mut s.core),
+        vec![LeafAction::Hits {
+            id: asked,
+            hits: vec![hit]
+        }]
+    );
+    s.core.handle_message(
+        later,
+        s.spare,
+        SupernodeToLeaf::QueryDone {
+            id: again[0],
+            end: superpeer_common::wire::QueryEnd::Exhausted,
+        },
+    );
+    assert_eq!(
+        drain(&mut s.core),
+        vec![LeafAction::SearchOver {
+            id: asked,
+            refused: None
+        }]
+    );
     assert_eq!(
         published(&actions, s.spare),
         Vec::new(),
@@ -152,7 +214,7 @@ fn when_the_current_supernode_is_lost_the_spare_takes_over_at_once() {
     assert_eq!(fetches_of(&actions), 0, "no need for a fresh list");
     let (replacement, third) = attach_of(&actions).expect("a new spare in the background");
     assert_eq!(replacement, id(3), "the lost one backs off");
-    // Searches go on through the new current supernode with no wait for its limits.
+    // New searches go on through the new current supernode with no wait for its limits.
     s.core.search(later, &["song".to_string()], 10).unwrap();
     assert_eq!(queries_on(&drain(&mut s.core), s.spare), 1);
     assert_eq!(
@@ -208,4 +270,71 @@ fn fetches_of(actions: &[LeafAction]) -> usize {
         .iter()
         .filter(|a| matches!(a, LeafAction::FetchLists))
         .count()
+}
+
+/// The ping that went out with a search on `session`, if any.
+fn ping_on(actions: &[LeafAction], session: SessionNo) -> Option<u64> {
+    sent(actions).into_iter().find_map(|(s, msg)| match msg {
+        LeafToSupernode::Ping { nonce } if s == session => Some(nonce),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_current_supernode_that_answers_no_ping_is_given_up_for_the_spare() {
+    let mut s = on_two();
+    drain(&mut s.core);
+    let asked = s.core.search(s.now, &["song".to_string()], 10).unwrap();
+    let actions = drain(&mut s.core);
+    ping_on(&actions, s.current).expect("a search goes out with a ping");
+    // Silence: at the patience's end (10 ms RTT: the 500 ms floor) it is given up.
+    let due = s.core.poll_timeout(s.now);
+    assert!(due <= s.now + ms(500), "{:?}", due - s.now);
+    s.core.handle_timeout(s.now + ms(499));
+    assert_eq!(s.core.supernode().map(|v| v.node_id), Some(id(1)));
+    s.core.handle_timeout(s.now + ms(500));
+    let actions = drain(&mut s.core);
+    assert!(
+        actions.contains(&LeafAction::Close {
+            session: s.current,
+            reason: "no answer to a ping"
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(s.core.supernode().map(|v| v.node_id), Some(id(2)));
+    assert_eq!(
+        queries_on(&actions, s.spare),
+        1,
+        "the search goes on: {actions:?}"
+    );
+    assert!(!actions.contains(&LeafAction::SearchOver {
+        id: asked,
+        refused: None
+    }));
+}
+
+#[test]
+fn a_current_supernode_that_answers_its_ping_is_kept() {
+    let mut s = on_two();
+    drain(&mut s.core);
+    s.core.search(s.now, &["song".to_string()], 10).unwrap();
+    let nonce = ping_on(&drain(&mut s.core), s.current).unwrap();
+    s.core
+        .handle_message(s.now + ms(20), s.current, SupernodeToLeaf::Pong { nonce });
+    s.core.handle_timeout(s.now + secs(3));
+    drain(&mut s.core);
+    assert_eq!(s.core.supernode().map(|v| v.node_id), Some(id(1)));
+    // One ping at a time: the next search sends a new one only once this one is answered.
+    s.core
+        .search(s.now + secs(3), &["song".to_string()], 10)
+        .unwrap();
+    assert!(ping_on(&drain(&mut s.core), s.current).is_some());
+}
+
+#[test]
+fn without_a_spare_no_ping_goes_out() {
+    let mut s = super::tests::ready(quiet(), Vec::new(), 100);
+    drain(&mut s.core);
+    s.core.search(s.now, &["song".to_string()], 10).unwrap();
+    assert_eq!(ping_on(&drain(&mut s.core), s.session), None);
 }

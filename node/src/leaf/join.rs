@@ -155,6 +155,9 @@ pub struct Joiner {
     candidates: HashMap<NodeId, Candidate>,
     /// The supernodes we are attached to, in the order we attached.
     attached: Vec<NodeId>,
+    /// How many the leaf wants to be attached to: short of that it is looking, and probes
+    /// whatever is due rather than a round's budget.
+    wanted: usize,
     /// Probes left in this round while attached.
     round: RoundBudget,
     /// Candidates being probed (kept, not counted: this is asked at every event).
@@ -213,6 +216,7 @@ impl Joiner {
             me,
             candidates: HashMap::new(),
             attached: Vec::new(),
+            wanted: 1,
             probing: 0,
         }
     }
@@ -272,7 +276,8 @@ impl Joiner {
     /// While attached, at most what is left of the round's budget.
     pub fn poll_probes(&mut self, now: Instant) -> Vec<PeerAddr> {
         let room = self.config.probe_batch.saturating_sub(self.probing);
-        if room == 0 || (!self.attached.is_empty() && self.round.spent()) {
+        let settled = self.attached.len() >= self.wanted;
+        if room == 0 || (settled && self.round.spent()) {
             return Vec::new();
         }
         let ttl = self.config.probe_ttl;
@@ -293,7 +298,7 @@ impl Joiner {
             .partition(|(_, rtt, _)| rtt.is_some());
         measured.sort();
         unmeasured.sort();
-        let chosen: Vec<NodeId> = if !self.attached.is_empty() {
+        let chosen: Vec<NodeId> = if settled {
             // The attached ones and the best known, and the never measured, in turn.
             let (m, u) = self.round.take(measured.len(), unmeasured.len(), room);
             let mut measured = measured.into_iter().take(m);
@@ -305,7 +310,7 @@ impl Joiner {
             }
             chosen
         } else {
-            // Looking for a supernode: the never measured first.
+            // Looking for a supernode (or a spare): the never measured first.
             unmeasured.append(&mut measured);
             unmeasured
                 .into_iter()
@@ -379,6 +384,11 @@ impl Joiner {
             .filter_map(|(id, c)| c.rtt.map(|(rtt, _)| (rtt, *id, c.addr)))
             .min()
             .map(|(rtt, id, addr)| (PeerAddr::pinned(id, addr), rtt))
+    }
+
+    /// The leaf wants to be attached to `n` supernodes (1 to 3).
+    pub fn set_wanted(&mut self, n: usize) {
+        self.wanted = n.max(1);
     }
 
     /// Attached to `node_id` (besides any we are attached to already).

@@ -373,3 +373,30 @@ fn a_clearly_faster_candidate_replaces_the_slowest_attachment() {
     joiner.attached(id(2));
     assert!(joiner.better_than_slowest(now).is_none());
 }
+
+#[test]
+fn a_leaf_short_of_its_spares_probes_new_candidates_beyond_the_round_budget() {
+    let now = Instant::now();
+    let mut joiner = probed(now, &[5, 10]);
+    joiner.set_wanted(2);
+    joiner.attached(id(1));
+    joiner.attached(id(2));
+    joiner.new_round(now);
+    // Settled on two: a round's budget, then nothing.
+    let mut rounds = 0;
+    while !joiner.poll_probes(now).is_empty() {
+        rounds += 1;
+        assert!(rounds < 10);
+    }
+    joiner.lost(now, id(2));
+    joiner.add(now, &[info(7, 0, 10), info(8, 0, 10)]);
+    let probes: Vec<_> = joiner
+        .poll_probes(now)
+        .into_iter()
+        .filter_map(|p| p.node_id)
+        .collect();
+    assert!(
+        probes.contains(&id(7)) && probes.contains(&id(8)),
+        "short of a spare, new candidates are probed at once: {probes:?}"
+    );
+}

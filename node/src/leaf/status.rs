@@ -21,6 +21,8 @@ pub struct LeafStatus {
     pub advertise: SocketAddr,
     /// The supernode we are attached to (a leaf).
     pub supernode: Option<SupernodeView>,
+    /// Every supernode attached, the current one first, when there are spares.
+    pub attached: Vec<SupernodeView>,
     /// The supernodes the leaf knows, best measured first.
     pub candidates: Vec<CandidateView>,
     /// Files in the shared folder.
@@ -52,11 +54,13 @@ impl LeafStatus {
                 "leaf"
             }
             .into(),
-            supernode: self.supernode.map(|s| SupernodeJson {
-                node_id: s.node_id.to_string(),
-                addr: s.addr.to_string(),
-                rtt_ms: s.rtt.as_secs_f64() * 1000.0,
-            }),
+            supernode: self.supernode.map(supernode_json),
+            // Listed only with spares: one supernode is `supernode` alone, as before.
+            supernodes: if self.attached.len() > 1 {
+                self.attached.iter().copied().map(supernode_json).collect()
+            } else {
+                Vec::new()
+            },
             candidates: self
                 .candidates
                 .iter()
@@ -113,5 +117,13 @@ fn reachability_json(view: ReachView) -> ReachabilityJson {
             _ => None,
         },
         observed: view.observed.map(|a| a.to_string()),
+    }
+}
+
+fn supernode_json(s: SupernodeView) -> SupernodeJson {
+    SupernodeJson {
+        node_id: s.node_id.to_string(),
+        addr: s.addr.to_string(),
+        rtt_ms: s.rtt.as_secs_f64() * 1000.0,
     }
 }

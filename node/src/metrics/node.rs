@@ -259,7 +259,13 @@ impl NodeMetrics {
         let neighbours = status.neighbors.unwrap_or(0);
         let relayed = status.relay.as_ref().map_or(0, |r| r.active);
         for (kind, n) in [
-            ("supernode", usize::from(status.supernode.is_some())),
+            (
+                "supernode",
+                status
+                    .supernodes
+                    .len()
+                    .max(usize::from(status.supernode.is_some())),
+            ),
             ("leaf", leaves),
             ("neighbour", neighbours),
             ("upload_peer", sharing.upload_peers),

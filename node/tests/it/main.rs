@@ -13,6 +13,7 @@ mod elected;
 mod hostile_downloads;
 mod leaf;
 mod list_server;
+mod multihome;
 mod promote;
 mod publish;
 mod stuck_supernode;

@@ -76,6 +76,7 @@ impl LeafCore {
                 self.spare_welcomed(attached, replaces);
             }
             (AttachOutcome::Welcomed, _) => {
+                self.liveness.reset();
                 let old = self.current.replace(Attached {
                     node_id,
                     addr,
@@ -134,12 +135,11 @@ impl LeafCore {
             return;
         };
         self.joiner.lost(now, current.node_id);
-        if self.spare_takes_over(now) {
-            // Our files are indexed there already; only the searches that were out on the
-            // lost supernode are over.
-            self.end_searches(
-                "the search was cut short: the supernode went away; try again in a moment",
-            );
+        // Our files are indexed at a spare already; the searches go on through it.
+        if self.spare_takes_over(
+            now,
+            "the search was cut short: the supernode went away; try again in a moment",
+        ) {
             self.drive(now);
             return;
         }
@@ -168,7 +168,7 @@ impl LeafCore {
             SupernodeToLeaf::Limits(limits) => {
                 self.searches.set_limits(now, limits);
                 for query in self.searches.poll_queued(now) {
-                    self.send_query(query);
+                    self.send_query(now, query);
                 }
                 self.publication.reset(limits.max_entries as usize);
                 self.retry_publish = None;
@@ -200,10 +200,10 @@ impl LeafCore {
                     session,
                     reason: "moving",
                 });
-                if self.spare_takes_over(now) {
-                    self.end_searches(
-                        "the search was cut short: this node moved to another supernode; try again",
-                    );
+                if self.spare_takes_over(
+                    now,
+                    "the search was cut short: this node moved to another supernode; try again",
+                ) {
                     self.drive(now);
                 } else {
                     self.lost_supernode(now);
@@ -225,7 +225,8 @@ impl LeafCore {
                     });
                 }
             }
-            SupernodeToLeaf::Refused { .. } | SupernodeToLeaf::Pong { .. } => {}
+            SupernodeToLeaf::Pong { nonce } => self.pong(nonce),
+            SupernodeToLeaf::Refused { .. } => {}
             answer @ (SupernodeToLeaf::Hits { .. }
             | SupernodeToLeaf::QueryDone { .. }
             | SupernodeToLeaf::QueryRefused { .. }) => {
@@ -275,8 +276,9 @@ impl LeafCore {
                 self.attach_for = attach_for;
                 self.attach(target, rtt);
             }
-            // Nothing usable: ask the list servers again (not too often).
-            None if self.current.is_none()
+            // Nothing usable, for the current supernode or a missing spare: ask the list
+            // servers again (not too often).
+            None if (self.current.is_none() || 1 + self.spares.len() < self.config.supernodes)
                 && !self.joiner.probing()
                 && self.config.list_servers
                 && self

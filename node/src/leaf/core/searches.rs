@@ -14,6 +14,11 @@
 //! kept (each hit passed on carries its own). Past that, hits are dropped unread, so a
 //! flood costs a search a bounded table and the
 //! asker a bounded number of results, whatever arrives before the deadline.
+//!
+//! A search outlives the supernode it went to when a spare takes over
+//! ([`Searches::resend`]): it goes out again to the new supernode under a fresh wire id (the
+//! new supernode may have seen the old id forwarded by the dead one, and would drop it as
+//! a duplicate), and answers to the wire id are passed on under the user's id.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -61,6 +66,11 @@ pub enum SearchOutput {
 }
 
 struct Running {
+    /// The id the supernode knows this search by (the user's id until it is sent again).
+    wire: QueryId,
+    keywords: Vec<String>,
+    /// The `want` it was sent with.
+    asked: u32,
     /// Whether any result was passed on.
     answered: bool,
     /// Holders reported so far, per content and size (a holder that gives another size is
@@ -76,6 +86,8 @@ struct Running {
 /// The search table and the pacing queue.
 pub struct Searches {
     running: HashMap<QueryId, Running>,
+    /// Wire ids of searches sent again, to the user's id (one per running search at most).
+    aliases: HashMap<QueryId, QueryId>,
     queued: VecDeque<Query>,
     bucket: TokenBucket,
     limits: LeafLimits,
@@ -87,6 +99,7 @@ impl Searches {
     pub fn new(now: Instant) -> Self {
         Self {
             running: HashMap::new(),
+            aliases: HashMap::new(),
             queued: VecDeque::new(),
             bucket: bucket(now, ASSUMED_LIMITS),
             limits: ASSUMED_LIMITS,
@@ -157,6 +170,9 @@ impl Searches {
         self.running.insert(
             query.id,
             Running {
+                wire: query.id,
+                keywords: query.keywords.clone(),
+                asked: query.want,
                 answered: false,
                 seen: HashMap::new(),
                 holders: 0,
@@ -168,15 +184,71 @@ impl Searches {
 
     /// The asker went away: forget the search. Returns whether it had gone out (the
     /// supernode should be told to stop).
-    pub fn cancel(&mut self, id: &QueryId) -> bool {
+    /// Returns the id the supernode knows it by, if it had gone out (the supernode should
+    /// be told to stop).
+    pub fn cancel(&mut self, id: &QueryId) -> Option<QueryId> {
         self.queued.retain(|q| q.id != *id);
-        self.running.remove(id).is_some()
+        let running = self.running.remove(id)?;
+        self.aliases.remove(&running.wire);
+        Some(running.wire)
+    }
+
+    /// A new supernode took over from the one the running searches went to: each goes out
+    /// again under a fresh wire id (from `fresh_id`), as many as the new supernode's bucket
+    /// allows now; the rest end with `why`. Returns the queries to send and the ended.
+    pub fn resend(
+        &mut self,
+        now: Instant,
+        mut fresh_id: impl FnMut() -> QueryId,
+        why: &str,
+    ) -> (Vec<Query>, Vec<SearchOutput>) {
+        let mut order: Vec<(Instant, QueryId)> = self
+            .running
+            .iter()
+            .map(|(id, s)| (s.deadline, *id))
+            .collect();
+        order.sort();
+        let (mut again, mut over) = (Vec::new(), Vec::new());
+        for (_, id) in order {
+            let Some(search) = self.running.get_mut(&id) else {
+                continue;
+            };
+            if self.held || !self.bucket.try_take(now) {
+                let answered = search.answered;
+                self.running.remove(&id);
+                over.push(SearchOutput::Over(id, (!answered).then(|| why.to_string())));
+                continue;
+            }
+            self.aliases.remove(&search.wire);
+            search.wire = fresh_id();
+            self.aliases.insert(search.wire, id);
+            again.push(Query {
+                id: search.wire,
+                keywords: search.keywords.clone(),
+                want: search.asked,
+            });
+        }
+        self.aliases
+            .retain(|_, user| self.running.contains_key(user));
+        (again, over)
+    }
+
+    /// The user's id of a search the supernode knows as `wire`.
+    fn user_id(&self, wire: QueryId) -> QueryId {
+        self.aliases.get(&wire).copied().unwrap_or(wire)
+    }
+
+    fn remove(&mut self, id: &QueryId) -> Option<Running> {
+        let running = self.running.remove(id)?;
+        self.aliases.remove(&running.wire);
+        Some(running)
     }
 
     /// A supernode's answer; what to pass on.
     pub fn answer(&mut self, msg: SupernodeToLeaf) -> Option<SearchOutput> {
         match msg {
             SupernodeToLeaf::Hits { id, hits } => {
+                let id = self.user_id(id);
                 let search = self.running.get_mut(&id)?;
                 let fresh: Vec<QueryHit> = hits
                     .into_iter()
@@ -189,11 +261,13 @@ impl Searches {
                 Some(SearchOutput::Hits(id, fresh))
             }
             SupernodeToLeaf::QueryDone { id, .. } => {
-                self.running.remove(&id)?;
+                let id = self.user_id(id);
+                self.remove(&id)?;
                 Some(SearchOutput::Over(id, None))
             }
             SupernodeToLeaf::QueryRefused { id, reason } => {
-                self.running.remove(&id)?;
+                let id = self.user_id(id);
+                self.remove(&id)?;
                 let reason = format!("the supernode refused the search: {}", printable(&reason));
                 Some(SearchOutput::Over(id, Some(reason)))
             }
@@ -211,7 +285,7 @@ impl Searches {
             .collect();
         over.into_iter()
             .map(|id| {
-                self.running.remove(&id);
+                self.remove(&id);
                 SearchOutput::Over(id, None)
             })
             .collect()
@@ -226,6 +300,7 @@ impl Searches {
     /// come from a session that no longer exists). One that has passed nothing on yet ends
     /// with `why`, so "nothing matched" is never said of a search that did not run.
     pub fn end_all(&mut self, why: &str) -> Vec<SearchOutput> {
+        self.aliases.clear();
         let mut over: Vec<SearchOutput> = self
             .running
             .drain()

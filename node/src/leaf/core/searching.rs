@@ -31,17 +31,17 @@ impl LeafCore {
         let id = query.id;
         // Our own supernode does not rate-limit its own user.
         if let Some(query) = self.searches.start(now, query, !supernode)? {
-            self.send_query(query);
+            self.send_query(now, query);
         }
         Ok(id)
     }
 
     /// Whoever asked stopped listening: forget the search, and tell the supernode.
     pub fn cancel_search(&mut self, id: QueryId) {
-        if self.searches.cancel(&id)
+        if let Some(wire) = self.searches.cancel(&id)
             && let Some(current) = self.current
         {
-            self.send(current.session, LeafToSupernode::CancelQuery { id });
+            self.send(current.session, LeafToSupernode::CancelQuery { id: wire });
         }
     }
 
@@ -52,12 +52,13 @@ impl LeafCore {
         }
     }
 
-    pub(super) fn send_query(&mut self, query: Query) {
+    pub(super) fn send_query(&mut self, now: Instant, query: Query) {
         if self.role.is_running_supernode() {
             self.actions
                 .push_back(LeafAction::SearchOwnSupernode(query));
         } else if let Some(current) = self.current {
             self.send(current.session, LeafToSupernode::Query(query));
+            self.ping_current(now);
         }
     }
 

@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use superpeer_common::wire::{LeafLimits, SupernodeToLeaf};
+use rand::Rng;
+use superpeer_common::wire::{LeafLimits, QueryId, SupernodeToLeaf};
 use superpeer_common::{NodeId, PeerAddr};
 
 use super::publication::Publication;
@@ -170,22 +171,30 @@ impl LeafCore {
     }
 
     /// The current supernode is gone: the first spare takes its place with what it indexes
-    /// and its limits. False if there is no spare.
-    pub(super) fn spare_takes_over(&mut self, now: Instant) -> bool {
+    /// and its limits, and the searches that were out on the lost one go out again to it
+    /// (those its query budget cannot take now end with `why`). False if there is no spare.
+    pub(super) fn spare_takes_over(&mut self, now: Instant, why: &str) -> bool {
         if self.spares.is_empty() {
             return false;
         }
         let spare = self.spares.remove(0);
+        self.liveness.reset();
         self.current = Some(spare.attached);
         self.publication = spare.publication;
-        match spare.limits {
-            Some(limits) => {
-                self.searches.set_limits(now, limits);
-                for query in self.searches.poll_queued(now) {
-                    self.send_query(query);
-                }
-            }
-            None => self.searches.hold(),
+        // A spare whose limits have not come yet is taken at the default ones (searches
+        // that were out would otherwise end; its `Limits` replaces them when it comes).
+        self.searches
+            .set_limits(now, spare.limits.unwrap_or(ASSUMED_LIMITS));
+        let rng = &mut self.rng;
+        let (again, over) = self.searches.resend(now, || QueryId(rng.random()), why);
+        for query in again {
+            self.send_query(now, query);
+        }
+        for out in over {
+            self.output(out);
+        }
+        for query in self.searches.poll_queued(now) {
+            self.send_query(now, query);
         }
         true
     }

@@ -371,6 +371,7 @@ impl Driver {
             listen: self.listen,
             advertise: self.advertise,
             supernode: self.core.supernode(),
+            attached: self.core.attached_supernodes(),
             candidates: if self.core.is_supernode() {
                 Vec::new()
             } else {
